@@ -1,0 +1,97 @@
+using Microsoft.Extensions.Logging;
+
+namespace PgProxy.Core.Configuration;
+
+/// <summary>One validated configuration file: what PgProxy runs. Immutable; a reload builds a new one.</summary>
+/// <param name="Plugins">Plugin names from the top-level <c>plugins</c> list, in file order.</param>
+/// <param name="Settings">The <c>settings</c> section.</param>
+/// <param name="Instances">Every instance; each listens on its own address.</param>
+/// <param name="BaseDirectory">Directory of the configuration file: relative paths in it resolve against this.</param>
+public sealed record ProxyConfig(
+    IReadOnlyList<PluginReference> Plugins,
+    ProxySettings Settings,
+    IReadOnlyList<InstanceConfig> Instances,
+    string BaseDirectory);
+
+/// <summary>A plugin named in the top-level <c>plugins</c> list, with the line it was named on.</summary>
+public sealed record PluginReference(string Name, int Line);
+
+/// <summary>The <c>settings</c> section.</summary>
+public sealed record ProxySettings
+{
+    /// <summary><c>log-level</c>: trace, debug, info, warning, error, critical (Python's names warn/warning/fatal too).</summary>
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary><c>general-log</c>: file for the general log, absolute; null means console only.</summary>
+    public string? GeneralLog { get; init; }
+
+    /// <summary><c>intercept-log</c>: file for the intercept log, absolute; null means not written.</summary>
+    public string? InterceptLog { get; init; }
+
+    /// <summary><c>plugin-dir</c>: absolute; default <c>plugins</c> next to the configuration file.</summary>
+    public string PluginDirectory { get; init; } = "plugins";
+
+    /// <summary><c>log-rotation</c>: when log files roll over.</summary>
+    public LogRotation LogRotation { get; init; } = LogRotation.Size;
+
+    /// <summary><c>log-max-size</c>: a log file rolls over at this size (bytes). Default 100 MB.</summary>
+    public long LogMaxSize { get; init; } = 100L * 1024 * 1024;
+
+    /// <summary><c>log-retained-files</c>: how many rolled files of each log are kept. Default 10.</summary>
+    public int LogRetainedFiles { get; init; } = 10;
+
+    /// <summary><c>shutdown-timeout</c>: on SIGINT/SIGTERM, how long busy sessions get to reach an idle point. Default 30 s.</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+}
+
+/// <summary>How log files roll over.</summary>
+public enum LogRotation
+{
+    /// <summary>Roll when the file reaches <c>log-max-size</c>.</summary>
+    Size,
+
+    /// <summary>Roll every day, and also when the file reaches <c>log-max-size</c>.</summary>
+    Daily,
+}
+
+/// <summary>One entry of <c>instances</c>: a listening address relayed to one upstream PostgreSQL.</summary>
+public sealed record InstanceConfig(
+    EndpointConfig Listen,
+    EndpointConfig Redirect,
+    InterceptConfig Intercept,
+    InstanceLimits Limits);
+
+/// <summary><c>listen</c> or <c>redirect</c>: a name for logs and errors, a host and a port.</summary>
+public sealed record EndpointConfig(string Name, string Host, int Port);
+
+/// <summary><c>intercept</c>: interceptors by kind. Empty lists when absent or null.</summary>
+public sealed record InterceptConfig(
+    IReadOnlyList<InterceptorReference> Queries,
+    IReadOnlyList<InterceptorReference> Connects,
+    IReadOnlyList<InterceptorReference> Responses)
+{
+    public static InterceptConfig None { get; } = new([], [], []);
+
+    public bool IsEmpty => Queries.Count == 0 && Connects.Count == 0 && Responses.Count == 0;
+}
+
+/// <summary>One <c>{plugin, function}</c> entry, with its line for error messages.</summary>
+public sealed record InterceptorReference(string Plugin, string Function, int Line);
+
+/// <summary><c>limits</c> of an instance.</summary>
+public sealed record InstanceLimits
+{
+    /// <summary><c>max-message-size</c>: largest message a client may send (bytes). Default 1 GiB.</summary>
+    public long MaxMessageSize { get; init; } = 1L << 30;
+
+    /// <summary><c>connect-timeout</c>: how long to wait for the upstream TCP connection. Default 10 s.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary><c>startup-timeout</c>: how long a client may take to send its start-up packet. Default 30 s.</summary>
+    public TimeSpan StartupTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary><c>max-connections</c>: client sessions at once on this instance; 0 means no limit (default).</summary>
+    public int MaxConnections { get; init; }
+
+    public static InstanceLimits Default { get; } = new();
+}
