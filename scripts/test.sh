@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need when it can, builds once,
+# runs every test project, and ends with one line "N passed, N failed".
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+note() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# --- (a) PostgreSQL, the hll extension and psql: the end-to-end tests start a real server.
+newest_pg_bin() {
+    local bin best="" best_major=-1 major
+    for bin in /usr/lib/postgresql/*/bin; do
+        [[ -x "$bin/initdb" ]] || continue
+        major="$(basename "$(dirname "$bin")")"
+        [[ "$major" =~ ^[0-9]+$ ]] || continue
+        if (( major > best_major )); then best="$bin"; best_major="$major"; fi
+    done
+    printf '%s' "$best"
+}
+
+missing_prerequisites() {
+    local bin missing=()
+    bin="$(newest_pg_bin)"
+    if [[ -z "$bin" ]]; then
+        missing+=("PostgreSQL server (initdb)")
+    elif [[ ! -f "$("$bin/pg_config" --sharedir)/extension/hll.control" ]]; then
+        missing+=("hll extension")
+    fi
+    if [[ -z "$bin" || ! -x "$bin/psql" ]] && ! command -v psql >/dev/null 2>&1; then
+        missing+=("psql")
+    fi
+    printf '%s\n' "${missing[@]+"${missing[@]}"}"
+}
+
+package_exists() { apt-cache show "$1" >/dev/null 2>&1; }
+
+missing="$(missing_prerequisites)"
+if [[ -n "$missing" ]]; then
+    pg_bin="$(newest_pg_bin)"
+    # hll is built per server version: match the server that is (or will be) installed.
+    pg_major="15"
+    [[ -n "$pg_bin" ]] && pg_major="$(basename "$(dirname "$pg_bin")")"
+    hll_package="postgresql-${pg_major}-hll"
+    if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        note "missing: $(tr '\n' ',' <<<"$missing" | sed 's/,$//; s/,/, /g')"
+        note "install them, e.g.: sudo apt-get install postgresql $hll_package libpg-query-dev"
+        exit 1
+    fi
+    note "installing what the tests need (missing: $(tr '\n' ',' <<<"$missing" | sed 's/,$//; s/,/, /g'))"
+    apt-get update -qq
+    packages=(postgresql)
+    if package_exists "$hll_package"; then
+        packages+=("$hll_package")
+    else
+        note "$hll_package is not available from apt: tests that need hll will not run"
+    fi
+    if package_exists libpg-query-dev; then
+        packages+=(libpg-query-dev)
+    else
+        note "libpg-query-dev is not available from apt: skipped (only SQL parsing needs it)"
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+    still_missing="$(missing_prerequisites | grep -v '^hll extension$' || true)"
+    if [[ -n "$still_missing" ]]; then
+        note "still missing after apt-get install: $still_missing"
+        exit 1
+    fi
+fi
+
+# --- (b) build once.
+export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+if ! dotnet build PgProxy.slnx -c Release -nologo -v q; then
+    note "build failed: no tests ran"
+    exit 1
+fi
+
+# --- (c) run every test project; trx files carry the counts to total.
+results_dir="$repo_root/TestResults/test.sh"
+rm -rf "$results_dir"
+mkdir -p "$results_dir"
+test_status=0
+# PgProxyTestResultsRoot gives each project its own folder (Directory.Build.props):
+# test projects of one solution run in parallel and would race for one trx name.
+dotnet test PgProxy.slnx -c Release --no-build -nologo \
+    -p:PgProxyTestResultsRoot="$results_dir" --logger "trx;LogFileName=results.trx" || test_status=$?
+
+# --- (d) one totals line over all test projects.
+passed=0
+failed=0
+shopt -s nullglob
+trx_files=("$results_dir"/*/*.trx)
+for trx in "${trx_files[@]}"; do
+    counters="$(grep -o '<Counters [^>]*>' "$trx" | head -n 1 || true)"
+    [[ -n "$counters" ]] || continue
+    count_of() { sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p" <<<"$counters"; }
+    passed=$(( passed + $(count_of passed) ))
+    # A test that errored (e.g. its fixture failed) counts as failed.
+    failed=$(( failed + $(count_of failed) + $(count_of error) + $(count_of timeout) + $(count_of aborted) ))
+done
+
+if (( test_status != 0 && failed == 0 )); then
+    note "dotnet test exited with $test_status without a failed test in the results (a test host crashed?)"
+fi
+echo "$passed passed, $failed failed"
+if (( test_status != 0 || failed > 0 )); then
+    exit 1
+fi
