@@ -85,13 +85,22 @@ public static class ConfigLoader
     private static ConfigNode LoadSingleDocument(string yamlText, string fileName)
     {
         var stream = new YamlStream();
+        var parser = new Parser(new StringReader(yamlText));
         try
         {
-            stream.Load(new StringReader(yamlText));
+            stream.Load(parser);
         }
         catch (YamlException exception)
         {
             var error = new ConfigError("", (int)exception.Start.Line, (int)exception.Start.Column, $"invalid YAML: {exception.Message}");
+            throw new ConfigException(fileName, [error], exception);
+        }
+        catch (InvalidOperationException exception)
+        {
+            // YamlDotNet's scanner fails this way on some malformed flow collections (an unclosed '['), without a
+            // position; the last event it parsed is the closest place to point the user at.
+            var position = parser.Current?.End ?? Mark.Empty;
+            var error = new ConfigError("", (int)position.Line, (int)position.Column, "invalid YAML after this point (an unclosed '[', '{' or quote?)");
             throw new ConfigException(fileName, [error], exception);
         }
 

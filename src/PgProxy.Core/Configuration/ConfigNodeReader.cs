@@ -45,7 +45,7 @@ internal sealed class ConfigNodeReader
 
         if (node.Node is not YamlMappingNode mapping)
         {
-            Report(node, $"expected a mapping with keys {string.Join(", ", allowedKeys)}; got {Describe(node.Node)}");
+            Report(node, $"expected a mapping with keys {string.Join(", ", allowedKeys)}, got {Describe(node.Node)}");
             return new ConfigMapping(this, node, allowedKeys, [], isValid: false);
         }
 
@@ -81,7 +81,7 @@ internal sealed class ConfigNodeReader
 
         if (node.Node is not YamlSequenceNode sequence)
         {
-            Report(node, $"expected a list; got {Describe(node.Node)}");
+            Report(node, $"expected a list, got {Describe(node.Node)}");
             return [];
         }
 
@@ -96,7 +96,7 @@ internal sealed class ConfigNodeReader
             return value;
         }
 
-        Report(node, $"expected a non-empty string; got {Describe(node.Node)}");
+        Report(node, $"expected a non-empty string, got {Describe(node.Node)}");
         return null;
     }
 
@@ -115,7 +115,7 @@ internal sealed class ConfigNodeReader
         }
 
         var hint = node.Node is YamlScalarNode { Style: not ScalarStyle.Plain } ? " (a quoted value is a string; remove the quotes)" : "";
-        Report(node, $"expected {expectation}; got {Describe(node.Node)}{hint}");
+        Report(node, $"expected {expectation}, got {Describe(node.Node)}{hint}");
         return null;
     }
 
@@ -129,10 +129,13 @@ internal sealed class ConfigNodeReader
             return bytes;
         }
 
-        var range = maximum % ConfigValueParsers.Kilobyte == 0
-            ? $"from {ConfigValueParsers.FormatSize(minimum)} to {ConfigValueParsers.FormatSize(maximum)}"
-            : $"from {ConfigValueParsers.FormatSize(minimum)} to {maximum} bytes";
-        Report(node, $"expected a size {range}, as bytes or with a unit B, kB, MB, GB (e.g. 100MB); got {Describe(node.Node)}");
+        var range = maximum switch
+        {
+            long.MaxValue => $"of at least {ConfigValueParsers.FormatSize(minimum)}",
+            _ when maximum % ConfigValueParsers.Kilobyte == 0 => $"from {ConfigValueParsers.FormatSize(minimum)} to {ConfigValueParsers.FormatSize(maximum)}",
+            _ => $"from {ConfigValueParsers.FormatSize(minimum)} to {maximum} bytes",
+        };
+        Report(node, $"expected a size {range} (bytes, or with unit B, kB, MB or GB such as 100MB), got {Describe(node.Node)}");
         return null;
     }
 
@@ -147,7 +150,7 @@ internal sealed class ConfigNodeReader
         }
 
         var expectation = mustBePositive ? "a duration greater than zero" : "a duration";
-        Report(node, $"expected {expectation}, as seconds or with a unit ms, s, m, h (e.g. 10s); got {Describe(node.Node)}");
+        Report(node, $"expected {expectation} (seconds, or with unit ms, s, m or h such as 10s), got {Describe(node.Node)}");
         return null;
     }
 
@@ -160,7 +163,7 @@ internal sealed class ConfigNodeReader
             return value;
         }
 
-        Report(node, $"expected one of {string.Join(", ", choices.Keys)}; got {Describe(node.Node)}");
+        Report(node, $"expected one of {string.Join(", ", choices.Keys)}, got {Describe(node.Node)}");
         return null;
     }
 

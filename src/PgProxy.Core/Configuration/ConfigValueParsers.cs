@@ -118,10 +118,4 @@ internal static partial class ConfigValueParsers
         > 0 when bytes % Kilobyte == 0 => $"{bytes / Kilobyte} kB",
         _ => $"{bytes} B",
     };
-
-    /// <summary>A duration the way a user would write it: <c>500ms</c>, <c>10s</c>.</summary>
-    public static string FormatDuration(TimeSpan duration) =>
-        duration.Ticks % TimeSpan.TicksPerSecond == 0
-            ? $"{(long)duration.TotalSeconds}s"
-            : $"{duration.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)}ms";
 }
