@@ -1,0 +1,358 @@
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace PgProxy.Core.Configuration;
+
+/// <summary>
+/// Reads and validates a PgProxy configuration file (YAML). Validation is strict, since a typo silently
+/// ignored would run a proxy other than the one the user described, and it reports every error at once.
+/// </summary>
+public static class ConfigLoader
+{
+    /// <summary>Largest <c>max-message-size</c>: a protocol message length is an Int32.</summary>
+    public const long MaxMessageSizeLimit = int.MaxValue;
+
+    /// <summary>Smallest <c>max-message-size</c>: below this ordinary start-up and query messages would be refused.</summary>
+    public const long MinMessageSize = ConfigValueParsers.Kilobyte;
+
+    /// <summary>Smallest <c>log-max-size</c>: smaller would roll the log every few lines.</summary>
+    public const long MinLogFileSize = ConfigValueParsers.Kilobyte;
+
+    private static readonly string[] RootKeys = ["plugins", "settings", "instances"];
+
+    private static readonly string[] SettingsKeys =
+    [
+        "log-level", "general-log", "intercept-log", "plugin-dir",
+        "log-rotation", "log-max-size", "log-retained-files", "shutdown-timeout",
+    ];
+
+    private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits"];
+    private static readonly string[] EndpointKeys = ["name", "host", "port"];
+    private static readonly string[] InterceptKeys = ["commands", "responses"];
+    private static readonly string[] CommandKeys = ["queries", "connects"];
+    private static readonly string[] InterceptorKeys = ["plugin", "function"];
+    private static readonly string[] LimitKeys = ["max-message-size", "connect-timeout", "startup-timeout", "max-connections"];
+
+    /// <summary>Reads the file at <paramref name="path"/>; relative paths inside it resolve against its directory.</summary>
+    /// <exception cref="ConfigException">The file cannot be read or is not a valid configuration; errors name <paramref name="path"/> as given.</exception>
+    public static ProxyConfig LoadFile(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or NotSupportedException)
+        {
+            var reason = exception switch
+            {
+                FileNotFoundException or DirectoryNotFoundException => "the configuration file does not exist",
+                UnauthorizedAccessException => "the configuration file cannot be read (permission denied, or it is a directory)",
+                _ => $"the configuration file cannot be read: {exception.Message}",
+            };
+            throw new ConfigException(path, [new ConfigError("", 0, 0, reason)], exception);
+        }
+
+        var fullPath = Path.GetFullPath(path);
+        var baseDirectory = Path.GetDirectoryName(fullPath) ?? Path.GetPathRoot(fullPath) ?? fullPath;
+        return Parse(text, baseDirectory, path);
+    }
+
+    /// <summary>Parses configuration text.</summary>
+    /// <param name="yamlText">The YAML.</param>
+    /// <param name="baseDirectory">Directory relative paths resolve against (made absolute against the current directory if it is not).</param>
+    /// <param name="fileName">Name shown at the start of each error line.</param>
+    /// <exception cref="ConfigException">The text is not valid YAML or not a valid configuration.</exception>
+    public static ProxyConfig Parse(string yamlText, string baseDirectory, string fileName)
+    {
+        ArgumentNullException.ThrowIfNull(yamlText);
+        ArgumentException.ThrowIfNullOrEmpty(baseDirectory);
+        ArgumentNullException.ThrowIfNull(fileName);
+
+        var root = LoadSingleDocument(yamlText, fileName);
+        var reader = new ConfigNodeReader();
+        var config = ReadConfig(reader, root, Path.GetFullPath(baseDirectory));
+        if (reader.HasErrors)
+        {
+            throw new ConfigException(fileName, reader.Errors);
+        }
+
+        return config;
+    }
+
+    private static ConfigNode LoadSingleDocument(string yamlText, string fileName)
+    {
+        var stream = new YamlStream();
+        var parser = new Parser(new StringReader(yamlText));
+        try
+        {
+            stream.Load(parser);
+        }
+        catch (YamlException exception)
+        {
+            var error = new ConfigError("", (int)exception.Start.Line, (int)exception.Start.Column, $"invalid YAML: {exception.Message}");
+            throw new ConfigException(fileName, [error], exception);
+        }
+        catch (InvalidOperationException exception)
+        {
+            // YamlDotNet's scanner fails this way on some malformed flow collections (an unclosed '['), without a
+            // position; the last event it parsed is the closest place to point the user at.
+            var position = parser.Current?.End ?? Mark.Empty;
+            var error = new ConfigError("", (int)position.Line, (int)position.Column, "invalid YAML after this point (an unclosed '[', '{' or quote?)");
+            throw new ConfigException(fileName, [error], exception);
+        }
+
+        if (stream.Documents.Count == 0)
+        {
+            throw new ConfigException(fileName, [new ConfigError("", 1, 1, "the configuration is empty; at least 'instances' is required")]);
+        }
+
+        if (stream.Documents.Count > 1)
+        {
+            var second = stream.Documents[1].RootNode;
+            throw new ConfigException(fileName, [new ConfigError("", ConfigNodeReader.LineOf(second), (int)second.Start.Column, "expected one YAML document; found a second one here")]);
+        }
+
+        var rootNode = stream.Documents[0].RootNode;
+        return new ConfigNode(rootNode, "", rootNode.Start);
+    }
+
+    private static ProxyConfig ReadConfig(ConfigNodeReader reader, ConfigNode root, string baseDirectory)
+    {
+        if (root.IsNull)
+        {
+            reader.Report(root, "the configuration is empty; at least 'instances' is required");
+            return new ProxyConfig([], new ProxySettings(), [], baseDirectory);
+        }
+
+        var mapping = reader.Mapping(root, RootKeys);
+        var plugins = ReadPlugins(reader, mapping.Optional("plugins"));
+        var settings = ReadSettings(reader, mapping.Optional("settings"), baseDirectory);
+        var instances = ReadInstances(reader, mapping.Required("instances"), plugins);
+        return new ProxyConfig(plugins, settings, instances, baseDirectory);
+    }
+
+    private static List<PluginReference> ReadPlugins(ConfigNodeReader reader, ConfigNode? node)
+    {
+        var plugins = new List<PluginReference>();
+        if (node is not { } list)
+        {
+            return plugins;
+        }
+
+        foreach (var item in reader.Sequence(list))
+        {
+            if (reader.Text(item) is not { } name)
+            {
+                continue;
+            }
+
+            var line = ConfigNodeReader.LineOf(item.Node);
+            var earlier = plugins.Find(plugin => string.Equals(plugin.Name, name, StringComparison.Ordinal));
+            if (earlier is not null)
+            {
+                reader.Report(item, $"plugin '{name}' is listed twice (first on line {earlier.Line})");
+                continue;
+            }
+
+            plugins.Add(new PluginReference(name, line));
+        }
+
+        return plugins;
+    }
+
+    private static ProxySettings ReadSettings(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
+    {
+        var defaults = new ProxySettings();
+        var defaultPluginDirectory = Path.GetFullPath(defaults.PluginDirectory, baseDirectory);
+        if (node is not { } section)
+        {
+            return defaults with { PluginDirectory = defaultPluginDirectory };
+        }
+
+        var mapping = reader.Mapping(section, SettingsKeys);
+        return new ProxySettings
+        {
+            LogLevel = Read(mapping.Optional("log-level"), value => reader.Choice(value, ConfigValueParsers.LogLevels)) ?? defaults.LogLevel,
+            GeneralLog = ReadPath(reader, mapping.Optional("general-log"), baseDirectory),
+            InterceptLog = ReadPath(reader, mapping.Optional("intercept-log"), baseDirectory),
+            PluginDirectory = ReadPath(reader, mapping.Optional("plugin-dir"), baseDirectory) ?? defaultPluginDirectory,
+            LogRotation = Read(mapping.Optional("log-rotation"), value => reader.Choice(value, ConfigValueParsers.LogRotations)) ?? defaults.LogRotation,
+            LogMaxSize = Read(mapping.Optional("log-max-size"), value => reader.Size(value, MinLogFileSize, long.MaxValue)) ?? defaults.LogMaxSize,
+            LogRetainedFiles = Read(mapping.Optional("log-retained-files"), value => reader.Integer(value, 1, int.MaxValue)) ?? defaults.LogRetainedFiles,
+            ShutdownTimeout = Read(mapping.Optional("shutdown-timeout"), value => reader.Duration(value, mustBePositive: false)) ?? defaults.ShutdownTimeout,
+        };
+    }
+
+    private static string? ReadPath(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
+    {
+        if (node is not { } value || reader.Text(value) is not { } path)
+        {
+            return null;
+        }
+
+        try
+        {
+            return Path.GetFullPath(path, baseDirectory);
+        }
+        catch (ArgumentException)
+        {
+            reader.Report(value, $"'{path}' is not a valid path");
+            return null;
+        }
+    }
+
+    private static List<InstanceConfig> ReadInstances(ConfigNodeReader reader, ConfigNode? node, List<PluginReference> plugins)
+    {
+        var instances = new List<InstanceConfig>();
+        if (node is not { } list)
+        {
+            return instances;
+        }
+
+        var items = reader.Sequence(list);
+        if (items.Count == 0 && list.Node is YamlSequenceNode)
+        {
+            reader.Report(list, "at least one instance is required");
+        }
+
+        // Where each listen name and address was first claimed, to name it when a later instance clashes.
+        var namesSeen = new Dictionary<string, ConfigNode>(StringComparer.Ordinal);
+        var addressesSeen = new Dictionary<string, ConfigNode>(StringComparer.OrdinalIgnoreCase);
+
+        foreach (var item in items)
+        {
+            var mapping = reader.Mapping(item, InstanceKeys);
+            var listen = ReadEndpoint(reader, mapping.Required("listen"), minimumPort: 0);
+            var redirect = ReadEndpoint(reader, mapping.Required("redirect"), minimumPort: 1);
+            var intercept = ReadIntercept(reader, mapping.Optional("intercept"), plugins);
+            var limits = ReadLimits(reader, mapping.Optional("limits"));
+
+            if (listen is { Endpoint: { } endpoint, Node: { } listenNode })
+            {
+                if (namesSeen.TryGetValue(endpoint.Name, out var sameName))
+                {
+                    reader.Report($"{listenNode.Path}.name", listenNode.Owner, $"listen name '{endpoint.Name}' is already used by {sameName.Path} (line {sameName.Owner.Line})");
+                }
+                else
+                {
+                    namesSeen.Add(endpoint.Name, listenNode);
+                }
+
+                // Port 0 asks the system for a free port each time, so two of them never clash.
+                var address = $"{endpoint.Host}:{endpoint.Port}";
+                if (endpoint.Port != 0)
+                {
+                    if (addressesSeen.TryGetValue(address, out var sameAddress))
+                    {
+                        reader.Report(listenNode.Path, listenNode.Owner, $"{address} is already listened on by {sameAddress.Path} (line {sameAddress.Owner.Line})");
+                    }
+                    else
+                    {
+                        addressesSeen.Add(address, listenNode);
+                    }
+                }
+            }
+
+            instances.Add(new InstanceConfig(
+                listen.Endpoint ?? new EndpointConfig("", "", 0),
+                redirect.Endpoint ?? new EndpointConfig("", "", 0),
+                intercept,
+                limits));
+        }
+
+        return instances;
+    }
+
+    private static (EndpointConfig? Endpoint, ConfigNode? Node) ReadEndpoint(ConfigNodeReader reader, ConfigNode? node, int minimumPort)
+    {
+        if (node is not { } section)
+        {
+            return (null, null);
+        }
+
+        var mapping = reader.Mapping(section, EndpointKeys);
+        var name = Read(mapping.Required("name"), reader.Text);
+        var host = Read(mapping.Required("host"), reader.Text);
+        var port = Read(mapping.Required("port"), value => reader.Integer(value, minimumPort, 65535));
+        return name is not null && host is not null && port is not null
+            ? (new EndpointConfig(name, host, port.Value), section)
+            : (null, section);
+    }
+
+    private static InterceptConfig ReadIntercept(ConfigNodeReader reader, ConfigNode? node, List<PluginReference> plugins)
+    {
+        if (node is not { } section)
+        {
+            return InterceptConfig.None;
+        }
+
+        var mapping = reader.Mapping(section, InterceptKeys);
+        var commands = mapping.Optional("commands") is { } commandsNode
+            ? reader.Mapping(commandsNode, CommandKeys)
+            : null;
+
+        return new InterceptConfig(
+            ReadInterceptors(reader, commands?.Optional("queries"), plugins),
+            ReadInterceptors(reader, commands?.Optional("connects"), plugins),
+            ReadInterceptors(reader, mapping.Optional("responses"), plugins));
+    }
+
+    private static List<InterceptorReference> ReadInterceptors(ConfigNodeReader reader, ConfigNode? node, List<PluginReference> plugins)
+    {
+        var interceptors = new List<InterceptorReference>();
+        if (node is not { } list)
+        {
+            return interceptors;
+        }
+
+        foreach (var item in reader.Sequence(list))
+        {
+            var mapping = reader.Mapping(item, InterceptorKeys);
+            var pluginNode = mapping.Required("plugin");
+            var plugin = Read(pluginNode, reader.Text);
+            var function = Read(mapping.Required("function"), reader.Text);
+
+            // Catch a misspelt plugin here, with its line, rather than when the plugins are loaded.
+            if (plugin is not null && pluginNode is { } pluginValue
+                && !plugins.Exists(candidate => string.Equals(candidate.Name, plugin, StringComparison.Ordinal)))
+            {
+                reader.Report(pluginValue, $"plugin '{plugin}' is not in the top-level 'plugins' list");
+            }
+
+            if (plugin is not null && function is not null)
+            {
+                interceptors.Add(new InterceptorReference(plugin, function, ConfigNodeReader.LineOf(item.Node)));
+            }
+        }
+
+        return interceptors;
+    }
+
+    private static InstanceLimits ReadLimits(ConfigNodeReader reader, ConfigNode? node)
+    {
+        var defaults = InstanceLimits.Default;
+        if (node is not { } section)
+        {
+            return defaults;
+        }
+
+        var mapping = reader.Mapping(section, LimitKeys);
+        return new InstanceLimits
+        {
+            MaxMessageSize = Read(mapping.Optional("max-message-size"), value => reader.Size(value, MinMessageSize, MaxMessageSizeLimit)) ?? defaults.MaxMessageSize,
+            ConnectTimeout = Read(mapping.Optional("connect-timeout"), value => reader.Duration(value, mustBePositive: true)) ?? defaults.ConnectTimeout,
+            StartupTimeout = Read(mapping.Optional("startup-timeout"), value => reader.Duration(value, mustBePositive: true)) ?? defaults.StartupTimeout,
+            MaxConnections = Read(mapping.Optional("max-connections"), value => reader.Integer(value, 0, int.MaxValue)) ?? defaults.MaxConnections,
+        };
+    }
+
+    private static T? Read<T>(ConfigNode? node, Func<ConfigNode, T?> read)
+        where T : struct =>
+        node is { } value ? read(value) : null;
+
+    private static string? Read(ConfigNode? node, Func<ConfigNode, string?> read) =>
+        node is { } value ? read(value) : null;
+}
