@@ -19,6 +19,8 @@ public sealed class PostgresServer : IAsyncDisposable
     public const string Md5Password = "md5_pass";
     public const string ScramUser = "scram_user";
     public const string ScramPassword = "scram_pass";
+    public const string CleartextUser = "password_user";
+    public const string CleartextPassword = "clear_pass";
     public const string Database = "pgproxy_test";
 
     private const int PortAttempts = 3;
@@ -183,6 +185,8 @@ public sealed class PostgresServer : IAsyncDisposable
         host    all       md5_user    127.0.0.1/32  md5
         local   all       scram_user                scram-sha-256
         host    all       scram_user  127.0.0.1/32  scram-sha-256
+        local   all       password_user                password
+        host    all       password_user 127.0.0.1/32  password
 
         """;
 
@@ -234,11 +238,12 @@ public sealed class PostgresServer : IAsyncDisposable
             CREATE ROLE {Md5User} LOGIN PASSWORD '{Md5Password}';
             SET password_encryption = 'scram-sha-256';
             CREATE ROLE {ScramUser} LOGIN PASSWORD '{ScramPassword}';
+            CREATE ROLE {CleartextUser} LOGIN PASSWORD '{CleartextPassword}';
             CREATE ROLE {TrustUser} LOGIN;
             CREATE DATABASE {Database} OWNER {TrustUser};
-            GRANT ALL ON DATABASE {Database} TO {Md5User}, {ScramUser};
+            GRANT ALL ON DATABASE {Database} TO {Md5User}, {ScramUser}, {CleartextUser};
             \connect {Database}
-            GRANT ALL ON SCHEMA public TO {Md5User}, {ScramUser};
+            GRANT ALL ON SCHEMA public TO {Md5User}, {ScramUser}, {CleartextUser};
             {(HasHll ? "CREATE EXTENSION hll;" : string.Empty)}
             """;
         var result = await Psql.RunAsync(

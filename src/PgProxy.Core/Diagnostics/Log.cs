@@ -1,0 +1,59 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace PgProxy.Core.Diagnostics;
+
+/// <summary>Every log message of the engine, source-generated; event ids are assigned here and nowhere else.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 100, Level = LogLevel.Information, Message = "Instance {Instance} listening on {Endpoint}, relaying to {Upstream} at {UpstreamHost}:{UpstreamPort}")]
+    public static partial void InstanceListening(ILogger logger, string instance, EndPoint endpoint, string upstream, string upstreamHost, int upstreamPort);
+
+    [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "Instance {Instance} stopped listening")]
+    public static partial void InstanceStopped(ILogger logger, string instance);
+
+    [LoggerMessage(EventId = 102, Level = LogLevel.Error, Message = "Instance {Instance}: accepting a connection failed")]
+    public static partial void AcceptFailed(ILogger logger, string instance, Exception exception);
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Instance {Instance}: refused {Client}, already {Limit} sessions (max-connections)")]
+    public static partial void TooManyConnections(ILogger logger, string instance, EndPoint? client, int limit);
+
+    [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Session {SessionId} opened: client {Client}, user {User}, database {Database}, instance {Instance}")]
+    public static partial void SessionOpened(ILogger logger, long sessionId, string client, string user, string database, string instance);
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Session {SessionId} closed: client {Client}, user {User}, database {Database}, duration {DurationSeconds:0.000} s, {BytesFromClient} bytes from client, {BytesToClient} bytes to client ({Reason})")]
+    public static partial void SessionClosed(ILogger logger, long sessionId, string client, string user, string database, double durationSeconds, long bytesFromClient, long bytesToClient, string reason);
+
+    [LoggerMessage(EventId = 202, Level = LogLevel.Information, Message = "Session {SessionId}: client {Client} refused before start-up: {SqlState} {Reason}")]
+    public static partial void StartupRefused(ILogger logger, long sessionId, string client, string sqlState, string reason);
+
+    [LoggerMessage(EventId = 203, Level = LogLevel.Debug, Message = "Session {SessionId}: client {Client} answered {Request} with 'N'")]
+    public static partial void EncryptionRefused(ILogger logger, long sessionId, string client, string request);
+
+    [LoggerMessage(EventId = 204, Level = LogLevel.Debug, Message = "Session {SessionId}: client {Client} left before start-up")]
+    public static partial void ClosedBeforeStartup(ILogger logger, long sessionId, string client);
+
+    [LoggerMessage(EventId = 205, Level = LogLevel.Error, Message = "Session {SessionId} failed")]
+    public static partial void SessionFailed(ILogger logger, long sessionId, Exception exception);
+
+    [LoggerMessage(EventId = 206, Level = LogLevel.Warning, Message = "Session {SessionId}: {Reason}")]
+    public static partial void SessionProtocolError(ILogger logger, long sessionId, string reason);
+
+    [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "Session {SessionId}: upstream {Upstream} unreachable: {Reason}")]
+    public static partial void UpstreamUnreachable(ILogger logger, long sessionId, string upstream, string reason);
+
+    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "Session {SessionId}: cancel request from {Client} forwarded to {Upstream}")]
+    public static partial void CancelForwarded(ILogger logger, long sessionId, string client, string upstream);
+
+    [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "Session {SessionId}: cancel request from {Client} could not reach {Upstream}: {Reason}")]
+    public static partial void CancelFailed(ILogger logger, long sessionId, string client, string upstream, string reason);
+
+    [LoggerMessage(EventId = 400, Level = LogLevel.Information, Message = "Shutting down: {Sessions} sessions to close at their next idle point, within {Timeout}")]
+    public static partial void ShuttingDown(ILogger logger, int sessions, TimeSpan timeout);
+
+    [LoggerMessage(EventId = 401, Level = LogLevel.Warning, Message = "Shutdown timeout reached: closing {Sessions} busy sessions")]
+    public static partial void ShutdownForced(ILogger logger, int sessions);
+
+    [LoggerMessage(EventId = 402, Level = LogLevel.Information, Message = "All sessions closed")]
+    public static partial void ShutdownComplete(ILogger logger);
+}

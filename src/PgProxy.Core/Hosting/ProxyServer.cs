@@ -1,0 +1,138 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using PgProxy.Core.Configuration;
+using PgProxy.Core.Diagnostics;
+using PgProxy.Core.Listening;
+using PgProxy.Core.Sessions;
+
+namespace PgProxy.Core.Hosting;
+
+/// <summary>
+/// Runs every instance of a configuration at once. Usable as a library: embed a proxy in a process or a test,
+/// start it, read back the bound addresses, stop it.
+/// </summary>
+public sealed class ProxyServer : IAsyncDisposable
+{
+    private readonly ProxyConfig config;
+    private readonly ILoggerFactory loggerFactory;
+    private readonly ILogger logger;
+    private readonly ProxyMetrics metrics;
+    private readonly bool ownsMetrics;
+    private readonly SessionRegistry sessions = new();
+    private readonly List<InstanceListener> listeners = [];
+    private int state; // 0 new, 1 started, 2 stopped
+
+    public ProxyServer(ProxyConfig config, ILoggerFactory loggerFactory, ProxyMetrics? metrics = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        this.config = config;
+        this.loggerFactory = loggerFactory;
+        logger = loggerFactory.CreateLogger("PgProxy.Server");
+        ownsMetrics = metrics is null;
+        this.metrics = metrics ?? new ProxyMetrics();
+    }
+
+    /// <summary>Client sessions open now, on every instance.</summary>
+    public int ActiveSessions => sessions.Count;
+
+    /// <summary>Binds every instance's listening address, then starts accepting. Fails if any address cannot be bound.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.CompareExchange(ref state, 1, 0) != 0)
+        {
+            throw new InvalidOperationException("the proxy server was started already");
+        }
+
+        try
+        {
+            foreach (InstanceConfig instance in config.Instances)
+            {
+                var environment = new SessionEnvironment(instance, loggerFactory.CreateLogger($"PgProxy.Instance.{instance.Listen.Name}"), metrics);
+                var listener = new InstanceListener(environment, sessions);
+                listeners.Add(listener);
+                await listener.BindAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            foreach (InstanceListener listener in listeners)
+            {
+                await listener.DisposeAsync().ConfigureAwait(false);
+            }
+
+            throw;
+        }
+
+        foreach (InstanceListener listener in listeners)
+        {
+            listener.StartAccepting();
+        }
+    }
+
+    /// <summary>The addresses an instance listens on, port 0 resolved to the port chosen.</summary>
+    public IReadOnlyList<IPEndPoint> GetEndpoints(string instanceName) =>
+        listeners.FirstOrDefault(l => l.InstanceName == instanceName)?.Endpoints
+        ?? throw new ArgumentException($"no instance named \"{instanceName}\"", nameof(instanceName));
+
+    /// <summary>
+    /// Stops accepting, ends each session at its next idle point (the client gets 57P01, as from a PostgreSQL
+    /// shutdown), and after <c>shutdown-timeout</c> ends the sessions still busy.
+    /// </summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref state, 2) != 1)
+        {
+            return;
+        }
+
+        foreach (InstanceListener listener in listeners)
+        {
+            await listener.StopAcceptingAsync().ConfigureAwait(false);
+        }
+
+        TimeSpan timeout = config.Settings.ShutdownTimeout;
+        Log.ShuttingDown(logger, sessions.Count, timeout);
+        foreach (ProxySession session in sessions.Snapshot())
+        {
+            session.RequestShutdown();
+        }
+
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        try
+        {
+            await sessions.WhenEmptyAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            Log.ShutdownForced(logger, sessions.Count);
+            foreach (ProxySession session in sessions.Snapshot())
+            {
+                session.Abort();
+            }
+
+            await sessions.WhenEmptyAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+
+        Log.ShutdownComplete(logger);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Volatile.Read(ref state) == 1)
+        {
+            await StopAsync().ConfigureAwait(false);
+        }
+
+        foreach (InstanceListener listener in listeners)
+        {
+            await listener.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (ownsMetrics)
+        {
+            metrics.Dispose();
+        }
+    }
+}

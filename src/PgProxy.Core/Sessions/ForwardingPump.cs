@@ -1,0 +1,240 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using PgProxy.Protocol;
+using PgProxy.Protocol.Framing;
+
+namespace PgProxy.Core.Sessions;
+
+/// <summary>Which way a pump forwards.</summary>
+internal enum PumpDirection
+{
+    ClientToServer,
+    ServerToClient,
+}
+
+/// <summary>
+/// Forwards messages from one side's receive buffer to the other side's stream. Frames are scanned by their
+/// 5-byte headers only; the bytes are written as the slices they arrived in, a whole batch at a time, with no
+/// decode and no copy into new arrays. A large message streams through as its bytes arrive, so memory stays
+/// bounded whatever its size; small ones are forwarded whole so frame boundaries are always known.
+/// </summary>
+internal sealed class ForwardingPump
+{
+    /// <summary>Frames at least this large stream through instead of being waited for whole.</summary>
+    internal const int StreamingThreshold = 64 * 1024;
+
+    private readonly PipeReader source;
+    private readonly Stream destination;
+    private readonly SessionState state;
+    private readonly PumpDirection direction;
+    private readonly long maxMessageLength;
+    private long remainingInFrame;
+    private long bytesForwarded;
+    private bool writeInterrupted;
+
+    public ForwardingPump(PipeReader source, Stream destination, SessionState state, PumpDirection direction, long maxMessageSize)
+    {
+        this.source = source;
+        this.destination = destination;
+        this.state = state;
+        this.direction = direction;
+
+        // The limit is on the whole message; the length field excludes the type byte.
+        maxMessageLength = Math.Min(int.MaxValue, maxMessageSize - 1);
+    }
+
+    /// <summary>Bytes written to the destination so far.</summary>
+    public long BytesForwarded => Volatile.Read(ref bytesForwarded);
+
+    /// <summary>True when the destination has received only whole messages, so the proxy may write one of its own.</summary>
+    public bool AtFrameBoundary => remainingInFrame == 0 && !writeInterrupted;
+
+    /// <summary>The announced length that made the pump stop with <see cref="PumpStop.InvalidMessage"/> or <see cref="PumpStop.MessageTooLarge"/>.</summary>
+    public long OffendingLength { get; private set; }
+
+    public async Task<PumpStop> RunAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                ReadResult result = await source.ReadAsync(cancellationToken).ConfigureAwait(false);
+                if (result.IsCanceled)
+                {
+                    return PumpStop.Cancelled;
+                }
+
+                ReadOnlySequence<byte> buffer = result.Buffer;
+                PumpStop? stop = Scan(buffer, out long forwardable);
+                if (forwardable > 0)
+                {
+                    ReadOnlySequence<byte> batch = buffer.Slice(0, forwardable);
+                    if (!await WriteAsync(batch, cancellationToken).ConfigureAwait(false))
+                    {
+                        return PumpStop.DestinationFailed;
+                    }
+
+                    bytesForwarded += forwardable;
+                }
+
+                source.AdvanceTo(buffer.GetPosition(forwardable), buffer.End);
+                if (stop is { } reason)
+                {
+                    return reason;
+                }
+
+                if (direction == PumpDirection.ServerToClient && forwardable > 0 && state.ShouldEndAfterBatch())
+                {
+                    return PumpStop.IdleShutdown;
+                }
+
+                if (result.IsCompleted)
+                {
+                    return PumpStop.SourceClosed;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return PumpStop.Cancelled;
+        }
+        catch (IOException)
+        {
+            return PumpStop.SourceFailed;
+        }
+        catch (SocketException)
+        {
+            return PumpStop.SourceFailed;
+        }
+        catch (ObjectDisposedException)
+        {
+            return PumpStop.SourceFailed;
+        }
+    }
+
+    /// <summary>
+    /// Finds how much of <paramref name="buffer"/> can be forwarded now: every whole frame, plus whatever has
+    /// arrived of a large one. Returns a reason to stop after forwarding, or null to go on.
+    /// </summary>
+    private PumpStop? Scan(in ReadOnlySequence<byte> buffer, out long forwardable)
+    {
+        long position = 0;
+        long available = buffer.Length;
+        PumpStop? stop = null;
+        while (true)
+        {
+            if (remainingInFrame > 0)
+            {
+                long take = Math.Min(remainingInFrame, available - position);
+                position += take;
+                remainingInFrame -= take;
+                if (remainingInFrame > 0)
+                {
+                    break;
+                }
+            }
+
+            if (stop is not null || !MessageHeader.TryPeek(buffer.Slice(position), out MessageHeader header))
+            {
+                break;
+            }
+
+            if (header.Length < MessageHeader.MinLength)
+            {
+                OffendingLength = header.Length;
+                stop = PumpStop.InvalidMessage;
+                break;
+            }
+
+            if (direction == PumpDirection.ClientToServer && header.Length > maxMessageLength)
+            {
+                OffendingLength = header.TotalSize;
+                stop = PumpStop.MessageTooLarge;
+                break;
+            }
+
+            long total = header.TotalSize;
+            if (available - position < total)
+            {
+                if (total < StreamingThreshold)
+                {
+                    break; // wait for the whole small frame
+                }
+
+                stop = Observe(header, buffer, position);
+                remainingInFrame = total;
+                continue;
+            }
+
+            stop = Observe(header, buffer, position);
+            position += total;
+        }
+
+        forwardable = position;
+        return stop;
+    }
+
+    /// <summary>Updates the session state from one message header; the body is only read for ReadyForQuery.</summary>
+    private PumpStop? Observe(MessageHeader header, in ReadOnlySequence<byte> buffer, long position)
+    {
+        if (direction == PumpDirection.ClientToServer)
+        {
+            switch ((FrontendMessageCode)header.Code)
+            {
+                case FrontendMessageCode.Query:
+                case FrontendMessageCode.Sync:
+                case FrontendMessageCode.FunctionCall:
+                    state.OnRequestForwarded();
+                    break;
+                case FrontendMessageCode.Terminate:
+                    return PumpStop.Terminated;
+            }
+        }
+        else if (header.Code == (byte)BackendMessageCode.ReadyForQuery && header.Length == 5)
+        {
+            state.OnReadyForQuery(buffer.Slice(position + MessageHeader.Size, 1).FirstSpan[0]);
+        }
+
+        return null;
+    }
+
+    private async ValueTask<bool> WriteAsync(ReadOnlySequence<byte> batch, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (batch.IsSingleSegment)
+            {
+                await destination.WriteAsync(batch.First, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                foreach (ReadOnlyMemory<byte> segment in batch)
+                {
+                    await destination.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
+                }
+            }
+
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            // Part of the batch may have been written: the destination can no longer take a message of ours.
+            writeInterrupted = true;
+            throw;
+        }
+        catch (IOException)
+        {
+            writeInterrupted = true;
+            return false;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,339 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using PgProxy.Core.Diagnostics;
+using PgProxy.Core.Upstream;
+using PgProxy.Protocol.Backend;
+using PgProxy.Protocol.Frontend;
+using PgProxy.Protocol.Startup;
+
+namespace PgProxy.Core.Sessions;
+
+/// <summary>
+/// One client connection, from its first byte to its close: the start-up phase (answered or relayed as
+/// PostgreSQL would), then two pumps relaying messages until either side ends. Whatever ends the session,
+/// both connections are closed before <see cref="RunAsync"/> returns.
+/// </summary>
+internal sealed class ProxySession : IDisposable
+{
+    private static readonly TimeSpan ErrorWriteTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly SessionEnvironment environment;
+    private readonly Socket clientSocket;
+    private readonly string clientAddress;
+    private readonly SessionState state = new();
+    private readonly CancellationTokenSource stopping = new();
+    private int shutdownMode; // 0 none, 1 at the next idle point, 2 now
+    private int relaying;
+
+    public ProxySession(long id, SessionEnvironment environment, Socket clientSocket)
+    {
+        Id = id;
+        this.environment = environment;
+        this.clientSocket = clientSocket;
+        clientAddress = clientSocket.RemoteEndPoint?.ToString() ?? "unknown";
+    }
+
+    public long Id { get; }
+
+    /// <summary>Ends the session at its next idle point (between transactions, nothing in flight), telling the client why.</summary>
+    public void RequestShutdown()
+    {
+        Interlocked.CompareExchange(ref shutdownMode, 1, 0);
+        bool idle = state.RequestShutdown();
+
+        // Before the relay starts there is no transaction to wait for.
+        if (idle || Volatile.Read(ref relaying) == 0)
+        {
+            Stop();
+        }
+    }
+
+    /// <summary>Ends the session now, busy or not, telling the client why when the stream allows it.</summary>
+    public void Abort()
+    {
+        Volatile.Write(ref shutdownMode, 2);
+        Stop();
+    }
+
+    public void Dispose() => stopping.Dispose();
+
+    private void Stop()
+    {
+        try
+        {
+            stopping.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The session ended while the shutdown reached it.
+        }
+    }
+
+    public async Task RunAsync()
+    {
+        clientSocket.NoDelay = true;
+        var clientStream = new NetworkStream(clientSocket, ownsSocket: true);
+        PipeReader clientReader = PipeReader.Create(clientStream, SessionEnvironment.ReaderOptions);
+        try
+        {
+            StartupPacket? startup = await ReadStartupAsync(clientStream, clientReader).ConfigureAwait(false);
+            if (startup is not null)
+            {
+                await RelayAsync(startup, clientStream, clientReader).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Log.SessionFailed(environment.Logger, Id, e);
+        }
+        finally
+        {
+            await clientReader.CompleteAsync().ConfigureAwait(false);
+            await clientStream.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Reads start-up packets until a StartupMessage arrives: encryption requests are answered 'N' here, a cancel
+    /// request is forwarded, anything invalid is refused with PostgreSQL's error. Null means the session is over.
+    /// </summary>
+    private async Task<StartupPacket?> ReadStartupAsync(NetworkStream clientStream, PipeReader clientReader)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token);
+        deadline.CancelAfter(environment.Instance.Limits.StartupTimeout);
+        int encryptionRequests = 0;
+        try
+        {
+            while (true)
+            {
+                ReadResult result = await clientReader.ReadAsync(deadline.Token).ConfigureAwait(false);
+                ReadOnlySequence<byte> buffer = result.Buffer;
+                StartupReadStatus status = StartupPacketReader.TryRead(ref buffer, out StartupPacket? packet, out ProtocolError? error);
+                if (status == StartupReadStatus.Incomplete)
+                {
+                    clientReader.AdvanceTo(buffer.Start, buffer.End);
+                    if (result.IsCompleted)
+                    {
+                        Log.ClosedBeforeStartup(environment.Logger, Id, clientAddress);
+                        return null;
+                    }
+
+                    continue;
+                }
+
+                clientReader.AdvanceTo(buffer.Start);
+                if (status == StartupReadStatus.Invalid)
+                {
+                    await RefuseAsync(clientStream, error!).ConfigureAwait(false);
+                    return null;
+                }
+
+                switch (packet!.Kind)
+                {
+                    case StartupPacketKind.SslRequest:
+                    case StartupPacketKind.GssEncRequest:
+                        // PostgreSQL takes one of each at most before the StartupMessage.
+                        if (++encryptionRequests > 2)
+                        {
+                            await RefuseAsync(clientStream, new ProtocolError(SqlStates.ProtocolViolation, "too many encryption requests before the startup packet")).ConfigureAwait(false);
+                            return null;
+                        }
+
+                        Log.EncryptionRefused(environment.Logger, Id, clientAddress, packet.Kind == StartupPacketKind.SslRequest ? "SSLRequest" : "GSSENCRequest");
+                        await clientStream.WriteAsync(PregeneratedMessages.EncryptionRefused, deadline.Token).ConfigureAwait(false);
+                        continue;
+                    case StartupPacketKind.CancelRequest:
+                        await ForwardCancelAsync(packet).ConfigureAwait(false);
+                        return null;
+                    default:
+                        return packet;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        {
+            if (stopping.IsCancellationRequested)
+            {
+                await RefuseAsync(clientStream, new ProtocolError(SqlStates.AdminShutdown, "terminating connection due to administrator command")).ConfigureAwait(false);
+            }
+            else
+            {
+                Log.StartupRefused(environment.Logger, Id, clientAddress, SqlStates.ProtocolViolation, "timeout waiting for the startup packet");
+            }
+
+            return null;
+        }
+    }
+
+    /// <summary>Connects upstream, relays the start-up untouched, then pumps both ways until either side ends.</summary>
+    private async Task RelayAsync(StartupPacket startup, NetworkStream clientStream, PipeReader clientReader)
+    {
+        string user = startup.GetParameter("user") ?? "";
+        string database = startup.GetParameter("database") ?? user;
+        Socket upstreamSocket;
+        try
+        {
+            upstreamSocket = await UpstreamConnector.ConnectAsync(environment.Instance.Redirect, environment.Instance.Limits.ConnectTimeout, stopping.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            await RefuseAsync(clientStream, new ProtocolError(SqlStates.AdminShutdown, "terminating connection due to administrator command")).ConfigureAwait(false);
+            return;
+        }
+        catch (UpstreamUnreachableException e)
+        {
+            Log.UpstreamUnreachable(environment.Logger, Id, environment.Instance.Redirect.Name, e.Message);
+            environment.Metrics.UpstreamConnectFailed(environment.InstanceName);
+            await RefuseAsync(clientStream, new ProtocolError(SqlStates.SqlClientUnableToEstablishSqlConnection, e.Message)).ConfigureAwait(false);
+            return;
+        }
+
+        Volatile.Write(ref relaying, 1);
+        var upstreamStream = new NetworkStream(upstreamSocket, ownsSocket: true);
+        PipeReader upstreamReader = PipeReader.Create(upstreamStream, SessionEnvironment.ReaderOptions);
+        long started = Stopwatch.GetTimestamp();
+        environment.Metrics.SessionOpened(environment.InstanceName);
+        Log.SessionOpened(environment.Logger, Id, clientAddress, user, database, environment.InstanceName);
+        var frontend = new ForwardingPump(clientReader, upstreamStream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize);
+        var backend = new ForwardingPump(upstreamReader, clientStream, state, PumpDirection.ServerToClient, long.MaxValue);
+        string reason = "unknown";
+        try
+        {
+            await upstreamStream.WriteAsync(startup.RawBytes, stopping.Token).ConfigureAwait(false);
+            Task<PumpStop> frontendRun = frontend.RunAsync(stopping.Token);
+            Task<PumpStop> backendRun = backend.RunAsync(stopping.Token);
+            await Task.WhenAny(frontendRun, backendRun).ConfigureAwait(false);
+
+            // One side has ended: stop the other at once, so no upstream connection outlives its client.
+            clientReader.CancelPendingRead();
+            upstreamReader.CancelPendingRead();
+            await stopping.CancelAsync().ConfigureAwait(false);
+            PumpStop frontendStop = await frontendRun.ConfigureAwait(false);
+            PumpStop backendStop = await backendRun.ConfigureAwait(false);
+            reason = await FinishAsync(frontendStop, backendStop, frontend, backend, clientStream, upstreamStream).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            reason = "stopped";
+        }
+        catch (IOException)
+        {
+            reason = "upstream connection failed";
+        }
+        finally
+        {
+            await upstreamReader.CompleteAsync().ConfigureAwait(false);
+            await upstreamStream.DisposeAsync().ConfigureAwait(false);
+            double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            environment.Metrics.SessionClosed(environment.InstanceName, seconds, frontend.BytesForwarded, backend.BytesForwarded);
+            Log.SessionClosed(environment.Logger, Id, clientAddress, user, database, seconds, frontend.BytesForwarded, backend.BytesForwarded, reason);
+        }
+    }
+
+    /// <summary>Says goodbye to whichever side can still take a message, and names why the session ended.</summary>
+    private async Task<string> FinishAsync(
+        PumpStop frontendStop,
+        PumpStop backendStop,
+        ForwardingPump frontend,
+        ForwardingPump backend,
+        NetworkStream clientStream,
+        NetworkStream upstreamStream)
+    {
+        ProtocolError? toClient = null;
+        string reason;
+        if (frontendStop == PumpStop.MessageTooLarge)
+        {
+            reason = $"client announced a message of {frontend.OffendingLength} bytes, above max-message-size";
+            toClient = new ProtocolError(SqlStates.ProtocolViolation, $"invalid message length: {frontend.OffendingLength} bytes exceeds the limit of {environment.Instance.Limits.MaxMessageSize}");
+        }
+        else if (frontendStop == PumpStop.InvalidMessage)
+        {
+            reason = $"client sent an invalid message length {frontend.OffendingLength}";
+            toClient = new ProtocolError(SqlStates.ProtocolViolation, $"invalid message length {frontend.OffendingLength}");
+        }
+        else if (backendStop == PumpStop.InvalidMessage)
+        {
+            reason = $"upstream sent an invalid message length {backend.OffendingLength}";
+            toClient = new ProtocolError(SqlStates.ProtocolViolation, $"upstream \"{environment.Instance.Redirect.Name}\" sent an invalid message");
+        }
+        else if (frontendStop == PumpStop.Terminated)
+        {
+            reason = "client terminated";
+        }
+        else if (frontendStop is PumpStop.SourceClosed or PumpStop.SourceFailed || backendStop == PumpStop.DestinationFailed)
+        {
+            reason = "client closed";
+        }
+        else if (Volatile.Read(ref shutdownMode) != 0 && backendStop is PumpStop.IdleShutdown or PumpStop.Cancelled)
+        {
+            reason = "proxy shutting down";
+            toClient = new ProtocolError(SqlStates.AdminShutdown, "terminating connection due to administrator command");
+        }
+        else
+        {
+            reason = "upstream closed";
+        }
+
+        if (toClient is not null)
+        {
+            Log.SessionProtocolError(environment.Logger, Id, reason);
+            if (backend.AtFrameBoundary)
+            {
+                await TryWriteAsync(clientStream, ErrorResponseWriter.Build(ErrorSeverity.Fatal, toClient)).ConfigureAwait(false);
+                environment.Metrics.ClientError(environment.InstanceName, toClient.SqlState);
+            }
+        }
+
+        // Ending the upstream session politely spares the server an "unexpected EOF" in its log.
+        if (frontendStop != PumpStop.Terminated && frontend.AtFrameBoundary)
+        {
+            await TryWriteAsync(upstreamStream, FrontendMessages.Terminate).ConfigureAwait(false);
+        }
+
+        return reason;
+    }
+
+    /// <summary>Sends a FATAL error before the client is closed, as PostgreSQL does for a refused connection.</summary>
+    private async Task RefuseAsync(NetworkStream clientStream, ProtocolError error)
+    {
+        Log.StartupRefused(environment.Logger, Id, clientAddress, error.SqlState, error.Message);
+        environment.Metrics.ClientError(environment.InstanceName, error.SqlState);
+        await TryWriteAsync(clientStream, ErrorResponseWriter.Build(ErrorSeverity.Fatal, error)).ConfigureAwait(false);
+    }
+
+    private async Task ForwardCancelAsync(StartupPacket cancel)
+    {
+        string upstreamName = environment.Instance.Redirect.Name;
+        try
+        {
+            using Socket socket = await UpstreamConnector.ConnectAsync(environment.Instance.Redirect, environment.Instance.Limits.ConnectTimeout, CancellationToken.None).ConfigureAwait(false);
+            await using var stream = new NetworkStream(socket, ownsSocket: false);
+            using var deadline = new CancellationTokenSource(ErrorWriteTimeout);
+            await stream.WriteAsync(cancel.RawBytes, deadline.Token).ConfigureAwait(false);
+
+            // PostgreSQL answers a cancel request by closing; waiting for that keeps the request from being cut short.
+            byte[] probe = new byte[1];
+            _ = await stream.ReadAsync(probe, deadline.Token).ConfigureAwait(false);
+            Log.CancelForwarded(environment.Logger, Id, clientAddress, upstreamName);
+        }
+        catch (Exception e) when (e is UpstreamUnreachableException or IOException or SocketException or OperationCanceledException)
+        {
+            Log.CancelFailed(environment.Logger, Id, clientAddress, upstreamName, e.Message);
+        }
+    }
+
+    private static async Task TryWriteAsync(NetworkStream stream, ReadOnlyMemory<byte> message)
+    {
+        try
+        {
+            using var deadline = new CancellationTokenSource(ErrorWriteTimeout);
+            await stream.WriteAsync(message, deadline.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The peer is gone or stalled; the connection is being closed anyway.
+        }
+    }
+}

@@ -1,0 +1,29 @@
+namespace PgProxy.Core.Sessions;
+
+/// <summary>Why a pump stopped forwarding.</summary>
+internal enum PumpStop
+{
+    /// <summary>The source closed its side of the connection.</summary>
+    SourceClosed,
+
+    /// <summary>The client sent Terminate, which was forwarded.</summary>
+    Terminated,
+
+    /// <summary>The source sent a message with an impossible length.</summary>
+    InvalidMessage,
+
+    /// <summary>The client announced a message above the instance's limit.</summary>
+    MessageTooLarge,
+
+    /// <summary>Reading from the source failed (reset, aborted).</summary>
+    SourceFailed,
+
+    /// <summary>Writing to the destination failed.</summary>
+    DestinationFailed,
+
+    /// <summary>The session asked the pump to stop.</summary>
+    Cancelled,
+
+    /// <summary>A requested shutdown found the session idle after this batch.</summary>
+    IdleShutdown,
+}

@@ -1,0 +1,29 @@
+using System.IO.Pipelines;
+using Microsoft.Extensions.Logging;
+using PgProxy.Core.Configuration;
+using PgProxy.Core.Diagnostics;
+
+namespace PgProxy.Core.Sessions;
+
+/// <summary>What every session of one instance shares: its configuration, logger and metrics.</summary>
+internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger, ProxyMetrics metrics)
+{
+    /// <summary>
+    /// Reads wait with a zero-byte read before renting a buffer, so an idle session holds no receive buffer;
+    /// buffers come from the shared array pool and return to it once forwarded.
+    /// </summary>
+    public static StreamPipeReaderOptions ReaderOptions { get; } = new(
+        pool: null,
+        bufferSize: 64 * 1024,
+        minimumReadSize: 4 * 1024,
+        leaveOpen: true,
+        useZeroByteReads: true);
+
+    public InstanceConfig Instance { get; } = instance;
+
+    public string InstanceName => Instance.Listen.Name;
+
+    public ILogger Logger { get; } = logger;
+
+    public ProxyMetrics Metrics { get; } = metrics;
+}

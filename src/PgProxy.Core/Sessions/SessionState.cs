@@ -1,0 +1,49 @@
+using PgProxy.Protocol;
+
+namespace PgProxy.Core.Sessions;
+
+/// <summary>
+/// What the two pumps of a session know about the protocol conversation, and nothing more: requests still
+/// unanswered and the last transaction status. Each counter has one writer (its pump); readers use Volatile.
+/// </summary>
+internal sealed class SessionState
+{
+    // The start-up itself is answered by a ReadyForQuery, so it counts as the first request.
+    private long requestsSent = 1;
+    private long readyReceived;
+    private int transactionStatus = (int)TransactionStatus.Unknown;
+    private int shutdownRequested;
+
+    /// <summary>Transaction status of the last ReadyForQuery.</summary>
+    public TransactionStatus TransactionStatus => (TransactionStatus)Volatile.Read(ref transactionStatus);
+
+    /// <summary>Query, Sync and FunctionCall messages whose ReadyForQuery has not arrived yet.</summary>
+    public long OutstandingRequests => Volatile.Read(ref requestsSent) - Volatile.Read(ref readyReceived);
+
+    /// <summary>Between statements, outside a transaction, with nothing in flight: a safe point to end the session.</summary>
+    public bool IsIdle => OutstandingRequests == 0 && TransactionStatus == TransactionStatus.Idle;
+
+    public bool ShutdownRequested => Volatile.Read(ref shutdownRequested) != 0;
+
+    /// <summary>Called by the frontend pump (its only writer) for each Query, Sync or FunctionCall it forwards.</summary>
+    public void OnRequestForwarded() => Volatile.Write(ref requestsSent, requestsSent + 1);
+
+    /// <summary>Called by the backend pump (its only writer) for each ReadyForQuery it forwards.</summary>
+    public void OnReadyForQuery(byte status)
+    {
+        Volatile.Write(ref transactionStatus, status);
+        Volatile.Write(ref readyReceived, readyReceived + 1);
+    }
+
+    /// <summary>Asks the session to end at its next idle point; true when it is idle already.</summary>
+    public bool RequestShutdown()
+    {
+        // A full fence: the backend pump writes its counters and then reads this flag; this writes the flag and then
+        // reads the counters. Without it both could miss each other and the session would never end.
+        Interlocked.Exchange(ref shutdownRequested, 1);
+        return IsIdle;
+    }
+
+    /// <summary>Called by the backend pump after forwarding a batch; tells the session when it may end now.</summary>
+    public bool ShouldEndAfterBatch() => ShutdownRequested && IsIdle;
+}

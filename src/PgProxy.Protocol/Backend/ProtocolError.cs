@@ -1,0 +1,20 @@
+namespace PgProxy.Protocol.Backend;
+
+/// <summary>An error the proxy itself reports to a client, with its SQLSTATE.</summary>
+public sealed record ProtocolError(string SqlState, string Message)
+{
+    public static ProtocolError InvalidStartupPacketLength { get; } = new(SqlStates.ProtocolViolation, "invalid length of startup packet");
+}
+
+/// <summary>The SQLSTATE codes PgProxy raises itself.</summary>
+public static class SqlStates
+{
+    public const string ProtocolViolation = "08P01";
+    public const string SqlClientUnableToEstablishSqlConnection = "08001";
+    public const string FeatureNotSupported = "0A000";
+    public const string InvalidAuthorizationSpecification = "28000";
+    public const string TooManyConnections = "53300";
+    public const string AdminShutdown = "57P01";
+    public const string ProgramLimitExceeded = "54000";
+    public const string InternalError = "XX000";
+}

@@ -1,0 +1,8 @@
+namespace PgProxy.Protocol.Frontend;
+
+/// <summary>Constant frontend messages, built once.</summary>
+public static class FrontendMessages
+{
+    /// <summary>Terminate: 'X' with length 4. Sent upstream when the proxy ends a session itself.</summary>
+    public static ReadOnlyMemory<byte> Terminate { get; } = new byte[] { (byte)FrontendMessageCode.Terminate, 0, 0, 0, 4 };
+}

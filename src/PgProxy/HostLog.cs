@@ -1,0 +1,29 @@
+using Microsoft.Extensions.Logging;
+
+namespace PgProxy.Host;
+
+/// <summary>The host's log messages; event ids 1–99 belong to the host.</summary>
+internal static partial class HostLog
+{
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "PgProxy {Version} running {Instances} instance(s)")]
+    public static partial void Started(ILogger logger, int instances, string version);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Signal} received: stopping")]
+    public static partial void StopSignal(ILogger logger, System.Runtime.InteropServices.PosixSignal signal);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "PgProxy stopped")]
+    public static partial void Stopped(ILogger logger);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Critical, Message = "Cannot start: {Reason}")]
+    public static partial void StartFailed(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "SIGHUP received: this version cannot reload its configuration; the running configuration stays")]
+    public static partial void ReloadNotAvailable(ILogger logger);
+}
+
+/// <summary>The version the command reports.</summary>
+internal static class ThisAssembly
+{
+    public static string Version { get; } =
+        typeof(ThisAssembly).Assembly.GetName().Version?.ToString(3) ?? "unknown";
+}

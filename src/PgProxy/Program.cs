@@ -1,0 +1,20 @@
+using System.CommandLine;
+using PgProxy.Host;
+
+var configOption = new Option<FileInfo>("--config", "-c")
+{
+    Description = "The configuration file (YAML).",
+    DefaultValueFactory = _ => new FileInfo("config.yml"),
+};
+
+var root = new RootCommand("PgProxy: a PostgreSQL wire-protocol proxy that relays sessions to PostgreSQL and lets rules and plugins change what passes through.");
+root.Options.Add(configOption);
+root.SetAction((parseResult, cancellationToken) => Commands.RunAsync(parseResult.GetRequiredValue(configOption), cancellationToken));
+
+var check = new Command("check", "Validate the configuration and load the plugins, print what would run, and exit (non-zero on any problem).");
+check.Options.Add(configOption);
+check.SetAction(parseResult => Commands.Check(parseResult.GetRequiredValue(configOption)));
+root.Subcommands.Add(check);
+
+// PgProxy handles SIGINT/SIGTERM itself, to drain sessions for as long as shutdown-timeout allows.
+return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);

@@ -1,0 +1,173 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace PgProxy.EndToEnd.Tests.Infrastructure;
+
+/// <summary>
+/// The real <c>pgproxy</c> command as a child process, for what only a process shows: signals, exit codes,
+/// log files and its own memory use.
+/// </summary>
+public sealed partial class ProxyProcess : IAsyncDisposable
+{
+    private static readonly TimeSpan StartDeadline = TimeSpan.FromSeconds(30);
+    private readonly Process process;
+    private readonly StringBuilder output = new();
+    private readonly Dictionary<string, int> ports = [];
+    private readonly object gate = new();
+
+    private ProxyProcess(Process process)
+    {
+        this.process = process;
+    }
+
+    public int ProcessId => process.Id;
+
+    /// <summary>Everything the process wrote to stdout and stderr so far.</summary>
+    public string Output
+    {
+        get
+        {
+            lock (gate)
+            {
+                return output.ToString();
+            }
+        }
+    }
+
+    /// <summary>The built pgproxy next to the test assembly (the test project references the host project).</summary>
+    public static string AssemblyPath => Path.Combine(AppContext.BaseDirectory, "pgproxy.dll");
+
+    /// <summary>Runs <c>pgproxy ARGS</c> to completion, for commands such as <c>check</c> and <c>--version</c>.</summary>
+    public static Task<ProcessResult> RunToEndAsync(params string[] arguments) =>
+        ProcessRunner.RunAsync("dotnet", [AssemblyPath, .. arguments], TimeSpan.FromSeconds(60));
+
+    /// <summary>Starts <c>pgproxy --config FILE</c> and waits until every instance in it reports its listening port.</summary>
+    public static async Task<ProxyProcess> StartAsync(string configFile, int instances, string? workingDirectory = null)
+    {
+        var startInfo = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? Path.GetDirectoryName(configFile)!,
+        };
+        startInfo.ArgumentList.Add(AssemblyPath);
+        startInfo.ArgumentList.Add("--config");
+        startInfo.ArgumentList.Add(configFile);
+        var proxy = new ProxyProcess(new Process { StartInfo = startInfo });
+        proxy.process.OutputDataReceived += (_, e) => proxy.OnLine(e.Data);
+        proxy.process.ErrorDataReceived += (_, e) => proxy.OnLine(e.Data);
+        proxy.process.Start();
+        proxy.process.BeginOutputReadLine();
+        proxy.process.BeginErrorReadLine();
+        try
+        {
+            await Waiting.WaitUntilAsync(
+                () => Task.FromResult(proxy.ListeningCount() >= instances || proxy.process.HasExited),
+                StartDeadline,
+                "pgproxy to listen");
+            if (proxy.process.HasExited)
+            {
+                throw new InvalidOperationException($"pgproxy exited with {proxy.process.ExitCode}:\n{proxy.Output}");
+            }
+        }
+        catch
+        {
+            await proxy.DisposeAsync();
+            throw;
+        }
+
+        return proxy;
+    }
+
+    public int PortOf(string instance)
+    {
+        lock (gate)
+        {
+            return ports[instance];
+        }
+    }
+
+    /// <summary>Sends a POSIX signal (SIGTERM, SIGINT, SIGHUP) to the process, with the system's kill command.</summary>
+    public async Task SignalAsync(PosixSignal signal)
+    {
+        string name = signal switch
+        {
+            PosixSignal.SIGHUP => "HUP",
+            PosixSignal.SIGINT => "INT",
+            PosixSignal.SIGTERM => "TERM",
+            _ => throw new ArgumentOutOfRangeException(nameof(signal)),
+        };
+        ProcessResult result = await ProcessRunner.RunAsync("kill", ["-s", name, process.Id.ToString(CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
+        if (!result.Succeeded)
+        {
+            throw new InvalidOperationException($"kill -s {name} {process.Id} failed: {result.StandardError}");
+        }
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan deadline)
+    {
+        using var timeout = new CancellationTokenSource(deadline);
+        await process.WaitForExitAsync(timeout.Token);
+        return process.ExitCode;
+    }
+
+    public bool HasExited => process.HasExited;
+
+    /// <summary>A field of /proc/PID/status in kB, such as VmRSS (resident now) or VmHWM (the peak).</summary>
+    public long StatusKilobytes(string field)
+    {
+        foreach (string line in File.ReadLines($"/proc/{process.Id}/status"))
+        {
+            if (line.StartsWith(field + ":", StringComparison.Ordinal))
+            {
+                return long.Parse(line[(field.Length + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+            }
+        }
+
+        throw new InvalidOperationException($"{field} not in /proc/{process.Id}/status");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!process.HasExited)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+
+        process.Dispose();
+    }
+
+    private void OnLine(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (gate)
+        {
+            output.AppendLine(line);
+            Match match = ListeningLine().Match(line);
+            if (match.Success)
+            {
+                ports[match.Groups["name"].Value] = int.Parse(match.Groups["port"].Value, CultureInfo.InvariantCulture);
+            }
+        }
+    }
+
+    private int ListeningCount()
+    {
+        lock (gate)
+        {
+            return ports.Count;
+        }
+    }
+
+    [GeneratedRegex(@"Instance (?<name>\S+) listening on \S+:(?<port>\d+),")]
+    private static partial Regex ListeningLine();
+}
