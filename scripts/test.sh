@@ -9,16 +9,8 @@ cd "$repo_root"
 note() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # --- (a) PostgreSQL, the hll extension and psql: the end-to-end tests start a real server.
-newest_pg_bin() {
-    local bin best="" best_major=-1 major
-    for bin in /usr/lib/postgresql/*/bin; do
-        [[ -x "$bin/initdb" ]] || continue
-        major="$(basename "$(dirname "$bin")")"
-        [[ "$major" =~ ^[0-9]+$ ]] || continue
-        if (( major > best_major )); then best="$bin"; best_major="$major"; fi
-    done
-    printf '%s' "$best"
-}
+# shellcheck source=lib/postgres.sh
+source "$repo_root/scripts/lib/postgres.sh"
 
 missing_prerequisites() {
     local bin missing=()
