@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# The whole-proxy benchmark: pgbench through PgProxy against direct PostgreSQL and
+# PgBouncer (session mode), alternating targets round by round so that drift on a
+# shared machine hits all of them alike. Prints medians, ratios to direct, and each
+# proxy's own CPU time per transaction (from /proc/PID/stat), which is steadier than
+# throughput on a busy machine. Also: new connection per transaction (-C), bulk
+# streaming (COPY TO STDOUT, a large SELECT) and idle-session memory.
+#
+#   bench/compare.sh                    # 3 rounds of 10 s per cell
+#   ROUNDS=5 DURATION=20 bench/compare.sh
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=../scripts/lib/postgres.sh
+source "$repo_root/scripts/lib/postgres.sh"
+rounds="${ROUNDS:-3}"
+duration="${DURATION:-10}"
+clients="${CLIENTS:-16}"
+scale="${SCALE:-10}"
+idle_sessions="${IDLE_SESSIONS:-1000}"
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+# --- prerequisites, from Debian packages when missing.
+need=()
+[[ -n "$(newest_pg_bin)" ]] || need+=(postgresql)
+command -v pgbouncer >/dev/null || need+=(pgbouncer)
+if (( ${#need[@]} > 0 )); then
+    if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing ${need[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        say "missing: ${need[*]} (sudo apt-get install ${need[*]})"
+        exit 1
+    fi
+fi
+pg_bin="$(newest_pg_bin)"
+pgbench="$pg_bin/pgbench"
+psql="$pg_bin/psql"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
+    || ruby -e 'require "socket"; s=TCPServer.new("127.0.0.1",0); puts s.addr[1]' 2>/dev/null \
+    || echo $(( 20000 + RANDOM % 20000 )); }
+
+work="$(mktemp -d /tmp/pgproxy-bench.XXXXXX)"
+chmod 755 "$work"
+[[ "$(id -u)" -eq 0 ]] && chown postgres "$work"
+pids=()
+cleanup() {
+    for pid in "${pids[@]+"${pids[@]}"}"; do kill "$pid" 2>/dev/null || true; done
+    as_postgres "$pg_bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+pg_port="$(free_port)"; bouncer_port="$(free_port)"; proxy_port="$(free_port)"
+say "PostgreSQL on $pg_port, PgBouncer on $bouncer_port, PgProxy on $proxy_port"
+as_postgres "$pg_bin/initdb" -D "$work/data" -A trust -U postgres --encoding=UTF8 --locale=C >/dev/null
+as_postgres "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $work -c max_connections=1200 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off" start >/dev/null
+"$pgbench" -i -q -s "$scale" -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
+
+cat >"$work/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port=$pg_port
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+unix_socket_dir =
+auth_type = trust
+auth_file = $work/users.txt
+pool_mode = session
+max_client_conn = 2000
+default_pool_size = 1100
+logfile = $work/pgbouncer.log
+INI
+echo '"postgres" ""' >"$work/users.txt"
+[[ "$(id -u)" -eq 0 ]] && chown postgres "$work/pgbouncer.ini" "$work/users.txt"
+as_postgres pgbouncer "$work/pgbouncer.ini" >/dev/null 2>&1 &
+pids+=($!)
+
+cat >"$work/pgproxy.yml" <<YAML
+settings:
+  log-level: warning
+instances:
+  - listen: { name: proxy, host: 127.0.0.1, port: $proxy_port }
+    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port }
+YAML
+dotnet build "$repo_root/src/PgProxy/PgProxy.csproj" -c Release -nologo -v q >/dev/null
+dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll" --config "$work/pgproxy.yml" >"$work/pgproxy.log" 2>&1 &
+pids+=($!)
+proxy_pid=$!
+
+wait_port() { for _ in $(seq 1 100); do "$psql" -h 127.0.0.1 -p "$1" -U postgres -Atc 'select 1' postgres >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+wait_port "$bouncer_port" || { say "PgBouncer did not start"; cat "$work/pgbouncer.log" >&2; exit 1; }
+wait_port "$proxy_port" || { say "PgProxy did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
+bouncer_pid="$(pgrep -f "pgbouncer $work/pgbouncer.ini" | head -n 1)"
+
+declare -A port_of=([direct]=$pg_port [pgbouncer]=$bouncer_port [pgproxy]=$proxy_port)
+declare -A pid_of=([pgbouncer]=$bouncer_pid [pgproxy]=$proxy_pid)
+ticks_per_second="$(getconf CLK_TCK)"
+cpu_ticks() { [[ -n "${1:-}" ]] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+
+results="$work/results.txt"
+: >"$results"
+# One cell: pgbench against a target; records tps and the target proxy's CPU µs per transaction.
+run_cell() {
+    local label="$1" target="$2"; shift 2
+    local before after out tps tx cpu_us=""
+    before="$(cpu_ticks "${pid_of[$target]:-}")"
+    out="$("$pgbench" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -j 2 -T "$duration" "$@" postgres 2>&1)" || { say "pgbench failed: $out"; return 1; }
+    after="$(cpu_ticks "${pid_of[$target]:-}")"
+    tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -n 1)"
+    tx="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")"
+    if [[ -n "${pid_of[$target]:-}" && "$tx" -gt 0 ]]; then
+        cpu_us="$(awk -v d=$((after - before)) -v hz="$ticks_per_second" -v tx="$tx" 'BEGIN {printf "%.1f", d / hz * 1e6 / tx}')"
+    fi
+    echo "$label $target $tps ${cpu_us:-}" >>"$results"
+    say "$label $target: $tps tps${cpu_us:+, $cpu_us µs CPU/tx}"
+}
+
+for round in $(seq 1 "$rounds"); do
+    say "round $round of $rounds"
+    for mode in simple extended prepared; do
+        for target in direct pgbouncer pgproxy; do
+            run_cell "select-only/$mode" "$target" -S -M "$mode" -c "$clients"
+        done
+    done
+    for target in direct pgbouncer pgproxy; do
+        run_cell "connect-per-tx" "$target" -S -C -c 4
+    done
+done
+
+# Bulk streaming: MB/s of COPY TO STDOUT (2 M rows) and a 1 M-row SELECT, client discarding output.
+"$psql" -h 127.0.0.1 -p "$pg_port" -U postgres -q -c "CREATE TABLE IF NOT EXISTS bulk AS SELECT g AS id, md5(g::text) AS a, md5((g*7)::text) AS b FROM generate_series(1, 2000000) g" postgres
+bulk() {
+    local label="$1" target="$2" sql="$3" start end bytes
+    start="$(date +%s.%N)"
+    bytes="$("$psql" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -At -c "$sql" postgres | wc -c)"
+    end="$(date +%s.%N)"
+    awk -v l="$label" -v t="$target" -v b="$bytes" -v s="$start" -v e="$end" 'BEGIN {printf "%s %s %.1f\n", l, t, b / 1048576 / (e - s)}' >>"$results"
+}
+for round in $(seq 1 "$rounds"); do
+    for target in direct pgbouncer pgproxy; do
+        bulk "copy-out-MB/s" "$target" "COPY bulk TO STDOUT"
+        bulk "select-1M-MB/s" "$target" "SELECT * FROM bulk WHERE id <= 1000000"
+    done
+done
+
+# Idle sessions: RSS growth of the proxy per session held open (client plus upstream connection).
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+idle_rss() {
+    local target="$1" pid="${pid_of[$1]}" before after
+    before="$(rss_kb "$pid")"
+    "$pgbench" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -n -c "$idle_sessions" -j 2 -T 8 \
+        -f <(echo '\sleep 1 s') postgres >/dev/null 2>&1 &
+    local bench=$!
+    local peak="$before"
+    for _ in $(seq 1 60); do
+        local now; now="$(rss_kb "$pid")"; (( now > peak )) && peak="$now"
+        kill -0 "$bench" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$bench" || true
+    awk -v t="$target" -v b="$before" -v p="$peak" -v n="$idle_sessions" 'BEGIN {printf "idle-KiB/session %s %.1f\n", t, (p - b) / n}' >>"$results"
+}
+ulimit -n 65536 2>/dev/null || true
+idle_rss pgbouncer
+idle_rss pgproxy
+
+# --- the table.
+echo
+echo "PgProxy benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}'), $(pgbouncer --version | head -n 1)"
+echo "pgbench -j 2 -T $duration, $clients clients (-C: 4), scale $scale, medians of $rounds alternating rounds"
+echo
+printf '| %-18s | %12s | %12s | %12s | %9s | %9s | %11s | %11s |\n' "test" "direct" "pgbouncer" "pgproxy" "bouncer/d" "proxy/d" "bouncer µs" "proxy µs"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------------------" "--------------" "--------------" "--------------" "-----------" "-----------" "-------------" "-------------"
+for label in $(awk '{print $1}' "$results" | awk '!seen[$0]++'); do
+    d="$(awk -v l="$label" '$1==l && $2=="direct" {print $3}' "$results" | median)"
+    b="$(awk -v l="$label" '$1==l && $2=="pgbouncer" {print $3}' "$results" | median)"
+    p="$(awk -v l="$label" '$1==l && $2=="pgproxy" {print $3}' "$results" | median)"
+    bc="$(awk -v l="$label" '$1==l && $2=="pgbouncer" && $4!="" {print $4}' "$results" | median)"
+    pc="$(awk -v l="$label" '$1==l && $2=="pgproxy" && $4!="" {print $4}' "$results" | median)"
+    awk -v l="$label" -v d="$d" -v b="$b" -v p="$p" -v bc="$bc" -v pc="$pc" 'BEGIN {
+        rb = (d == "nan" || d == 0) ? "" : sprintf("%.2f", b / d); rp = (d == "nan" || d == 0) ? "" : sprintf("%.2f", p / d);
+        printf "| %-18s | %12s | %12s | %12s | %9s | %9s | %11s | %11s |\n", l, d, b, p, rb, rp, bc, pc }'
+done
