@@ -104,6 +104,37 @@ public sealed class ShutdownTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task A_query_still_running_at_shutdown_timeout_is_cut_with_57P01_and_the_process_exits_0()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(ConfigDirectory.OneInstance(fixture.Server, "  shutdown-timeout: 1s"));
+        await using ProxyProcess proxy = await ProxyProcess.StartAsync(directory.ConfigFile, instances: 1);
+        string applicationName = UniqueName("forced");
+        await using RawPgClient client = await StartSessionAsync(proxy, applicationName);
+
+        await client.SendAsync(RawPgClient.Query("SELECT pg_sleep(8)"));
+        await Waiting.WaitUntilAsync(
+            async () => await ScalarAsync<long>($"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{applicationName}' AND state = 'active' AND query LIKE '%pg_sleep%'") == 1,
+            TimeSpan.FromSeconds(10),
+            "the query runs on the server");
+        var clock = Stopwatch.StartNew();
+        await proxy.SignalAsync(PosixSignal.SIGTERM);
+
+        // The result is 8 s away: what arrives first is the proxy's 57P01, once the 1 s shutdown-timeout has passed.
+        RawMessage message = await client.ReadMessageAsync(TimeSpan.FromSeconds(6));
+        Assert.Equal('E', message.Code);
+        Assert.Equal("57P01", message.SqlState);
+        Assert.True(await client.IsClosedByPeerAsync(), "the proxy must close the connection after 57P01");
+        Assert.Equal(0, await proxy.WaitForExitAsync(PromptExit));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(6), $"took {clock.Elapsed} to exit with a 1 s shutdown-timeout");
+
+        // The server notices the closed connection when the sleep ends and it writes the result.
+        await Waiting.WaitUntilAsync(
+            async () => await ScalarAsync<long>($"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{applicationName}'") == 0,
+            TimeSpan.FromSeconds(20),
+            $"no backend of {applicationName} remains");
+    }
+
+    [Fact]
     public async Task SIGHUP_does_not_end_the_process_and_it_keeps_serving()
     {
         using ConfigDirectory directory = ConfigDirectory.Create(ConfigDirectory.OneInstance(fixture.Server));
