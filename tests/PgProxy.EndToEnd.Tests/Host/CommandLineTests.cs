@@ -71,9 +71,18 @@ public sealed class CommandLineTests
         ProcessResult result = await ProxyProcess.RunToEndAsync("--help");
 
         Assert.True(result.Succeeded, result.ToString());
-        Assert.Contains("--config", result.StandardOutput, StringComparison.Ordinal);
-        Assert.Contains("-c", result.StandardOutput, StringComparison.Ordinal);
-        Assert.Matches(@"(?m)^\s+check\b", result.StandardOutput);
+        Assert.Contains("pgproxy", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Matches(@"(?m)^\s+-c, --config\b", result.StandardOutput);
+        Assert.Matches(@"(?m)^\s+check\s+\S", result.StandardOutput);
+    }
+
+    [Fact]
+    public async Task Help_of_check_lists_its_config_option()
+    {
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--help");
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Matches(@"(?m)^\s+-c, --config\b", result.StandardOutput);
     }
 
     [Fact]
