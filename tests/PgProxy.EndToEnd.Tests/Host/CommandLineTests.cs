@@ -1,0 +1,215 @@
+using PgProxy.EndToEnd.Tests.Infrastructure;
+
+namespace PgProxy.EndToEnd.Tests.Host;
+
+/// <summary>The pgproxy command line as users meet it: --version, --help, check, and the errors of a bad file.</summary>
+public sealed class CommandLineTests
+{
+    /// <summary>The original proxy's config.yml, exactly, without the plugin it names (plugins load in a later version).</summary>
+    private const string SeedConfigWithoutPlugin = """
+        settings:
+          log-level: debug
+          intercept-log: logs/intercept.log
+          general-log: logs/general.log
+
+        instances:
+          - listen:
+              name: proxy
+              host: 127.0.0.1
+              port: 5111
+            redirect:
+              name: postgresql
+              host: 127.0.0.1
+              port: 5432
+            intercept:
+              commands:
+                queries:
+                connects:
+              responses:
+        """;
+
+    /// <summary>The original proxy's config.yml, exactly as it was shipped.</summary>
+    private const string SeedConfig = """
+        plugins:
+          - tableau_hll
+
+        settings:
+          log-level: debug
+          intercept-log: logs/intercept.log
+          general-log: logs/general.log
+
+        instances:
+          - listen:
+              name: proxy
+              host: 127.0.0.1
+              port: 5111
+            redirect:
+              name: postgresql
+              host: 127.0.0.1
+              port: 5432
+            intercept:
+              commands:
+                queries:
+                  - plugin: tableau_hll
+                    function: rewrite_query
+                connects:
+              responses:
+        """;
+
+    [Fact]
+    public async Task Version_prints_a_version_and_exits_0()
+    {
+        ProcessResult result = await ProxyProcess.RunToEndAsync("--version");
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Matches(@"^\d+\.\d+\.\d+", result.StandardOutput.Trim());
+    }
+
+    [Fact]
+    public async Task Help_lists_the_config_option_and_the_check_command()
+    {
+        ProcessResult result = await ProxyProcess.RunToEndAsync("--help");
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Contains("pgproxy", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Matches(@"(?m)^\s+-c, --config\b", result.StandardOutput);
+        Assert.Matches(@"(?m)^\s+check\s+\S", result.StandardOutput);
+    }
+
+    [Fact]
+    public async Task Help_of_check_lists_its_config_option()
+    {
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--help");
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Matches(@"(?m)^\s+-c, --config\b", result.StandardOutput);
+    }
+
+    [Fact]
+    public async Task Check_accepts_the_original_config_without_its_plugin_and_prints_each_instance()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(SeedConfigWithoutPlugin);
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Contains("valid", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("instance \"proxy\"", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("127.0.0.1:5111", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("\"postgresql\" 127.0.0.1:5432", result.StandardOutput, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(directory.Path, "logs")), "check must not create the log directories");
+    }
+
+    [Fact]
+    public async Task Check_prints_every_instance_of_a_config_with_two()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create("""
+            instances:
+              - listen: { name: first, host: 127.0.0.1, port: 6001 }
+                redirect: { name: pg1, host: 127.0.0.1, port: 5432 }
+              - listen: { name: second, host: 127.0.0.1, port: 6002 }
+                redirect: { name: pg2, host: 127.0.0.1, port: 5433 }
+            """);
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Contains("instance \"first\": listen 127.0.0.1:6001", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("instance \"second\": listen 127.0.0.1:6002", result.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Check_refuses_the_original_config_with_its_plugin_naming_the_plugin_and_its_line()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig);
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("tableau_hll", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("config.yml:2:", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Running_the_original_config_with_its_plugin_fails_at_start_up()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig);
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("--config", directory.ConfigFile);
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("tableau_hll", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Check_names_the_key_and_line_of_an_unknown_key_and_of_a_port_of_the_wrong_type()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create("""
+            settings:
+              log-level: info
+              log_max_size: 10MB
+            instances:
+              - listen:
+                  name: proxy
+                  host: 127.0.0.1
+                  port: abc
+                redirect:
+                  name: postgresql
+                  host: 127.0.0.1
+                  port: 5432
+            """);
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("config.yml:3:", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("settings.log_max_size", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("config.yml:8:", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("instances[0].listen.port", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("'abc'", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Running_an_invalid_config_exits_non_zero_without_listening()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create("""
+            instances:
+              - listen: { name: proxy, host: 127.0.0.1, port: "5111" }
+                redirect: { name: postgresql, host: 127.0.0.1, port: 5432 }
+            """);
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("--config", directory.ConfigFile);
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("config.yml:2:", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("instances[0].listen.port", result.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("listening", result.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_missing_config_file_exits_non_zero_with_a_clear_message()
+    {
+        string missing = Path.Combine(Path.GetTempPath(), "pgproxy-missing-" + Guid.NewGuid().ToString("N"), "config.yml");
+
+        ProcessResult check = await ProxyProcess.RunToEndAsync("check", "--config", missing);
+        ProcessResult run = await ProxyProcess.RunToEndAsync("--config", missing);
+
+        foreach (ProcessResult result in new[] { check, run })
+        {
+            Assert.NotEqual(0, result.ExitCode);
+            Assert.Contains("does not exist", result.StandardError, StringComparison.Ordinal);
+            Assert.Contains("config.yml", result.StandardError, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task The_short_option_c_names_the_config_file()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(SeedConfigWithoutPlugin);
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "-c", directory.ConfigFile);
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Contains("instance \"proxy\"", result.StandardOutput, StringComparison.Ordinal);
+    }
+}
