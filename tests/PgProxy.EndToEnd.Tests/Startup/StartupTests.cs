@@ -79,7 +79,49 @@ public sealed class StartupTests(PostgresFixture fixture)
         Assert.Equal(8, negotiate.Body.Length);
         Assert.Equal('R', messages[1].Code);
         Assert.Equal(0, BinaryPrimitives.ReadInt32BigEndian(messages[1].Body)); // AuthenticationOk
+
+        // Untouched: the same bytes the server sends a client connected to it directly.
+        await using RawPgClient direct = await RawPgClient.ConnectAsync(Server.Host, Server.Port);
+        await direct.SendAsync(RawPgClient.StartupPacket(
+            (3 << 16) | 2, ("user", PostgresServer.TrustUser), ("database", PostgresServer.Database)));
+        Assert.Equal(negotiate, (await direct.ReadUntilReadyAsync())[0], RawMessageComparer.Instance);
         Assert.Equal('Z', messages[^1].Code);
+    }
+
+    [Fact]
+    public async Task A_startup_packet_arriving_a_few_bytes_at_a_time_is_assembled()
+    {
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server);
+        await using RawPgClient client = await RawPgClient.ConnectAsync(proxy.Host, proxy.Port);
+        byte[] ssl = EncryptionRequest(SslRequestCode);
+        await client.SendAsync(ssl[..3]);
+        await client.SendAsync(ssl[3..]);
+        Assert.Equal('N', await client.ReadByteAsync());
+
+        byte[] startup = RawPgClient.StartupPacket(Protocol30, ("user", PostgresServer.TrustUser), ("database", PostgresServer.Database));
+        for (int offset = 0; offset < startup.Length; offset += 5)
+        {
+            await client.SendAsync(startup[offset..Math.Min(offset + 5, startup.Length)]);
+        }
+
+        List<RawMessage> messages = await client.ReadUntilReadyAsync();
+        Assert.DoesNotContain(messages, message => message.Code == 'E');
+    }
+
+    [Fact]
+    public async Task An_SSLRequest_and_a_StartupMessage_sent_together_get_N_then_the_session()
+    {
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server);
+        await using RawPgClient client = await RawPgClient.ConnectAsync(proxy.Host, proxy.Port);
+
+        await client.SendAsync([
+            .. EncryptionRequest(SslRequestCode),
+            .. RawPgClient.StartupPacket(Protocol30, ("user", PostgresServer.TrustUser), ("database", PostgresServer.Database)),
+        ]);
+
+        Assert.Equal('N', await client.ReadByteAsync());
+        List<RawMessage> messages = await client.ReadUntilReadyAsync();
+        Assert.DoesNotContain(messages, message => message.Code == 'E');
     }
 
     public static TheoryData<string, string> MalformedStartups => new()
@@ -158,6 +200,35 @@ public sealed class StartupTests(PostgresFixture fixture)
             async () => await BackendsNamedAsync(applicationName) == 0,
             Deadline,
             "the upstream backend of the refused session leaves pg_stat_activity");
+    }
+
+    [Fact]
+    public async Task A_message_of_exactly_max_message_size_is_relayed_and_one_byte_more_is_refused()
+    {
+        const int Limit = 64 * 1024;
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server, new InstanceLimits { MaxMessageSize = Limit });
+        await using RawPgClient client = await RawPgClient.ConnectAsync(proxy.Host, proxy.Port);
+        await client.StartTrustSessionAsync(PostgresServer.TrustUser, PostgresServer.Database);
+
+        await client.SendAsync(QueryOfTotalSize(Limit));
+        List<RawMessage> answer = await client.ReadUntilReadyAsync();
+        Assert.DoesNotContain(answer, message => message.Code == 'E');
+        Assert.Single(answer, message => message.Code == 'D');
+
+        await client.SendAsync(QueryOfTotalSize(Limit + 1));
+        RawMessage error = await client.ReadMessageAsync();
+        Assert.Equal('E', error.Code);
+        Assert.Equal("08P01", error.SqlState);
+        Assert.True(await client.IsClosedByPeerAsync(Deadline));
+    }
+
+    private static byte[] QueryOfTotalSize(int total)
+    {
+        // Type byte, length, "SELECT '", padding, "'", NUL.
+        int padding = total - 5 - "SELECT ''".Length - 1;
+        byte[] message = RawPgClient.Query("SELECT '" + new string('x', padding) + "'");
+        Assert.Equal(total, message.Length);
+        return message;
     }
 
     [Fact]
@@ -311,5 +382,16 @@ public sealed class StartupTests(PostgresFixture fixture)
         await connection.OpenAsync(deadline.Token);
         await using var command = new NpgsqlCommand(sql, connection);
         return (T)(await command.ExecuteScalarAsync(deadline.Token))!;
+    }
+
+    /// <summary>Two messages are equal when their type and every body byte are.</summary>
+    private sealed class RawMessageComparer : IEqualityComparer<RawMessage>
+    {
+        public static RawMessageComparer Instance { get; } = new();
+
+        public bool Equals(RawMessage? x, RawMessage? y) =>
+            x is not null && y is not null && x.Code == y.Code && x.Body.AsSpan().SequenceEqual(y.Body);
+
+        public int GetHashCode(RawMessage obj) => obj.Code;
     }
 }

@@ -25,6 +25,8 @@ public sealed class UpstreamAvailabilityTests : IDisposable
         await using var existing = new NpgsqlConnection(connectionString);
         await existing.OpenAsync(Cancellation);
         Assert.Equal(1, await SelectOneAsync(existing));
+        await using RawPgClient idle = await RawPgClient.ConnectAsync(proxy.Host, proxy.Port);
+        await idle.StartTrustSessionAsync(PostgresServer.TrustUser, PostgresServer.Database);
 
         await server.StopAsync(Cancellation);
 
@@ -35,6 +37,7 @@ public sealed class UpstreamAvailabilityTests : IDisposable
 
         // The session whose backend was stopped is closed, not left hanging.
         await Assert.ThrowsAnyAsync<NpgsqlException>(() => SelectOneAsync(existing));
+        Assert.True(await idle.IsClosedByPeerAsync(TimeSpan.FromSeconds(20)), "an idle session on the stopped server is closed by the proxy");
 
         await server.StartAsync(Cancellation);
         Assert.Equal(1, await OpenAndSelectOneAsync(connectionString));
