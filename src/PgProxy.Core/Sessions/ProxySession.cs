@@ -277,6 +277,12 @@ internal sealed class ProxySession : IDisposable
             reason = "proxy shutting down";
             toClient = new ProtocolError(SqlStates.AdminShutdown, "terminating connection due to administrator command");
         }
+        else if (backend.BytesForwarded == 0)
+        {
+            // The server went away before answering the start-up: the client would otherwise see a silent drop.
+            reason = "upstream closed before answering the start-up";
+            toClient = new ProtocolError(SqlStates.SqlClientUnableToEstablishSqlConnection, $"upstream \"{environment.Instance.Redirect.Name}\" closed the connection before answering the start-up");
+        }
         else
         {
             reason = "upstream closed";
