@@ -124,6 +124,49 @@ public sealed class StartupTests(PostgresFixture fixture)
         Assert.DoesNotContain(messages, message => message.Code == 'E');
     }
 
+    [Fact]
+    public async Task A_second_SSLRequest_is_refused_with_0A000_as_PostgreSQL_refuses_it()
+    {
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server);
+        await using RawPgClient direct = await RawPgClient.ConnectAsync(Server.Host, Server.Port);
+        await using RawPgClient proxied = await RawPgClient.ConnectAsync(proxy.Host, proxy.Port);
+
+        foreach (RawPgClient client in new[] { direct, proxied })
+        {
+            await client.SendAsync(EncryptionRequest(SslRequestCode));
+            Assert.Equal('N', await client.ReadByteAsync());
+            await client.SendAsync(EncryptionRequest(SslRequestCode));
+            RawMessage error = await client.ReadMessageAsync();
+            Assert.Equal('E', error.Code);
+            Assert.Equal("0A000", error.SqlState);
+            Assert.True(await client.IsClosedByPeerAsync(Deadline));
+        }
+    }
+
+    [Fact]
+    public async Task An_upstream_that_closes_during_startup_gets_the_client_a_FATAL_08001_not_a_silent_drop()
+    {
+        using var refusing = new TcpListener(IPAddress.Loopback, 0);
+        refusing.Start();
+        int port = ((IPEndPoint)refusing.LocalEndpoint).Port;
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(TestConfigs.Relay(IPAddress.Loopback.ToString(), port));
+        await using RawPgClient client = await RawPgClient.ConnectAsync(proxy.Host, proxy.Port);
+        await client.SendAsync(RawPgClient.StartupPacket(Protocol30, ("user", PostgresServer.TrustUser), ("database", PostgresServer.Database)));
+
+        using (var deadline = new CancellationTokenSource(Deadline))
+        using (Socket accepted = await refusing.AcceptSocketAsync(deadline.Token))
+        {
+            accepted.Shutdown(SocketShutdown.Both);
+        }
+
+        RawMessage error = await client.ReadMessageAsync();
+        Assert.Equal('E', error.Code);
+        Assert.Equal("FATAL", error.Fields()['S']);
+        Assert.Equal("08001", error.SqlState);
+        Assert.Contains("\"postgresql\"", error.Fields()['M'], StringComparison.Ordinal);
+        Assert.True(await client.IsClosedByPeerAsync(Deadline));
+    }
+
     public static TheoryData<string, string> MalformedStartups => new()
     {
         { "length below 8", "08P01" },
