@@ -103,7 +103,8 @@ internal sealed class ProxySession : IDisposable
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token);
         deadline.CancelAfter(environment.Instance.Limits.StartupTimeout);
-        int encryptionRequests = 0;
+        bool sslRequested = false;
+        bool gssRequested = false;
         try
         {
             while (true)
@@ -134,12 +135,17 @@ internal sealed class ProxySession : IDisposable
                 {
                     case StartupPacketKind.SslRequest:
                     case StartupPacketKind.GssEncRequest:
-                        // PostgreSQL takes one of each at most before the StartupMessage.
-                        if (++encryptionRequests > 2)
+                        // PostgreSQL takes one of each at most before the StartupMessage; a repeated one is to it
+                        // an unknown protocol version.
+                        bool isSsl = packet.Kind == StartupPacketKind.SslRequest;
+                        if (isSsl ? sslRequested : gssRequested)
                         {
-                            await RefuseAsync(clientStream, new ProtocolError(SqlStates.ProtocolViolation, "too many encryption requests before the startup packet")).ConfigureAwait(false);
+                            await RefuseAsync(clientStream, new ProtocolError(SqlStates.FeatureNotSupported, $"unsupported frontend protocol {StartupCodes.Major(packet.VersionCode)}.{StartupCodes.Minor(packet.VersionCode)}: server supports 3.0 to 3.2")).ConfigureAwait(false);
                             return null;
                         }
+
+                        sslRequested |= isSsl;
+                        gssRequested |= !isSsl;
 
                         Log.EncryptionRefused(environment.Logger, Id, clientAddress, packet.Kind == StartupPacketKind.SslRequest ? "SSLRequest" : "GSSENCRequest");
                         await clientStream.WriteAsync(PregeneratedMessages.EncryptionRefused, deadline.Token).ConfigureAwait(false);
@@ -270,6 +276,12 @@ internal sealed class ProxySession : IDisposable
         {
             reason = "proxy shutting down";
             toClient = new ProtocolError(SqlStates.AdminShutdown, "terminating connection due to administrator command");
+        }
+        else if (backend.BytesForwarded == 0)
+        {
+            // The server went away before answering the start-up: the client would otherwise see a silent drop.
+            reason = "upstream closed before answering the start-up";
+            toClient = new ProtocolError(SqlStates.SqlClientUnableToEstablishSqlConnection, $"upstream \"{environment.Instance.Redirect.Name}\" closed the connection before answering the start-up");
         }
         else
         {
