@@ -19,6 +19,9 @@ internal sealed class ProxySession : IDisposable
 {
     private static readonly TimeSpan ErrorWriteTimeout = TimeSpan.FromSeconds(5);
 
+    /// <summary>How long a refused client may go on sending before the proxy closes on it.</summary>
+    private static readonly TimeSpan ClientDrainTimeout = TimeSpan.FromSeconds(5);
+
     private readonly SessionEnvironment environment;
     private readonly Socket clientSocket;
     private readonly string clientAddress;
@@ -219,6 +222,11 @@ internal sealed class ProxySession : IDisposable
             PumpStop frontendStop = await frontendRun.ConfigureAwait(false);
             PumpStop backendStop = await backendRun.ConfigureAwait(false);
             reason = await FinishAsync(frontendStop, backendStop, frontend, backend, clientStream, upstreamStream).ConfigureAwait(false);
+            if (frontendStop is PumpStop.MessageTooLarge or PumpStop.InvalidMessage)
+            {
+                await upstreamStream.DisposeAsync().ConfigureAwait(false);
+                await DrainClientAsync(clientReader).ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException)
         {
@@ -305,6 +313,33 @@ internal sealed class ProxySession : IDisposable
         }
 
         return reason;
+    }
+
+    /// <summary>
+    /// After refusing a client's message, ends the proxy's side of the stream and discards what the client is still
+    /// sending (for a bounded time), so the client finishes its write and reads the error. Closing at once, with
+    /// its bytes unread, would reset the connection and the client would see a broken pipe instead of the error.
+    /// </summary>
+    private async Task DrainClientAsync(PipeReader clientReader)
+    {
+        using var deadline = new CancellationTokenSource(ClientDrainTimeout);
+        try
+        {
+            clientSocket.Shutdown(SocketShutdown.Send);
+            while (true)
+            {
+                ReadResult result = await clientReader.ReadAsync(deadline.Token).ConfigureAwait(false);
+                clientReader.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The client is gone or keeps sending: close on it now.
+        }
     }
 
     /// <summary>Sends a FATAL error before the client is closed, as PostgreSQL does for a refused connection.</summary>
