@@ -9,7 +9,8 @@ namespace PgProxy.Host.Logging;
 
 /// <summary>
 /// Builds the two logs of the configuration: the general log (console, and <c>general-log</c> when set) and the
-/// intercept log (<c>intercept-log</c>), each a rolling file so it cannot fill the disk.
+/// intercept log (<c>intercept-log</c>), each a rolling file so it cannot fill the disk. Every sink writes from a
+/// background queue, so logging never blocks a session.
 /// </summary>
 internal static class LoggingSetup
 {
@@ -26,7 +27,7 @@ internal static class LoggingSetup
             .WriteTo.Logger(general =>
             {
                 general.Filter.ByExcluding(Matching.FromSource(InterceptCategory))
-                    .WriteTo.Console(outputTemplate: ConsoleTemplate, standardErrorFromLevel: LogEventLevel.Verbose, formatProvider: System.Globalization.CultureInfo.InvariantCulture);
+                    .WriteTo.Async(console => console.Console(outputTemplate: ConsoleTemplate, standardErrorFromLevel: LogEventLevel.Verbose, formatProvider: System.Globalization.CultureInfo.InvariantCulture));
                 if (settings.GeneralLog is { } generalLog)
                 {
                     RollingFile(general, generalLog, settings);
@@ -54,7 +55,8 @@ internal static class LoggingSetup
             Directory.CreateDirectory(directory);
         }
 
-        logger.WriteTo.File(
+        // Async: sessions log from the threads that forward their bytes, which must never wait on a disk.
+        logger.WriteTo.Async(file => file.File(
             path,
             outputTemplate: FileTemplate,
             formatProvider: System.Globalization.CultureInfo.InvariantCulture,
@@ -62,7 +64,7 @@ internal static class LoggingSetup
             rollOnFileSizeLimit: true,
             rollingInterval: settings.LogRotation == LogRotation.Daily ? RollingInterval.Day : RollingInterval.Infinite,
             retainedFileCountLimit: settings.LogRetainedFiles,
-            flushToDiskInterval: TimeSpan.FromSeconds(1));
+            flushToDiskInterval: TimeSpan.FromSeconds(1)));
     }
 
     private static LogEventLevel ToSerilog(LogLevel level) => level switch
