@@ -73,11 +73,11 @@ pool_mode = session
 max_client_conn = 2000
 default_pool_size = 1100
 logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
 INI
 echo '"postgres" ""' >"$work/users.txt"
 [[ "$(id -u)" -eq 0 ]] && chown postgres "$work/pgbouncer.ini" "$work/users.txt"
-as_postgres pgbouncer "$work/pgbouncer.ini" >/dev/null 2>&1 &
-pids+=($!)
+as_postgres pgbouncer -d "$work/pgbouncer.ini" >/dev/null 2>&1
 
 cat >"$work/pgproxy.yml" <<YAML
 settings:
@@ -94,7 +94,8 @@ proxy_pid=$!
 wait_port() { for _ in $(seq 1 100); do "$psql" -h 127.0.0.1 -p "$1" -U postgres -Atc 'select 1' postgres >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 wait_port "$bouncer_port" || { say "PgBouncer did not start"; cat "$work/pgbouncer.log" >&2; exit 1; }
 wait_port "$proxy_port" || { say "PgProxy did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
-bouncer_pid="$(pgrep -f "pgbouncer $work/pgbouncer.ini" | head -n 1)"
+bouncer_pid="$(cat "$work/pgbouncer.pid")"
+pids+=("$bouncer_pid")
 
 declare -A port_of=([direct]=$pg_port [pgbouncer]=$bouncer_port [pgproxy]=$proxy_port)
 declare -A pid_of=([pgbouncer]=$bouncer_pid [pgproxy]=$proxy_pid)
