@@ -19,6 +19,8 @@ clients="${CLIENTS:-16}"
 scale="${SCALE:-10}"
 idle_sessions="${IDLE_SESSIONS:-1000}"
 say() { printf 'bench: %s\n' "$*" >&2; }
+# Every process started below inherits this: 1,000 idle sessions need more descriptors than the usual 1,024.
+ulimit -n 65536 2>/dev/null || say "could not raise the open-file limit: the idle-session row may fail"
 
 # --- prerequisites, from Debian packages when missing.
 need=()
@@ -154,7 +156,7 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 idle_rss() {
     local target="$1" pid="${pid_of[$1]}" before after
     before="$(rss_kb "$pid")"
-    "$pgbench" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -n -c "$idle_sessions" -j 2 -T 8 \
+    timeout 120 "$pgbench" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -n -c "$idle_sessions" -j 2 -T 8 \
         -f <(echo '\sleep 1 s') postgres >/dev/null 2>&1 &
     local bench=$!
     local peak="$before"
@@ -166,7 +168,6 @@ idle_rss() {
     wait "$bench" || true
     awk -v t="$target" -v b="$before" -v p="$peak" -v n="$idle_sessions" 'BEGIN {printf "idle-KiB/session %s %.1f\n", t, (p - b) / n}' >>"$results"
 }
-ulimit -n 65536 2>/dev/null || true
 idle_rss pgbouncer
 idle_rss pgproxy
 

@@ -2,6 +2,7 @@ using System.Net;
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
+using PgProxy.Core.Interception;
 using PgProxy.Core.Listening;
 using PgProxy.Core.Sessions;
 
@@ -14,6 +15,7 @@ namespace PgProxy.Core.Hosting;
 public sealed class ProxyServer : IAsyncDisposable
 {
     private readonly ProxyConfig config;
+    private readonly Func<InstanceConfig, InstanceInterceptors> interceptors;
     private readonly ILoggerFactory loggerFactory;
     private readonly ILogger logger;
     private readonly ProxyMetrics metrics;
@@ -22,8 +24,13 @@ public sealed class ProxyServer : IAsyncDisposable
     private readonly List<InstanceListener> listeners = [];
     private int state; // 0 new, 1 started, 2 stopped
 
-    public ProxyServer(ProxyConfig config, ILoggerFactory loggerFactory, ProxyMetrics? metrics = null)
+    /// <param name="config">What to run.</param>
+    /// <param name="loggerFactory">Where the general log (and the PgProxy.Intercept category, the intercept log) goes.</param>
+    /// <param name="metrics">Instruments to record into; a private set when null.</param>
+    /// <param name="interceptors">The resolved interceptors of each instance; none when null.</param>
+    public ProxyServer(ProxyConfig config, ILoggerFactory loggerFactory, ProxyMetrics? metrics = null, Func<InstanceConfig, InstanceInterceptors>? interceptors = null)
     {
+        this.interceptors = interceptors ?? (_ => InstanceInterceptors.None);
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         this.config = config;
@@ -48,7 +55,12 @@ public sealed class ProxyServer : IAsyncDisposable
         {
             foreach (InstanceConfig instance in config.Instances)
             {
-                var environment = new SessionEnvironment(instance, loggerFactory.CreateLogger($"PgProxy.Instance.{instance.Listen.Name}"), metrics);
+                var environment = new SessionEnvironment(
+                    instance,
+                    loggerFactory.CreateLogger($"PgProxy.Instance.{instance.Listen.Name}"),
+                    loggerFactory.CreateLogger(InterceptLog.Category),
+                    metrics,
+                    interceptors(instance));
                 var listener = new InstanceListener(environment, sessions);
                 listeners.Add(listener);
                 await listener.BindAsync(cancellationToken).ConfigureAwait(false);

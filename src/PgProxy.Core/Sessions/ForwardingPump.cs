@@ -29,13 +29,15 @@ internal sealed class ForwardingPump
     private readonly SessionState state;
     private readonly PumpDirection direction;
     private readonly long maxMessageLength;
+    private readonly IFrameHandler? handler;
     private long remainingInFrame;
     private long bytesForwarded;
     private bool writeInterrupted;
 
-    public ForwardingPump(PipeReader source, Stream destination, SessionState state, PumpDirection direction, long maxMessageSize)
+    public ForwardingPump(PipeReader source, Stream destination, SessionState state, PumpDirection direction, long maxMessageSize, IFrameHandler? handler = null)
     {
         this.source = source;
+        this.handler = handler;
         this.destination = destination;
         this.state = state;
         this.direction = direction;
@@ -66,25 +68,42 @@ internal sealed class ForwardingPump
                 }
 
                 ReadOnlySequence<byte> buffer = result.Buffer;
-                PumpStop? stop = Scan(buffer, out long forwardable);
-                if (forwardable > 0)
+                long consumed = 0;
+                PumpStop? stop;
+                while (true)
                 {
-                    ReadOnlySequence<byte> batch = buffer.Slice(0, forwardable);
-                    if (!await WriteAsync(batch, cancellationToken).ConfigureAwait(false))
+                    ReadOnlySequence<byte> rest = buffer.Slice(consumed);
+                    stop = Scan(rest, out long forwardable, out long handled);
+                    if (forwardable > 0)
                     {
-                        return PumpStop.DestinationFailed;
+                        if (!await WriteAsync(rest.Slice(0, forwardable), cancellationToken).ConfigureAwait(false))
+                        {
+                            return PumpStop.DestinationFailed;
+                        }
+
+                        bytesForwarded += forwardable;
+                        consumed += forwardable;
                     }
 
-                    bytesForwarded += forwardable;
+                    if (handled == 0 || stop is not null)
+                    {
+                        break;
+                    }
+
+                    // A frame the handler wants: whole, at the start of what is left.
+                    ReadOnlySequence<byte> frame = buffer.Slice(consumed, handled);
+                    await handler!.HandleAsync(frame.FirstSpan[0], frame, destination, cancellationToken).ConfigureAwait(false);
+                    consumed += handled;
+                    bytesForwarded += handled;
                 }
 
-                source.AdvanceTo(buffer.GetPosition(forwardable), buffer.End);
+                source.AdvanceTo(buffer.GetPosition(consumed), buffer.End);
                 if (stop is { } reason)
                 {
                     return reason;
                 }
 
-                if (direction == PumpDirection.ServerToClient && forwardable > 0 && state.ShouldEndAfterBatch())
+                if (direction == PumpDirection.ServerToClient && consumed > 0 && state.ShouldEndAfterBatch())
                 {
                     return PumpStop.IdleShutdown;
                 }
@@ -115,10 +134,12 @@ internal sealed class ForwardingPump
 
     /// <summary>
     /// Finds how much of <paramref name="buffer"/> can be forwarded now: every whole frame, plus whatever has
-    /// arrived of a large one. Returns a reason to stop after forwarding, or null to go on.
+    /// arrived of a large one, up to the first frame the handler wants (whose size is returned in
+    /// <paramref name="handled"/> once it is whole). Returns a reason to stop after forwarding, or null to go on.
     /// </summary>
-    private PumpStop? Scan(in ReadOnlySequence<byte> buffer, out long forwardable)
+    private PumpStop? Scan(in ReadOnlySequence<byte> buffer, out long forwardable, out long handled)
     {
+        handled = 0;
         long position = 0;
         long available = buffer.Length;
         PumpStop? stop = null;
@@ -155,6 +176,17 @@ internal sealed class ForwardingPump
             }
 
             long total = header.TotalSize;
+            if (handler is not null && handler.Wants(header.Code))
+            {
+                // Handled frames are taken whole, after the bytes before them are forwarded.
+                if (available - position >= total)
+                {
+                    handled = total;
+                }
+
+                break;
+            }
+
             if (available - position < total)
             {
                 if (total < StreamingThreshold)
@@ -183,9 +215,20 @@ internal sealed class ForwardingPump
             switch ((FrontendMessageCode)header.Code)
             {
                 case FrontendMessageCode.Query:
-                case FrontendMessageCode.Sync:
                 case FrontendMessageCode.FunctionCall:
                     state.OnRequestForwarded();
+                    break;
+                case FrontendMessageCode.Sync:
+                    state.OnRequestForwarded();
+                    state.ExtendedBatchOpen = false;
+                    break;
+                case FrontendMessageCode.Parse:
+                case FrontendMessageCode.Bind:
+                case FrontendMessageCode.Describe:
+                case FrontendMessageCode.Execute:
+                case FrontendMessageCode.Close:
+                case FrontendMessageCode.Flush:
+                    state.ExtendedBatchOpen = true;
                     break;
                 case FrontendMessageCode.Terminate:
                     return PumpStop.Terminated;

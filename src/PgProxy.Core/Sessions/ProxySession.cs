@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using PgProxy.Core.Diagnostics;
+using PgProxy.Core.Interception;
 using PgProxy.Core.Upstream;
 using PgProxy.Protocol.Backend;
 using PgProxy.Protocol.Frontend;
@@ -179,8 +180,27 @@ internal sealed class ProxySession : IDisposable
     /// <summary>Connects upstream, relays the start-up untouched, then pumps both ways until either side ends.</summary>
     private async Task RelayAsync(StartupPacket startup, NetworkStream clientStream, PipeReader clientReader)
     {
-        string user = startup.GetParameter("user") ?? "";
-        string database = startup.GetParameter("database") ?? user;
+        InstanceInterceptors interceptors = environment.Interceptors;
+        SessionContext? context = null;
+        byte[] startupBytes = startup.RawBytes;
+        if (interceptors.InterceptsQueries || interceptors.Connects.Length > 0)
+        {
+            context = new SessionContext(Id, environment.InstanceName, clientSocket.RemoteEndPoint, startup.Parameters, state, environment.InterceptLogger)
+            {
+                SessionToken = stopping.Token,
+            };
+            StartupOutcome outcome = await StartupInterception.RunAsync(interceptors, startup, context, stopping.Token).ConfigureAwait(false);
+            if (outcome.Refusal is { } refusal)
+            {
+                await RefuseAsync(clientStream, refusal).ConfigureAwait(false);
+                return;
+            }
+
+            startupBytes = outcome.Packet;
+        }
+
+        string user = context?.User ?? startup.GetParameter("user") ?? "";
+        string database = context?.Database ?? startup.GetParameter("database") ?? user;
         Socket upstreamSocket;
         try
         {
@@ -205,12 +225,22 @@ internal sealed class ProxySession : IDisposable
         long started = Stopwatch.GetTimestamp();
         environment.Metrics.SessionOpened(environment.InstanceName);
         Log.SessionOpened(environment.Logger, Id, clientAddress, user, database, environment.InstanceName);
-        var frontend = new ForwardingPump(clientReader, upstreamStream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize);
-        var backend = new ForwardingPump(upstreamReader, clientStream, state, PumpDirection.ServerToClient, long.MaxValue);
+        ServerResponseHandler? responses = null;
+        ClientQueryHandler? queries = null;
+        if (context is not null && interceptors.InterceptsQueries)
+        {
+            responses = new ServerResponseHandler(state, context);
+            queries = new ClientQueryHandler(state, context, responses, interceptors);
+            context.Upstream = upstreamStream;
+            context.Responses = responses;
+        }
+
+        var frontend = new ForwardingPump(clientReader, upstreamStream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, queries);
+        var backend = new ForwardingPump(upstreamReader, clientStream, state, PumpDirection.ServerToClient, long.MaxValue, responses);
         string reason = "unknown";
         try
         {
-            await upstreamStream.WriteAsync(startup.RawBytes, stopping.Token).ConfigureAwait(false);
+            await upstreamStream.WriteAsync(startupBytes, stopping.Token).ConfigureAwait(false);
             Task<PumpStop> frontendRun = frontend.RunAsync(stopping.Token);
             Task<PumpStop> backendRun = backend.RunAsync(stopping.Token);
             await Task.WhenAny(frontendRun, backendRun).ConfigureAwait(false);
@@ -238,6 +268,7 @@ internal sealed class ProxySession : IDisposable
         }
         finally
         {
+            responses?.Abandon();
             await upstreamReader.CompleteAsync().ConfigureAwait(false);
             await upstreamStream.DisposeAsync().ConfigureAwait(false);
             double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;

@@ -2,11 +2,12 @@ using System.IO.Pipelines;
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
+using PgProxy.Core.Interception;
 
 namespace PgProxy.Core.Sessions;
 
 /// <summary>What every session of one instance shares: its configuration, logger and metrics.</summary>
-internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger, ProxyMetrics metrics)
+internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger, ILogger interceptLogger, ProxyMetrics metrics, InstanceInterceptors interceptors)
 {
     /// <summary>
     /// Reads wait with a zero-byte read before renting a buffer, so an idle session holds no receive buffer;
@@ -26,4 +27,9 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
     public ILogger Logger { get; } = logger;
 
     public ProxyMetrics Metrics { get; } = metrics;
+
+    /// <summary>The intercept log.</summary>
+    public ILogger InterceptLogger { get; } = interceptLogger;
+
+    public InstanceInterceptors Interceptors { get; } = interceptors;
 }

@@ -13,6 +13,7 @@ internal sealed class SessionState
     private long readyReceived;
     private int transactionStatus = (int)TransactionStatus.Unknown;
     private int shutdownRequested;
+    private TaskCompletionSource? noOutstandingWaiter;
 
     /// <summary>Transaction status of the last ReadyForQuery.</summary>
     public TransactionStatus TransactionStatus => (TransactionStatus)Volatile.Read(ref transactionStatus);
@@ -25,6 +26,25 @@ internal sealed class SessionState
 
     public bool ShutdownRequested => Volatile.Read(ref shutdownRequested) != 0;
 
+    /// <summary>
+    /// True while extended-protocol messages have been forwarded without their Sync: the server is inside the client's
+    /// batch, so the proxy cannot slip a query of its own in. Written by the frontend pump only.
+    /// </summary>
+    public bool ExtendedBatchOpen { get; set; }
+
+    /// <summary>Completes when every request forwarded so far has its ReadyForQuery (used before a metadata query).</summary>
+    public Task WhenNoOutstandingRequestsAsync(CancellationToken cancellationToken)
+    {
+        var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref noOutstandingWaiter, waiter);
+        if (OutstandingRequests == 0)
+        {
+            waiter.TrySetResult();
+        }
+
+        return waiter.Task.WaitAsync(cancellationToken);
+    }
+
     /// <summary>Called by the frontend pump (its only writer) for each Query, Sync or FunctionCall it forwards.</summary>
     public void OnRequestForwarded() => Volatile.Write(ref requestsSent, requestsSent + 1);
 
@@ -33,7 +53,17 @@ internal sealed class SessionState
     {
         Volatile.Write(ref transactionStatus, status);
         Volatile.Write(ref readyReceived, readyReceived + 1);
+        if (Volatile.Read(ref noOutstandingWaiter) is { } waiter && OutstandingRequests == 0)
+        {
+            waiter.TrySetResult();
+        }
     }
+
+    /// <summary>The number the next request forwarded will have; its ReadyForQuery closes the response group of that number.</summary>
+    public long NextRequestNumber => Volatile.Read(ref requestsSent) + 1;
+
+    /// <summary>The number of the response group the backend is receiving now.</summary>
+    public long CurrentResponseGroup => Volatile.Read(ref readyReceived) + 1;
 
     /// <summary>Asks the session to end at its next idle point; true when it is idle already.</summary>
     public bool RequestShutdown()

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Hosting;
+using PgProxy.Core.Interception;
 
 namespace PgProxy.EndToEnd.Tests.Infrastructure;
 
@@ -34,11 +35,18 @@ public sealed class ProxyHarness : IAsyncDisposable
     public static Task<ProxyHarness> StartAsync(PostgresServer upstream, InstanceLimits? limits = null, CancellationToken cancellationToken = default) =>
         StartAsync(TestConfigs.Relay(upstream.Host, upstream.Port, limits), cancellationToken);
 
-    public static async Task<ProxyHarness> StartAsync(ProxyConfig config, CancellationToken cancellationToken = default)
+    /// <summary>Starts one instance named "proxy" relaying to <paramref name="upstream"/> through <paramref name="interceptors"/>.</summary>
+    public static Task<ProxyHarness> StartAsync(PostgresServer upstream, InstanceInterceptors interceptors, CancellationToken cancellationToken = default) =>
+        StartAsync(TestConfigs.Relay(upstream.Host, upstream.Port), _ => interceptors, cancellationToken);
+
+    public static async Task<ProxyHarness> StartAsync(ProxyConfig config, CancellationToken cancellationToken = default) =>
+        await StartAsync(config, null, cancellationToken);
+
+    public static async Task<ProxyHarness> StartAsync(ProxyConfig config, Func<InstanceConfig, InstanceInterceptors>? interceptors, CancellationToken cancellationToken = default)
     {
         var logs = new CapturingLoggerProvider();
         var loggerFactory = LoggerFactory.Create(builder => builder.SetMinimumLevel(LogLevel.Debug).AddProvider(logs));
-        var server = new ProxyServer(config, loggerFactory);
+        var server = new ProxyServer(config, loggerFactory, interceptors: interceptors);
         await server.StartAsync(cancellationToken);
         return new ProxyHarness(server, config, logs);
     }

@@ -1,0 +1,186 @@
+using System.Buffers;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using PgProxy.Abstractions;
+using PgProxy.Core.Sessions;
+using PgProxy.Protocol;
+using PgProxy.Protocol.Backend;
+using PgProxy.Protocol.Frontend;
+
+namespace PgProxy.Core.Interception;
+
+/// <summary>
+/// The frontend side of interception: decodes each Query and Parse in the client's encoding, runs the instance's query
+/// interceptors in order, and writes upstream the message as it was, rewritten (statement name and parameter types
+/// kept exactly), or replaced by a statement that raises the refusal on the server.
+/// </summary>
+internal sealed class ClientQueryHandler(
+    SessionState state,
+    SessionContext context,
+    ServerResponseHandler responses,
+    InstanceInterceptors interceptors) : IFrameHandler
+{
+    private readonly ArrayBufferWriter<byte> output = new(1024);
+
+    public bool Wants(byte code) => code is (byte)FrontendMessageCode.Query or (byte)FrontendMessageCode.Parse;
+
+    public async ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
+    {
+        bool isQuery = code == (byte)FrontendMessageCode.Query;
+        string kind = isQuery ? "query" : "parse";
+        QueryMessage? query = Decode(isQuery, frame.Slice(5), out ParseMessage? parse);
+        if (query is null)
+        {
+            InterceptLog.Undecodable(context.Logger, context.SessionId, kind, context.ClientEncodingName);
+            await ForwardAsync(frame, destination, isQuery, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        string original = query.Text;
+        foreach (NamedInterceptor<IQueryInterceptor> interceptor in interceptors.Queries)
+        {
+            QueryDecision decision = await InvokeAsync(interceptor, query, cancellationToken).ConfigureAwait(false);
+            if (decision.IsRefusal)
+            {
+                InterceptLog.Refused(context.Logger, context.SessionId, kind, interceptor.Name, decision.RefusalSqlState!, decision.RefusalMessage!, query.Text);
+                await RefuseAsync(isQuery, decision.RefusalSqlState!, decision.RefusalMessage!, destination, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
+            if (decision.RewrittenText is { } text && !string.Equals(text, query.Text, StringComparison.Ordinal))
+            {
+                InterceptLog.Rewritten(context.Logger, context.SessionId, kind, interceptor.Name, query.Text, text);
+                query = new QueryMessage(query.Kind, text, query.StatementName, query.ParameterTypes);
+            }
+            else
+            {
+                InterceptLog.Unchanged(context.Logger, context.SessionId, kind, interceptor.Name, query.Text);
+            }
+        }
+
+        if (ReferenceEquals(query.Text, original) || string.Equals(query.Text, original, StringComparison.Ordinal))
+        {
+            await ForwardAsync(frame, destination, isQuery, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        output.ResetWrittenCount();
+        if (isQuery)
+        {
+            QueryMessages.WriteQuery(output, context.ClientEncoding, query.Text);
+        }
+        else
+        {
+            QueryMessages.WriteParse(output, context.ClientEncoding, parse!.StatementName, query.Text, parse.ParameterTypes);
+        }
+
+        await destination.WriteAsync(output.WrittenMemory, cancellationToken).ConfigureAwait(false);
+        Count(isQuery);
+    }
+
+    private QueryMessage? Decode(bool isQuery, ReadOnlySequence<byte> body, out ParseMessage? parse)
+    {
+        parse = null;
+        if (!context.HasDecodableEncoding)
+        {
+            return null;
+        }
+
+        try
+        {
+            if (isQuery)
+            {
+                return QueryMessages.TryReadQuery(body, context.ClientEncoding, out string text)
+                    ? new QueryMessage(QueryMessageKind.SimpleQuery, text, null, [])
+                    : null;
+            }
+
+            return QueryMessages.TryReadParse(body, context.ClientEncoding, out parse)
+                ? new QueryMessage(QueryMessageKind.Parse, parse!.Text, parse.StatementName, parse.ParameterTypes)
+                : null;
+        }
+        catch (DecoderFallbackException)
+        {
+            // Bytes that are not valid in the client encoding: the server will say so; the proxy changes nothing.
+            return null;
+        }
+    }
+
+    private async ValueTask<QueryDecision> InvokeAsync(NamedInterceptor<IQueryInterceptor> interceptor, QueryMessage query, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(interceptors.Timeout);
+        context.CurrentInterceptor = interceptor.Name;
+        try
+        {
+            return await interceptor.Interceptor.InterceptQueryAsync(query, context, timeout.Token).AsTask().WaitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (RefusedException e)
+        {
+            return QueryDecision.Refuse(e.SqlState, e.Message);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            Exception reason = e is OperationCanceledException ? new TimeoutException($"timed out after {interceptors.Timeout.TotalSeconds:0.###} s", e) : e;
+            if (interceptors.FailurePolicy == InterceptorFailurePolicy.PassThrough)
+            {
+                InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, "the query goes on unchanged", reason);
+                return QueryDecision.Continue;
+            }
+
+            InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, "the query is refused with XX000", reason);
+            return QueryDecision.Refuse(SqlStates.InternalError, $"PgProxy interceptor \"{interceptor.Name}\" failed: {reason.Message}");
+        }
+        finally
+        {
+            context.CurrentInterceptor = null;
+        }
+    }
+
+    /// <summary>
+    /// Replaces the refused message by a statement that raises the refusal on the server (see
+    /// <see cref="RefusalStatements"/>). For Parse, an unnamed Parse, Bind and Execute take its place; the server raises
+    /// at Execute and then skips the client's messages up to its Sync, as it would after any error.
+    /// </summary>
+    private async ValueTask RefuseAsync(bool isQuery, string sqlState, string message, Stream destination, CancellationToken cancellationToken)
+    {
+        string raise = RefusalStatements.RaiseError(sqlState, message);
+        responses.ExpectRefusal(state.NextRequestNumber, extended: !isQuery, sqlState, message);
+        output.ResetWrittenCount();
+        if (isQuery)
+        {
+            QueryMessages.WriteQuery(output, context.ClientEncoding, raise);
+        }
+        else
+        {
+            QueryMessages.WriteParse(output, context.ClientEncoding, string.Empty, raise, []);
+            QueryMessages.WriteBindUnnamed(output);
+            QueryMessages.WriteExecuteUnnamed(output);
+        }
+
+        await destination.WriteAsync(output.WrittenMemory, cancellationToken).ConfigureAwait(false);
+        Count(isQuery);
+    }
+
+    private async ValueTask ForwardAsync(ReadOnlySequence<byte> frame, Stream destination, bool isQuery, CancellationToken cancellationToken)
+    {
+        foreach (ReadOnlyMemory<byte> segment in frame)
+        {
+            await destination.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
+        }
+
+        Count(isQuery);
+    }
+
+    private void Count(bool isQuery)
+    {
+        if (isQuery)
+        {
+            state.OnRequestForwarded();
+        }
+        else
+        {
+            state.ExtendedBatchOpen = true;
+        }
+    }
+}

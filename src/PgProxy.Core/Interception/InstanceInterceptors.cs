@@ -1,0 +1,48 @@
+using PgProxy.Abstractions;
+
+namespace PgProxy.Core.Interception;
+
+/// <summary>An interceptor with the name it is logged under (<c>plugin.function</c>).</summary>
+public sealed record NamedInterceptor<T>(string Name, T Interceptor)
+    where T : class;
+
+/// <summary>What happens to a message when its interceptor throws or runs past its timeout.</summary>
+public enum InterceptorFailurePolicy
+{
+    /// <summary>The client receives an error (XX000) instead of the query being run; a start-up is refused. The default: a broken plugin never lets through what it was meant to change.</summary>
+    Refuse,
+
+    /// <summary>The message goes on unchanged, and the failure is logged.</summary>
+    PassThrough,
+}
+
+/// <summary>
+/// The interceptors of one instance, resolved once and frozen into arrays: nothing is looked up per message.
+/// </summary>
+public sealed class InstanceInterceptors
+{
+    public InstanceInterceptors(
+        IEnumerable<NamedInterceptor<IQueryInterceptor>> queries,
+        IEnumerable<NamedInterceptor<IStartupInterceptor>> connects,
+        TimeSpan timeout,
+        InterceptorFailurePolicy failurePolicy)
+    {
+        Queries = [.. queries];
+        Connects = [.. connects];
+        Timeout = timeout;
+        FailurePolicy = failurePolicy;
+    }
+
+    public static InstanceInterceptors None { get; } = new([], [], TimeSpan.FromSeconds(5), InterceptorFailurePolicy.Refuse);
+
+    public NamedInterceptor<IQueryInterceptor>[] Queries { get; }
+
+    public NamedInterceptor<IStartupInterceptor>[] Connects { get; }
+
+    /// <summary>How long one interceptor call may take, metadata queries included.</summary>
+    public TimeSpan Timeout { get; }
+
+    public InterceptorFailurePolicy FailurePolicy { get; }
+
+    public bool InterceptsQueries => Queries.Length > 0;
+}

@@ -1,0 +1,33 @@
+using Microsoft.Extensions.Logging;
+
+namespace PgProxy.Core.Interception;
+
+/// <summary>Messages of the intercept log (category PgProxy.Intercept); event ids 500–599.</summary>
+internal static partial class InterceptLog
+{
+    public const string Category = "PgProxy.Intercept";
+
+    [LoggerMessage(EventId = 500, Level = LogLevel.Information, Message = "Session {SessionId}: {Kind} rewritten by {Interceptor}\n  before: {Before}\n  after:  {After}")]
+    public static partial void Rewritten(ILogger logger, long sessionId, string kind, string interceptor, string before, string after);
+
+    [LoggerMessage(EventId = 501, Level = LogLevel.Information, Message = "Session {SessionId}: {Kind} refused by {Interceptor} with {SqlState} {Reason}\n  query: {Query}")]
+    public static partial void Refused(ILogger logger, long sessionId, string kind, string interceptor, string sqlState, string reason, string query);
+
+    [LoggerMessage(EventId = 502, Level = LogLevel.Debug, Message = "Session {SessionId}: {Kind} passed by {Interceptor} unchanged: {Query}")]
+    public static partial void Unchanged(ILogger logger, long sessionId, string kind, string interceptor, string query);
+
+    [LoggerMessage(EventId = 503, Level = LogLevel.Error, Message = "Session {SessionId}: interceptor {Interceptor} failed; {Outcome}")]
+    public static partial void Failed(ILogger logger, long sessionId, string interceptor, string outcome, Exception exception);
+
+    [LoggerMessage(EventId = 504, Level = LogLevel.Information, Message = "Session {SessionId}: start-up changed by {Interceptor}: {Parameters}")]
+    public static partial void StartupChanged(ILogger logger, long sessionId, string interceptor, string parameters);
+
+    [LoggerMessage(EventId = 505, Level = LogLevel.Information, Message = "Session {SessionId}: start-up refused by {Interceptor} with {SqlState} {Reason}")]
+    public static partial void StartupRefused(ILogger logger, long sessionId, string interceptor, string sqlState, string reason);
+
+    [LoggerMessage(EventId = 506, Level = LogLevel.Debug, Message = "Session {SessionId}: metadata query for {Interceptor}: {Sql} ({Rows} rows)")]
+    public static partial void MetadataQuery(ILogger logger, long sessionId, string interceptor, string sql, int rows);
+
+    [LoggerMessage(EventId = 507, Level = LogLevel.Warning, Message = "Session {SessionId}: {Kind} left untouched: its text cannot be decoded in client_encoding {Encoding}")]
+    public static partial void Undecodable(ILogger logger, long sessionId, string kind, string encoding);
+}

@@ -1,0 +1,120 @@
+using System.Buffers;
+using System.Net;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using PgProxy.Abstractions;
+using PgProxy.Core.Sessions;
+using PgProxy.Protocol;
+using PgProxy.Protocol.Frontend;
+
+namespace PgProxy.Core.Interception;
+
+/// <summary>The <see cref="ISessionContext"/> of one session: identity, encoding, state bag and metadata queries.</summary>
+internal sealed class SessionContext : ISessionContext
+{
+    private readonly SessionState state;
+    private readonly Dictionary<string, string> startupParameters;
+    private Encoding? clientEncoding;
+    private string clientEncodingName;
+
+    public SessionContext(long sessionId, string instanceName, EndPoint? clientAddress, IEnumerable<KeyValuePair<string, string>> startupParameters, SessionState state, ILogger interceptLogger)
+    {
+        SessionId = sessionId;
+        InstanceName = instanceName;
+        ClientAddress = clientAddress;
+        this.state = state;
+        this.startupParameters = new Dictionary<string, string>(startupParameters);
+        Logger = interceptLogger;
+        clientEncodingName = this.startupParameters.GetValueOrDefault("client_encoding") ?? "UTF8";
+        clientEncoding = PostgresEncodings.Find(clientEncodingName);
+    }
+
+    public long SessionId { get; }
+
+    public string InstanceName { get; }
+
+    public EndPoint? ClientAddress { get; }
+
+    public string User => startupParameters.GetValueOrDefault("user") ?? string.Empty;
+
+    public string Database => startupParameters.GetValueOrDefault("database") ?? User;
+
+    public string? ApplicationName => startupParameters.GetValueOrDefault("application_name");
+
+    public IReadOnlyDictionary<string, string> StartupParameters => startupParameters;
+
+    /// <summary>The encoding of client_encoding, or UTF-8 when PgProxy has no decoder for it (see <see cref="HasDecodableEncoding"/>).</summary>
+    public Encoding ClientEncoding => clientEncoding ?? PostgresEncodings.Utf8;
+
+    /// <summary>False when client_encoding names an encoding PgProxy cannot decode: query text then passes untouched.</summary>
+    public bool HasDecodableEncoding => clientEncoding is not null;
+
+    public string ClientEncodingName => clientEncodingName;
+
+    public TransactionStatus TransactionStatus => state.TransactionStatus;
+
+    public IDictionary<string, object?> State { get; } = new Dictionary<string, object?>();
+
+    public ILogger Logger { get; }
+
+    /// <summary>The upstream stream, once connected; metadata queries are written to it.</summary>
+    internal Stream? Upstream { get; set; }
+
+    internal ServerResponseHandler? Responses { get; set; }
+
+    /// <summary>The interceptor being called now; metadata queries are allowed only then.</summary>
+    internal string? CurrentInterceptor { get; set; }
+
+    /// <summary>The session's own token, for writes that must not be cut short by an interceptor's timeout.</summary>
+    internal CancellationToken SessionToken { get; set; }
+
+    /// <summary>Replaces the start-up parameters with what the start-up interceptors left.</summary>
+    internal void SetStartupParameters(IEnumerable<KeyValuePair<string, string>> parameters)
+    {
+        startupParameters.Clear();
+        foreach (KeyValuePair<string, string> parameter in parameters)
+        {
+            startupParameters[parameter.Key] = parameter.Value;
+        }
+
+        clientEncodingName = startupParameters.GetValueOrDefault("client_encoding") ?? "UTF8";
+        clientEncoding = PostgresEncodings.Find(clientEncodingName);
+    }
+
+    /// <summary>Called when the server reports a new client_encoding (ParameterStatus).</summary>
+    internal void OnClientEncoding(string name)
+    {
+        clientEncodingName = name;
+        Volatile.Write(ref clientEncoding, PostgresEncodings.Find(name));
+    }
+
+    public async Task<UpstreamQueryResult> QueryUpstreamAsync(string sql, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(sql);
+        if (CurrentInterceptor is not { } interceptor || Upstream is null || Responses is null)
+        {
+            throw new InvalidOperationException("a metadata query can run only while a query interceptor is being called");
+        }
+
+        if (state.ExtendedBatchOpen)
+        {
+            throw new UpstreamQueryException("the client has an extended-protocol batch in flight (messages sent without their Sync): no query can be slipped in before it ends");
+        }
+
+        // Between the client's requests only: every Sync and Query forwarded so far must have its ReadyForQuery.
+        await state.WhenNoOutstandingRequestsAsync(cancellationToken).ConfigureAwait(false);
+        if (state.TransactionStatus == TransactionStatus.Failed)
+        {
+            throw new UpstreamQueryException("25P02", "current transaction is aborted: the metadata query cannot run until the client ends it");
+        }
+
+        Task<UpstreamQueryResult> result = Responses.ExpectMetadataResult(state.NextRequestNumber);
+        var message = new ArrayBufferWriter<byte>(sql.Length + 16);
+        QueryMessages.WriteQuery(message, ClientEncoding, sql);
+        await Upstream.WriteAsync(message.WrittenMemory, SessionToken).ConfigureAwait(false);
+        state.OnRequestForwarded();
+        UpstreamQueryResult rows = await result.WaitAsync(cancellationToken).ConfigureAwait(false);
+        InterceptLog.MetadataQuery(Logger, SessionId, interceptor, sql, rows.Rows.Count);
+        return rows;
+    }
+}
