@@ -24,6 +24,7 @@ public static class ConfigLoader
     [
         "log-level", "general-log", "intercept-log", "plugin-dir",
         "log-rotation", "log-max-size", "log-retained-files", "shutdown-timeout",
+        "plugin-timeout", "plugin-failure",
     ];
 
     private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits"];
@@ -183,6 +184,8 @@ public static class ConfigLoader
             LogMaxSize = Read(mapping.Optional("log-max-size"), value => reader.Size(value, MinLogFileSize, long.MaxValue)) ?? defaults.LogMaxSize,
             LogRetainedFiles = Read(mapping.Optional("log-retained-files"), value => reader.Integer(value, 1, int.MaxValue)) ?? defaults.LogRetainedFiles,
             ShutdownTimeout = Read(mapping.Optional("shutdown-timeout"), value => reader.Duration(value, mustBePositive: false)) ?? defaults.ShutdownTimeout,
+            PluginTimeout = Read(mapping.Optional("plugin-timeout"), value => reader.Duration(value, mustBePositive: true)) ?? defaults.PluginTimeout,
+            PluginFailure = Read(mapping.Optional("plugin-failure"), value => reader.Choice(value, ConfigValueParsers.FailurePolicies)) ?? defaults.PluginFailure,
         };
     }
 

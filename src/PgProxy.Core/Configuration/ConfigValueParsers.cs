@@ -27,6 +27,13 @@ internal static partial class ConfigValueParsers
             ["none"] = LogLevel.None,
         };
 
+    public static IReadOnlyDictionary<string, Interception.InterceptorFailurePolicy> FailurePolicies { get; } =
+        new Dictionary<string, Interception.InterceptorFailurePolicy>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["refuse"] = Interception.InterceptorFailurePolicy.Refuse,
+            ["pass"] = Interception.InterceptorFailurePolicy.PassThrough,
+        };
+
     public static IReadOnlyDictionary<string, LogRotation> LogRotations { get; } =
         new Dictionary<string, LogRotation>(StringComparer.OrdinalIgnoreCase)
         {

@@ -42,6 +42,12 @@ public sealed record ProxySettings
 
     /// <summary><c>shutdown-timeout</c>: on SIGINT/SIGTERM, how long busy sessions get to reach an idle point. Default 30 s.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary><c>plugin-timeout</c>: how long one interceptor call may take, its metadata queries included. Default 5 s.</summary>
+    public TimeSpan PluginTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary><c>plugin-failure</c>: what happens when an interceptor throws or times out. Default: refuse.</summary>
+    public Interception.InterceptorFailurePolicy PluginFailure { get; init; } = Interception.InterceptorFailurePolicy.Refuse;
 }
 
 /// <summary>How log files roll over.</summary>
