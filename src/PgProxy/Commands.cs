@@ -1,7 +1,10 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Hosting;
+using PgProxy.Core.Plugins;
 using PgProxy.Host.Logging;
 
 namespace PgProxy.Host;
@@ -15,15 +18,28 @@ internal static class Commands
     /// <summary><c>pgproxy check</c>: validate, load plugins, print what would run.</summary>
     public static int Check(FileInfo configFile)
     {
-        if (!TryLoad(configFile, out ProxyConfig? config))
+        if (!TryLoad(configFile, out ProxyConfig? config)
+            || !TryLoadPlugins(config, NullLoggerFactory.Instance, out PluginCatalog? catalog, out Interceptors? interceptors))
         {
             return Failure;
         }
 
-        Console.Out.WriteLine($"{configFile.FullName}: configuration is valid");
-        foreach (InstanceConfig instance in config.Instances)
+        using (catalog)
         {
-            Console.Out.WriteLine(Describe(instance));
+            Console.Out.WriteLine($"{configFile.FullName}: configuration is valid");
+            foreach (LoadedPlugin plugin in catalog.Plugins)
+            {
+                Console.Out.WriteLine($"plugin \"{plugin.Name}\": {Describe(plugin.Kind)} {plugin.Path}");
+            }
+
+            foreach (InstanceConfig instance in config.Instances)
+            {
+                Console.Out.WriteLine(Describe(instance));
+                foreach ((string kind, InterceptorReference reference, object interceptor) in interceptors.Of(instance))
+                {
+                    Console.Out.WriteLine($"  {kind}: {reference.Plugin}.{reference.Function} -> {interceptor}");
+                }
+            }
         }
 
         return Success;
@@ -39,6 +55,14 @@ internal static class Commands
 
         using ILoggerFactory loggerFactory = LoggingSetup.Create(config.Settings);
         ILogger logger = loggerFactory.CreateLogger("PgProxy");
+
+        // Loaded for the server's lifetime: the interceptors' code lives in the catalog's load contexts.
+        if (!TryLoadPlugins(config, loggerFactory, out PluginCatalog? catalog, out _))
+        {
+            return Failure;
+        }
+
+        using PluginCatalog plugins = catalog;
         using var shutdown = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStopSignal);
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnStopSignal);
@@ -82,7 +106,7 @@ internal static class Commands
         }
     }
 
-    private static bool TryLoad(FileInfo configFile, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out ProxyConfig? config)
+    private static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config)
     {
         config = null;
         try
@@ -95,24 +119,105 @@ internal static class Commands
             return false;
         }
 
-        // Plugin loading is not part of this version: a configuration that lists a plugin cannot run as intended.
-        if (config.Plugins.Count > 0)
-        {
-            foreach (PluginReference plugin in config.Plugins)
-            {
-                Console.Error.WriteLine($"pgproxy: {configFile.Name}:{plugin.Line}: plugins: plugin \"{plugin.Name}\" cannot be loaded: this version of PgProxy does not load plugins yet");
-            }
+        return true;
+    }
 
-            config = null;
+    /// <summary>
+    /// Loads the configuration's plugins and resolves every query and start-up interceptor entry, so that a missing or
+    /// mistyped function is reported with its line before anything listens. Every failing entry is reported, not just the first.
+    /// </summary>
+    private static bool TryLoadPlugins(
+        ProxyConfig config,
+        ILoggerFactory loggerFactory,
+        [NotNullWhen(true)] out PluginCatalog? catalog,
+        [NotNullWhen(true)] out Interceptors? interceptors)
+    {
+        catalog = null;
+        interceptors = null;
+        bool failed = false;
+        foreach (InterceptorReference reference in config.Instances.SelectMany(instance => instance.Intercept.Responses))
+        {
+            Console.Error.WriteLine($"pgproxy: config line {reference.Line}: intercept.responses: plugin \"{reference.Plugin}\", function \"{reference.Function}\": response interceptors are not supported by this version of PgProxy yet");
+            failed = true;
+        }
+
+        if (failed)
+        {
             return false;
         }
 
+        PluginCatalog loaded;
+        try
+        {
+            loaded = PluginCatalog.Load(config, loggerFactory);
+        }
+        catch (PluginLoadException e)
+        {
+            Console.Error.WriteLine($"pgproxy: {e.Message}");
+            return false;
+        }
+
+        var resolved = new Interceptors();
+        foreach (InstanceConfig instance in config.Instances)
+        {
+            foreach (InterceptorReference reference in instance.Intercept.Queries)
+            {
+                failed |= !TryResolve(instance, "queries", reference, loaded.ResolveQueryInterceptor);
+            }
+
+            foreach (InterceptorReference reference in instance.Intercept.Connects)
+            {
+                failed |= !TryResolve(instance, "connects", reference, loaded.ResolveStartupInterceptor);
+            }
+        }
+
+        if (failed)
+        {
+            loaded.Dispose();
+            return false;
+        }
+
+        catalog = loaded;
+        interceptors = resolved;
         return true;
+
+        bool TryResolve(InstanceConfig instance, string kind, InterceptorReference reference, Func<InterceptorReference, object> resolve)
+        {
+            try
+            {
+                resolved.Add(instance, kind, reference, resolve(reference));
+                return true;
+            }
+            catch (PluginLoadException e)
+            {
+                Console.Error.WriteLine($"pgproxy: {e.Message}");
+                return false;
+            }
+        }
     }
+
+    private static string Describe(PluginKind kind) => kind switch
+    {
+        PluginKind.SourceFile => "C# source file",
+        PluginKind.SourceDirectory => "C# source folder",
+        _ => "compiled assembly",
+    };
 
     private static string Describe(InstanceConfig instance) =>
         $"instance \"{instance.Listen.Name}\": listen {instance.Listen.Host}:{instance.Listen.Port} -> " +
         $"upstream \"{instance.Redirect.Name}\" {instance.Redirect.Host}:{instance.Redirect.Port}, " +
         $"max-message-size {instance.Limits.MaxMessageSize} bytes, " +
         $"max-connections {(instance.Limits.MaxConnections == 0 ? "unlimited" : instance.Limits.MaxConnections.ToString(System.Globalization.CultureInfo.InvariantCulture))}";
+
+    /// <summary>The interceptors resolved for each instance, for <c>check</c> to print.</summary>
+    private sealed class Interceptors
+    {
+        private readonly List<(InstanceConfig Instance, string Kind, InterceptorReference Reference, object Interceptor)> resolved = [];
+
+        public void Add(InstanceConfig instance, string kind, InterceptorReference reference, object interceptor) =>
+            resolved.Add((instance, kind, reference, interceptor));
+
+        public IEnumerable<(string Kind, InterceptorReference Reference, object Interceptor)> Of(InstanceConfig instance) =>
+            resolved.Where(entry => ReferenceEquals(entry.Instance, instance)).Select(entry => (entry.Kind, entry.Reference, entry.Interceptor));
+    }
 }

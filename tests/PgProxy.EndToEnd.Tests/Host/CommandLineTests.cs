@@ -5,7 +5,7 @@ namespace PgProxy.EndToEnd.Tests.Host;
 /// <summary>The pgproxy command line as users meet it: --version, --help, check, and the errors of a bad file.</summary>
 public sealed class CommandLineTests
 {
-    /// <summary>The original proxy's config.yml, exactly, without the plugin it names (plugins load in a later version).</summary>
+    /// <summary>The original proxy's config.yml, exactly, without the plugin it names.</summary>
     private const string SeedConfigWithoutPlugin = """
         settings:
           log-level: debug
@@ -119,26 +119,75 @@ public sealed class CommandLineTests
     }
 
     [Fact]
-    public async Task Check_refuses_the_original_config_with_its_plugin_naming_the_plugin_and_its_line()
+    public async Task Check_refuses_the_original_config_without_its_plugin_file_naming_the_plugin_and_its_line()
     {
         using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig);
 
         ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
 
-        Assert.NotEqual(0, result.ExitCode);
-        Assert.Contains("tableau_hll", result.StandardError, StringComparison.Ordinal);
-        Assert.Contains("config.yml:2:", result.StandardError, StringComparison.Ordinal);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("pgproxy: plugin \"tableau_hll\" (config line 2) not found: looked for ", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains(Path.Combine(directory.Path, "plugins", "tableau_hll.cs"), result.StandardError, StringComparison.Ordinal);
     }
 
     [Fact]
-    public async Task Running_the_original_config_with_its_plugin_fails_at_start_up()
+    public async Task Running_the_original_config_without_its_plugin_file_fails_at_start_up()
     {
         using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig);
 
         ProcessResult result = await ProxyProcess.RunToEndAsync("--config", directory.ConfigFile);
 
         Assert.NotEqual(0, result.ExitCode);
-        Assert.Contains("tableau_hll", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("plugin \"tableau_hll\" (config line 2) not found", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Check_loads_the_original_config_with_a_seed_style_plugin_and_prints_its_function()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig);
+        WritePlugin(directory, """
+            public static class TableauHll
+            {
+                public static string RewriteQuery(string query, ISessionContext context) => query;
+            }
+            """);
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Contains($"plugin \"tableau_hll\": C# source file {Path.Combine(directory.Path, "plugins", "tableau_hll.cs")}", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("queries: tableau_hll.rewrite_query -> TableauHll.RewriteQuery(String, ISessionContext)", result.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Check_reports_a_plugin_compile_error_with_file_line_and_code()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig);
+        string file = WritePlugin(directory, """
+            public static class TableauHll
+            {
+                public static string RewriteQuery(string query) => quer;
+            }
+            """);
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("plugin \"tableau_hll\" (config line 2) failed to compile", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains($"{file}(3,", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("error CS0103", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Check_names_the_line_of_a_function_the_plugin_does_not_have()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig);
+        WritePlugin(directory, "public static class TableauHll { }");
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("config line 21: plugin \"tableau_hll\", function \"rewrite_query\" not found", result.StandardError, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -211,5 +260,14 @@ public sealed class CommandLineTests
 
         Assert.True(result.Succeeded, result.ToString());
         Assert.Contains("instance \"proxy\"", result.StandardOutput, StringComparison.Ordinal);
+    }
+
+    private static string WritePlugin(ConfigDirectory directory, string source)
+    {
+        string plugins = Path.Combine(directory.Path, "plugins");
+        Directory.CreateDirectory(plugins);
+        string file = Path.Combine(plugins, "tableau_hll.cs");
+        File.WriteAllText(file, source);
+        return file;
     }
 }
