@@ -3,7 +3,9 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using PgProxy.Core.Configuration;
+using PgProxy.Abstractions;
 using PgProxy.Core.Hosting;
+using PgProxy.Core.Interception;
 using PgProxy.Core.Plugins;
 using PgProxy.Host.Logging;
 
@@ -57,7 +59,7 @@ internal static class Commands
         ILogger logger = loggerFactory.CreateLogger("PgProxy");
 
         // Loaded for the server's lifetime: the interceptors' code lives in the catalog's load contexts.
-        if (!TryLoadPlugins(config, loggerFactory, out PluginCatalog? catalog, out _))
+        if (!TryLoadPlugins(config, loggerFactory, out PluginCatalog? catalog, out Interceptors? interceptors))
         {
             return Failure;
         }
@@ -73,7 +75,7 @@ internal static class Commands
             HostLog.ReloadNotAvailable(logger);
         });
 
-        await using var server = new ProxyServer(config, loggerFactory);
+        await using var server = new ProxyServer(config, loggerFactory, interceptors: instance => interceptors.For(instance, config.Settings));
         try
         {
             await server.StartAsync(shutdown.Token).ConfigureAwait(false);
@@ -219,5 +221,14 @@ internal static class Commands
 
         public IEnumerable<(string Kind, InterceptorReference Reference, object Interceptor)> Of(InstanceConfig instance) =>
             resolved.Where(entry => ReferenceEquals(entry.Instance, instance)).Select(entry => (entry.Kind, entry.Reference, entry.Interceptor));
+
+        /// <summary>The engine's frozen view of one instance's interceptors, in configuration order.</summary>
+        public InstanceInterceptors For(InstanceConfig instance, ProxySettings settings) => new(
+            Of(instance).Where(e => e.Kind == "queries").Select(e => new NamedInterceptor<IQueryInterceptor>(Name(e.Reference), (IQueryInterceptor)e.Interceptor)),
+            Of(instance).Where(e => e.Kind == "connects").Select(e => new NamedInterceptor<IStartupInterceptor>(Name(e.Reference), (IStartupInterceptor)e.Interceptor)),
+            settings.PluginTimeout,
+            settings.PluginFailure);
+
+        private static string Name(InterceptorReference reference) => $"{reference.Plugin}.{reference.Function}";
     }
 }

@@ -57,6 +57,6 @@ internal static partial class Log
     [LoggerMessage(EventId = 402, Level = LogLevel.Information, Message = "All sessions closed")]
     public static partial void ShutdownComplete(ILogger logger);
 
-    [LoggerMessage(EventId = 500, Level = LogLevel.Information, Message = "Plugin {Plugin} loaded ({Kind}) from {Path} in {Milliseconds:0} ms")]
+    [LoggerMessage(EventId = 450, Level = LogLevel.Information, Message = "Plugin {Plugin} loaded ({Kind}) from {Path} in {Milliseconds:0} ms")]
     public static partial void PluginLoaded(ILogger logger, string plugin, PgProxy.Core.Plugins.PluginKind kind, string path, double milliseconds);
 }
