@@ -20,7 +20,8 @@ scale="${SCALE:-10}"
 idle_sessions="${IDLE_SESSIONS:-1000}"
 say() { printf 'bench: %s\n' "$*" >&2; }
 # Every process started below inherits this: 1,000 idle sessions need more descriptors than the usual 1,024.
-ulimit -n 65536 2>/dev/null || say "could not raise the open-file limit: the idle-session row may fail"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+(( $(ulimit -n) >= 4096 )) || say "open-file limit $(ulimit -n): the idle-session row may fail"
 
 # --- prerequisites, from Debian packages when missing.
 need=()
