@@ -2,11 +2,13 @@ using System.Buffers;
 using System.Text;
 using BenchmarkDotNet.Attributes;
 using PgProxy.Protocol.Framing;
+using PgProxy.Protocol.Frontend;
 
 namespace PgProxy.Benchmarks;
 
 /// <summary>
-/// Baseline for query interceptors: decode a Query or a Parse body to text and write the message back unchanged,
+/// Baseline for query interceptors (the codec the engine uses, PgProxy.Protocol's QueryMessages): decode a Query or a
+/// Parse body to text and write the message back unchanged,
 /// which is the least an interceptor adds over pass-through (where the frame is forwarded as it arrived). The
 /// allocations are the query string (and Parse's names and type array): the price of handing text to an interceptor.
 /// </summary>
@@ -38,10 +40,10 @@ public class QueryInterceptionBaselineBenchmarks
     {
         string sql = Text == "bi" ? BiQuery : Wire.PgbenchSelect;
         var writer = new ArrayBufferWriter<byte>();
-        QueryCodec.WriteQuery(writer, sql.Replace("$1", "48213", StringComparison.Ordinal));
+        QueryMessages.WriteQuery(writer, Encoding.UTF8, sql.Replace("$1", "48213", StringComparison.Ordinal));
         queryMessage = writer.WrittenSpan.ToArray();
         writer.ResetWrittenCount();
-        QueryCodec.WriteParse(writer, new ParseMessage("P0_1", sql, [23]));
+        QueryMessages.WriteParse(writer, Encoding.UTF8, "P0_1", sql, [23u]);
         parseMessage = writer.WrittenSpan.ToArray();
         queryBody = BodyOf(queryMessage);
         parseBody = BodyOf(parseMessage);
@@ -59,20 +61,27 @@ public class QueryInterceptionBaselineBenchmarks
     public int ParseDecodeEncode() => RoundTripParse().Length;
 
     [Benchmark(Description = "Query: UTF-8 decode only")]
-    public int QueryDecodeOnly() => Encoding.UTF8.GetByteCount(QueryCodec.DecodeQuery(queryBody));
+    public int QueryDecodeOnly() => Encoding.UTF8.GetByteCount(DecodeQuery());
 
     private ReadOnlySpan<byte> RoundTripQuery()
     {
         output.ResetWrittenCount();
-        QueryCodec.WriteQuery(output, QueryCodec.DecodeQuery(queryBody));
+        QueryMessages.WriteQuery(output, Encoding.UTF8, DecodeQuery());
         return output.WrittenSpan;
     }
 
     private ReadOnlySpan<byte> RoundTripParse()
     {
         output.ResetWrittenCount();
-        QueryCodec.WriteParse(output, QueryCodec.DecodeParse(parseBody));
+        QueryMessages.TryReadParse(parseBody, Encoding.UTF8, out ParseMessage? parse);
+        QueryMessages.WriteParse(output, Encoding.UTF8, parse!.StatementName, parse.Text, parse.ParameterTypes);
         return output.WrittenSpan;
+    }
+
+    private string DecodeQuery()
+    {
+        QueryMessages.TryReadQuery(queryBody, Encoding.UTF8, out string text);
+        return text;
     }
 
     private static ReadOnlySequence<byte> BodyOf(byte[] message)
