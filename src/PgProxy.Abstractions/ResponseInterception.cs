@@ -67,8 +67,12 @@ public sealed class ResponseColumn
     /// <summary>The format of the column's values in DataRow: 0 = text, 1 = binary.</summary>
     public short FormatCode { get; }
 
-    /// <summary>True when the values are in text format, so <see cref="ResponseMessage.GetText(int)"/> and <see cref="ResponseMessage.SetText(int, string?)"/> apply.</summary>
-    public bool IsText => FormatCode == 0;
+    /// <summary>
+    /// True when the values are text in the client encoding, so <see cref="ResponseMessage.GetText(int)"/> and
+    /// <see cref="ResponseMessage.SetText(int, string?)"/> apply: text format, or the binary format of text, varchar,
+    /// bpchar and name, which is the same text (clients such as Npgsql ask for binary results).
+    /// </summary>
+    public bool IsText => FormatCode == 0 || TypeOid is 25 or 1043 or 1042 or 19;
 
     /// <summary>This column with another format code.</summary>
     public ResponseColumn WithFormat(short formatCode) =>
@@ -232,7 +236,7 @@ public sealed class ResponseMessage
     }
 
     /// <summary>DataRow: value <paramref name="index"/> decoded in the client encoding, or null for SQL NULL.</summary>
-    /// <exception cref="InvalidOperationException">The column is known to be in binary format.</exception>
+    /// <exception cref="InvalidOperationException">The column's values are binary, not text (see <see cref="ResponseColumn.IsText"/>).</exception>
     public string? GetText(int index)
     {
         RequireText(index);
@@ -240,7 +244,7 @@ public sealed class ResponseMessage
     }
 
     /// <summary>DataRow: replaces value <paramref name="index"/> with <paramref name="text"/> encoded in the client encoding (null for SQL NULL).</summary>
-    /// <exception cref="InvalidOperationException">The column is known to be in binary format.</exception>
+    /// <exception cref="InvalidOperationException">The column's values are binary, not text (see <see cref="ResponseColumn.IsText"/>).</exception>
     public void SetText(int index, string? text)
     {
         RequireText(index);
@@ -315,7 +319,7 @@ public sealed class ResponseMessage
         RequireKind(ResponseKinds.DataRow);
         if (Columns.Count > index && !Columns[index].IsText)
         {
-            throw new InvalidOperationException($"column \"{Columns[index].Name}\" is in binary format: use GetValue and SetValue");
+            throw new InvalidOperationException($"column \"{Columns[index].Name}\" has binary values: use GetValue and SetValue");
         }
     }
 }
