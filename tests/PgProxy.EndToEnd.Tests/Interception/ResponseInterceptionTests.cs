@@ -244,4 +244,82 @@ public sealed class ResponseInterceptionTests(PostgresFixture fixture)
         Assert.All(rows, row => Assert.Equal(expected, row));
         Assert.Equal(1, tagsOnly.Seen);
     }
+
+    [Fact]
+    public async Task Masking_keeps_its_pairing_across_a_refused_parse_and_a_metadata_query()
+    {
+        string? metadataSeen = null;
+        var queries = new DelegateQueryInterceptor(async (query, session, cancellationToken) =>
+        {
+            if (query.Text.Contains("forbidden", StringComparison.Ordinal))
+            {
+                return QueryDecision.Refuse("42501", "no");
+            }
+
+            if (query.Text.Contains("/* meta */", StringComparison.Ordinal))
+            {
+                UpstreamQueryResult result = await session.QueryUpstreamAsync("SELECT 'meta@x'::text AS email", cancellationToken);
+                metadataSeen = result.Rows[0][0];
+            }
+
+            return QueryDecision.Continue;
+        });
+        var interceptors = new InstanceInterceptors(
+            [new NamedInterceptor<IQueryInterceptor>("test.query", queries)],
+            [],
+            [new NamedInterceptor<IResponseInterceptor>("test.mask", ResponseInterceptors.MaskEmail())],
+            TimeSpan.FromSeconds(5),
+            InterceptorFailurePolicy.Refuse);
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server, interceptors);
+
+        await using (RawPgClient client = await RawSessionAsync(proxy))
+        {
+            await client.SendAsync([
+                .. Parse("s1", "SELECT 'k'::text AS keep, 'a@x'::text AS email"), .. DescribeStatement("s1"), .. Sync(),
+                .. Bind("", "s1"), .. Execute(""), .. Parse("", "SELECT 'forbidden'"), .. Bind("", ""), .. Execute(""), .. Sync(),
+                .. Bind("", "s1"), .. Execute(""), .. Sync(),
+            ]);
+            Assert.Equal('Z', (await client.ReadUntilReadyAsync())[^1].Code);
+            List<RawMessage> refused = await client.ReadUntilReadyAsync();
+            List<RawMessage> after = await client.ReadUntilReadyAsync();
+
+            Assert.Equal("k|***", Row(Assert.Single(refused, m => m.Code == 'D')));
+            Assert.Equal("42501", Assert.Single(refused, m => m.Code == 'E').SqlState);
+            Assert.Equal("k|***", Row(Assert.Single(after, m => m.Code == 'D')));
+        }
+
+        // A metadata query's rows are the plugin's, unmasked; the client's prepared statement is masked every time.
+        await using NpgsqlConnection connection = await OpenAsync(proxy);
+        await using var command = new NpgsqlCommand("/* meta */ SELECT 'c@x'::text AS email, 'kept'::text AS keep", connection);
+        await command.PrepareAsync();
+        for (int i = 0; i < 3; i++)
+        {
+            await using NpgsqlDataReader reader = await command.ExecuteReaderAsync();
+            Assert.True(await reader.ReadAsync());
+            Assert.Equal("***", reader.GetString(0));
+            Assert.Equal("kept", reader.GetString(1));
+        }
+
+        Assert.Equal("meta@x", metadataSeen);
+    }
+
+    [Theory]
+    [InlineData(InterceptorFailurePolicy.Refuse, "CZ")]
+    [InlineData(InterceptorFailurePolicy.PassThrough, "DCZ")]
+    public async Task A_failing_row_interceptor_withholds_the_row_under_refuse_and_passes_it_under_pass(InterceptorFailurePolicy policy, string expected)
+    {
+        var broken = new DelegateResponseInterceptor(ResponseKinds.DataRow, _ => throw new InvalidOperationException("plugin bug"));
+        var interceptors = new InstanceInterceptors([], [], [new NamedInterceptor<IResponseInterceptor>("test.broken", broken)], TimeSpan.FromSeconds(5), policy);
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server, interceptors);
+        await using RawPgClient client = await RawSessionAsync(proxy);
+
+        await client.SendAsync(RawPgClient.Query("SELECT 'a@x' AS email"));
+        List<RawMessage> messages = await client.ReadUntilReadyAsync();
+        await client.SendAsync(RawPgClient.Query("SELECT 1"));
+        List<RawMessage> after = await client.ReadUntilReadyAsync();
+
+        Assert.Equal("T" + expected, new string([.. messages.Select(m => m.Code)]));
+        Assert.Equal('Z', after[^1].Code);
+        Assert.Contains(proxy.Logs.Lines, l => l.Contains("test.broken failed", StringComparison.Ordinal));
+    }
 }
