@@ -33,4 +33,7 @@ internal static partial class InterceptLog
 
     [LoggerMessage(EventId = 508, Level = LogLevel.Information, Message = "Session {SessionId}: {Kind} changed by the response interceptors")]
     public static partial void ResponseChanged(ILogger logger, long sessionId, PgProxy.Abstractions.ResponseKinds kind);
+
+    [LoggerMessage(EventId = 509, Level = LogLevel.Debug, Message = "Session {SessionId}: a row changed by the response interceptors")]
+    public static partial void RowChanged(ILogger logger, long sessionId);
 }

@@ -124,7 +124,15 @@ internal sealed class ResponseInterception
 
         output.ResetWrittenCount();
         Encode(output, code, message);
-        InterceptLog.ResponseChanged(context.Logger, context.SessionId, kind);
+        if (kind == ResponseKinds.DataRow)
+        {
+            InterceptLog.RowChanged(context.Logger, context.SessionId); // per row: at debug level, or the log would hold every row
+        }
+        else
+        {
+            InterceptLog.ResponseChanged(context.Logger, context.SessionId, kind);
+        }
+
         await destination.WriteAsync(output.WrittenMemory, cancellationToken).ConfigureAwait(false);
     }
 
