@@ -322,4 +322,42 @@ public sealed class ResponseInterceptionTests(PostgresFixture fixture)
         Assert.Equal('Z', after[^1].Code);
         Assert.Contains(proxy.Logs.Lines, l => l.Contains("test.broken failed", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task A_masked_value_is_encoded_in_a_latin1_client_encoding_and_a_parameter_status_can_be_changed()
+    {
+        Encoding latin1 = Encoding.Latin1;
+        var mask = new DelegateResponseInterceptor(ResponseKinds.DataRow | ResponseKinds.ParameterStatus, message =>
+        {
+            if (message.Kind == ResponseKinds.ParameterStatus)
+            {
+                if (message.ParameterName == "application_name")
+                {
+                    message.ParameterValue = "renamed by pgproxy";
+                }
+
+                return;
+            }
+
+            int email = message.IndexOf("email");
+            Assert.Equal("café@x", message.GetText(email));
+            message.SetText(email, "masqué");
+        });
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server, ResponseInterceptors.Of(mask));
+        RawPgClient client = await RawPgClient.ConnectAsync(proxy.Host, proxy.Port);
+        await using (client)
+        {
+            await client.SendAsync(RawPgClient.StartupPacket(3 << 16, [("user", PostgresServer.TrustUser), ("database", PostgresServer.Database), ("client_encoding", "LATIN1")]));
+            await client.ReadUntilReadyAsync();
+
+            await client.SendAsync(RawPgClient.Message('Q', latin1.GetBytes("SELECT 'café@x' AS email, 'naïve' AS word; SET application_name = 'mine'\0")));
+            List<RawMessage> messages = await client.ReadUntilReadyAsync();
+
+            byte[] row = Assert.Single(messages, m => m.Code == 'D').Body;
+            byte[] expected = [0, 2, 0, 0, 0, 6, .. latin1.GetBytes("masqué"), 0, 0, 0, 5, .. latin1.GetBytes("naïve")];
+            Assert.Equal(expected, row);
+            RawMessage status = Assert.Single(messages, m => m.Code == 'S');
+            Assert.Equal("application_name\0renamed by pgproxy\0", Encoding.UTF8.GetString(status.Body));
+        }
+    }
 }
