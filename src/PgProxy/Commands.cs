@@ -125,7 +125,7 @@ internal static class Commands
     }
 
     /// <summary>
-    /// Loads the configuration's plugins and resolves every query and start-up interceptor entry, so that a missing or
+    /// Loads the configuration's plugins and resolves every query, start-up and response interceptor entry, so that a missing or
     /// mistyped function is reported with its line before anything listens. Every failing entry is reported, not just the first.
     /// </summary>
     private static bool TryLoadPlugins(
@@ -137,17 +137,6 @@ internal static class Commands
         catalog = null;
         interceptors = null;
         bool failed = false;
-        foreach (InterceptorReference reference in config.Instances.SelectMany(instance => instance.Intercept.Responses))
-        {
-            Console.Error.WriteLine($"pgproxy: config line {reference.Line}: intercept.responses: plugin \"{reference.Plugin}\", function \"{reference.Function}\": response interceptors are not supported by this version of PgProxy yet");
-            failed = true;
-        }
-
-        if (failed)
-        {
-            return false;
-        }
-
         PluginCatalog loaded;
         try
         {
@@ -170,6 +159,11 @@ internal static class Commands
             foreach (InterceptorReference reference in instance.Intercept.Connects)
             {
                 failed |= !TryResolve(instance, "connects", reference, loaded.ResolveStartupInterceptor);
+            }
+
+            foreach (InterceptorReference reference in instance.Intercept.Responses)
+            {
+                failed |= !TryResolve(instance, "responses", reference, loaded.ResolveResponseInterceptor);
             }
         }
 
@@ -226,6 +220,7 @@ internal static class Commands
         public InstanceInterceptors For(InstanceConfig instance, ProxySettings settings) => new(
             Of(instance).Where(e => e.Kind == "queries").Select(e => new NamedInterceptor<IQueryInterceptor>(Name(e.Reference), (IQueryInterceptor)e.Interceptor)),
             Of(instance).Where(e => e.Kind == "connects").Select(e => new NamedInterceptor<IStartupInterceptor>(Name(e.Reference), (IStartupInterceptor)e.Interceptor)),
+            Of(instance).Where(e => e.Kind == "responses").Select(e => new NamedInterceptor<IResponseInterceptor>(Name(e.Reference), (IResponseInterceptor)e.Interceptor)),
             settings.PluginTimeout,
             settings.PluginFailure);
 

@@ -13,25 +13,54 @@ namespace PgProxy.Core.Interception;
 /// The frontend side of interception: decodes each Query and Parse in the client's encoding, runs the instance's query
 /// interceptors in order, and writes upstream the message as it was, rewritten (statement name and parameter types
 /// kept exactly), or replaced by a statement that raises the refusal on the server.
+/// When DataRows are intercepted (<paramref name="tracker"/>), it also records, in order, every request that decides
+/// which columns an Execute returns (Parse, Bind, Describe, Execute, Close, Sync, Query), before forwarding it.
 /// </summary>
 internal sealed class ClientQueryHandler(
     SessionState state,
     SessionContext context,
     ServerResponseHandler responses,
-    InstanceInterceptors interceptors) : IFrameHandler
+    InstanceInterceptors interceptors,
+    ResultColumnTracker? tracker = null) : IFrameHandler
 {
     private readonly ArrayBufferWriter<byte> output = new(1024);
 
-    public bool Wants(byte code) => code is (byte)FrontendMessageCode.Query or (byte)FrontendMessageCode.Parse;
+    public bool Wants(byte code) => code switch
+    {
+        (byte)FrontendMessageCode.Query or (byte)FrontendMessageCode.Parse => true,
+        (byte)FrontendMessageCode.Bind or (byte)FrontendMessageCode.Describe or (byte)FrontendMessageCode.Execute
+            or (byte)FrontendMessageCode.Close or (byte)FrontendMessageCode.Sync or (byte)FrontendMessageCode.FunctionCall => tracker is not null,
+        _ => false,
+    };
 
     public async ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
     {
+        if (code is not ((byte)FrontendMessageCode.Query or (byte)FrontendMessageCode.Parse))
+        {
+            await TrackAsync(code, frame, destination, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         bool isQuery = code == (byte)FrontendMessageCode.Query;
+        string? statement = null;
+        if (!isQuery && tracker is not null)
+        {
+            ExtendedMessages.TryReadParseName(frame.Slice(5), out statement);
+        }
+
+        if (interceptors.Queries.Length == 0)
+        {
+            Record(isQuery, statement);
+            await ForwardAsync(frame, destination, isQuery, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         string kind = isQuery ? "query" : "parse";
         QueryMessage? query = Decode(isQuery, frame.Slice(5), out ParseMessage? parse);
         if (query is null)
         {
             InterceptLog.Undecodable(context.Logger, context.SessionId, kind, context.ClientEncodingName);
+            Record(isQuery, statement);
             await ForwardAsync(frame, destination, isQuery, cancellationToken).ConfigureAwait(false);
             return;
         }
@@ -58,6 +87,7 @@ internal sealed class ClientQueryHandler(
             }
         }
 
+        Record(isQuery, statement);
         if (ReferenceEquals(query.Text, original) || string.Equals(query.Text, original, StringComparison.Ordinal))
         {
             await ForwardAsync(frame, destination, isQuery, cancellationToken).ConfigureAwait(false);
@@ -147,6 +177,17 @@ internal sealed class ClientQueryHandler(
         string raise = RefusalStatements.RaiseError(sqlState, message);
         responses.ExpectRefusal(state.NextRequestNumber, extended: !isQuery, sqlState, message);
         output.ResetWrittenCount();
+        if (tracker is not null && !isQuery)
+        {
+            tracker.Record(new Request(RequestKind.Parse, string.Empty));
+            tracker.Record(new Request(RequestKind.Bind, string.Empty, string.Empty, []));
+            tracker.Record(new Request(RequestKind.Execute, string.Empty));
+        }
+        else
+        {
+            Record(isQuery, string.Empty);
+        }
+
         if (isQuery)
         {
             QueryMessages.WriteQuery(output, context.ClientEncoding, raise);
@@ -160,6 +201,53 @@ internal sealed class ClientQueryHandler(
 
         await destination.WriteAsync(output.WrittenMemory, cancellationToken).ConfigureAwait(false);
         Count(isQuery);
+    }
+
+    /// <summary>Records a Query or a Parse of <paramref name="statement"/> for the column tracker.</summary>
+    private void Record(bool isQuery, string? statement) =>
+        tracker?.Record(isQuery ? new Request(RequestKind.Query, string.Empty) : new Request(RequestKind.Parse, statement ?? string.Empty));
+
+    /// <summary>Records Bind, Describe, Execute, Close, Sync and FunctionCall for the column tracker, then forwards them as they are.</summary>
+    private async ValueTask TrackAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
+    {
+        ReadOnlySequence<byte> body = frame.Slice(5);
+        switch ((FrontendMessageCode)code)
+        {
+            case FrontendMessageCode.Bind when ExtendedMessages.TryReadBind(body, out string portal, out string statement, out short[] formats):
+                tracker!.Record(new Request(RequestKind.Bind, portal, statement, formats));
+                break;
+            case FrontendMessageCode.Describe when ExtendedMessages.TryReadTarget(body, out byte target, out string name):
+                tracker!.Record(new Request(target == (byte)'S' ? RequestKind.DescribeStatement : RequestKind.DescribePortal, name));
+                break;
+            case FrontendMessageCode.Close when ExtendedMessages.TryReadTarget(body, out byte target, out string name):
+                tracker!.Record(new Request(target == (byte)'S' ? RequestKind.CloseStatement : RequestKind.ClosePortal, name));
+                break;
+            case FrontendMessageCode.Execute when ExtendedMessages.TryReadExecute(body, out string portal):
+                tracker!.Record(new Request(RequestKind.Execute, portal));
+                break;
+            case FrontendMessageCode.Sync:
+                tracker!.Record(new Request(RequestKind.Sync, string.Empty));
+                break;
+            case FrontendMessageCode.FunctionCall:
+                tracker!.Record(new Request(RequestKind.Query, string.Empty));
+                break;
+        }
+
+        foreach (ReadOnlyMemory<byte> segment in frame)
+        {
+            await destination.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
+        }
+
+        // What the pump would have noted had it forwarded the frame itself.
+        if (code is (byte)FrontendMessageCode.Sync or (byte)FrontendMessageCode.FunctionCall)
+        {
+            state.OnRequestForwarded();
+            state.ExtendedBatchOpen = code != (byte)FrontendMessageCode.Sync && state.ExtendedBatchOpen;
+        }
+        else
+        {
+            state.ExtendedBatchOpen = true;
+        }
     }
 
     private async ValueTask ForwardAsync(ReadOnlySequence<byte> frame, Stream destination, bool isQuery, CancellationToken cancellationToken)

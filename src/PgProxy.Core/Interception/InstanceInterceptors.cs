@@ -26,9 +26,21 @@ public sealed class InstanceInterceptors
         IEnumerable<NamedInterceptor<IStartupInterceptor>> connects,
         TimeSpan timeout,
         InterceptorFailurePolicy failurePolicy)
+        : this(queries, connects, [], timeout, failurePolicy)
+    {
+    }
+
+    public InstanceInterceptors(
+        IEnumerable<NamedInterceptor<IQueryInterceptor>> queries,
+        IEnumerable<NamedInterceptor<IStartupInterceptor>> connects,
+        IEnumerable<NamedInterceptor<IResponseInterceptor>> responses,
+        TimeSpan timeout,
+        InterceptorFailurePolicy failurePolicy)
     {
         Queries = [.. queries];
         Connects = [.. connects];
+        Responses = [.. responses];
+        ResponseKinds = Responses.Aggregate(ResponseKinds.None, (kinds, r) => kinds | r.Interceptor.Kinds);
         Timeout = timeout;
         FailurePolicy = failurePolicy;
     }
@@ -39,10 +51,20 @@ public sealed class InstanceInterceptors
 
     public NamedInterceptor<IStartupInterceptor>[] Connects { get; }
 
+    public NamedInterceptor<IResponseInterceptor>[] Responses { get; }
+
+    /// <summary>Every message kind some response interceptor asked for: only these are decoded.</summary>
+    public ResponseKinds ResponseKinds { get; }
+
     /// <summary>How long one interceptor call may take, metadata queries included.</summary>
     public TimeSpan Timeout { get; }
 
     public InterceptorFailurePolicy FailurePolicy { get; }
 
     public bool InterceptsQueries => Queries.Length > 0;
+
+    public bool InterceptsResponses => ResponseKinds != ResponseKinds.None;
+
+    /// <summary>True when DataRows are intercepted, so the columns of every extended-protocol Execute must be tracked.</summary>
+    public bool TracksResultColumns => (ResponseKinds & ResponseKinds.DataRow) != 0;
 }

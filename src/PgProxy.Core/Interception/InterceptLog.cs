@@ -30,4 +30,10 @@ internal static partial class InterceptLog
 
     [LoggerMessage(EventId = 507, Level = LogLevel.Warning, Message = "Session {SessionId}: {Kind} left untouched: its text cannot be decoded in client_encoding {Encoding}")]
     public static partial void Undecodable(ILogger logger, long sessionId, string kind, string encoding);
+
+    [LoggerMessage(EventId = 508, Level = LogLevel.Information, Message = "Session {SessionId}: {Kind} changed by the response interceptors")]
+    public static partial void ResponseChanged(ILogger logger, long sessionId, PgProxy.Abstractions.ResponseKinds kind);
+
+    [LoggerMessage(EventId = 509, Level = LogLevel.Debug, Message = "Session {SessionId}: a row changed by the response interceptors")]
+    public static partial void RowChanged(ILogger logger, long sessionId);
 }

@@ -12,7 +12,12 @@ namespace PgProxy.Core.Interception;
 /// away from the client, and tidies the error of a refused query. Which responses are diverted is decided by response
 /// group (the messages up to and including one ReadyForQuery), registered by the frontend before it sends the request.
 /// </summary>
-internal sealed class ServerResponseHandler(SessionState state, SessionContext context) : IFrameHandler
+/// <remarks>
+/// With response interceptors (<paramref name="interception"/>), it also takes the frames they need, tracks the columns
+/// of DataRows, and has the interceptors look at the messages of the kinds they asked for. Without, it takes only
+/// ParameterStatus and the frames of a diversion.
+/// </remarks>
+internal sealed class ServerResponseHandler(SessionState state, SessionContext context, ResponseInterception? interception = null) : IFrameHandler
 {
     private const byte ParseComplete = (byte)BackendMessageCode.ParseComplete;
     private const byte BindComplete = (byte)BackendMessageCode.BindComplete;
@@ -33,7 +38,7 @@ internal sealed class ServerResponseHandler(SessionState state, SessionContext c
     public void ExpectRefusal(long group, bool extended, string sqlState, string message) =>
         diversions.Enqueue(new Diversion(group, extended ? DiversionKind.ExtendedRefusal : DiversionKind.SimpleRefusal, sqlState, message));
 
-    public bool Wants(byte code) => code == (byte)BackendMessageCode.ParameterStatus || Current() is not null;
+    public bool Wants(byte code) => code == (byte)BackendMessageCode.ParameterStatus || interception?.Takes(code) == true || Current() is not null;
 
     public async ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
     {
@@ -46,9 +51,20 @@ internal sealed class ServerResponseHandler(SessionState state, SessionContext c
         }
 
         Diversion? diversion = Current();
+        if (diversion is null || diversion.Kind != DiversionKind.Metadata)
+        {
+            // The proxy's own metadata queries are not the client's: the tracker never sees their responses.
+            interception?.Track(code, body);
+        }
+
         if (diversion is null)
         {
-            await WriteAsync(destination, frame, cancellationToken).ConfigureAwait(false);
+            await InterceptAsync(code, frame, destination, cancellationToken).ConfigureAwait(false);
+            if (code == (byte)BackendMessageCode.ReadyForQuery)
+            {
+                state.OnReadyForQuery(body.FirstSpan[0]);
+            }
+
             return;
         }
 
@@ -95,10 +111,13 @@ internal sealed class ServerResponseHandler(SessionState state, SessionContext c
                 }
 
                 await FlushHeldAsync(destination, held.Count, cancellationToken).ConfigureAwait(false);
-                await WriteAsync(destination, frame, cancellationToken).ConfigureAwait(false);
+                await InterceptAsync(code, frame, destination, cancellationToken).ConfigureAwait(false);
                 return;
         }
     }
+
+    private ValueTask InterceptAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken) =>
+        interception is null ? WriteAsync(destination, frame, cancellationToken) : interception.WriteAsync(code, frame, destination, cancellationToken);
 
     /// <summary>Fails every metadata query still waiting: the session is ending.</summary>
     public void Abandon()

@@ -110,3 +110,18 @@ internal sealed class StartupInterceptorAdapter : IStartupInterceptor
         }
     }
 }
+
+/// <summary>A plugin's response function or class, seen as an <see cref="IResponseInterceptor"/>; its kinds are read once.</summary>
+internal sealed class ResponseInterceptorAdapter(string description, ResponseKinds kinds, Func<ResponseMessage, ISessionContext, CancellationToken, ValueTask> intercept)
+    : IResponseInterceptor
+{
+    /// <summary>What the reference resolved to, for logs.</summary>
+    public string Description { get; } = description;
+
+    public ResponseKinds Kinds { get; } = kinds;
+
+    public ValueTask InterceptResponseAsync(ResponseMessage message, ISessionContext session, CancellationToken cancellationToken) =>
+        intercept(message, session, cancellationToken);
+
+    public override string ToString() => Description;
+}

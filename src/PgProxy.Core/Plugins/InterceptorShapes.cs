@@ -23,6 +23,40 @@ internal static class InterceptorShapes
         ValueTask<StartupDecision> F(StartupRequest startup, ISessionContext context, CancellationToken cancellationToken)
         """;
 
+    public const string ResponseSignatures = """
+        void F(ResponseMessage message, ISessionContext context),
+        ValueTask F(ResponseMessage message, ISessionContext context, CancellationToken cancellationToken)
+        (with [ResponseKinds(...)] to name the message kinds; without it, every kind)
+        """;
+
+    /// <summary>The response interceptor delegate for <paramref name="method"/>, or null when its signature is not one of <see cref="ResponseSignatures"/>.</summary>
+    public static Func<ResponseMessage, ISessionContext, CancellationToken, ValueTask>? ForResponse(MethodInfo method)
+    {
+        if (method.IsGenericMethodDefinition)
+        {
+            return null;
+        }
+
+        Type[] p = ParameterTypes(method);
+        Type r = method.ReturnType;
+        if (r == typeof(void) && Matches(p, typeof(ResponseMessage), typeof(ISessionContext)))
+        {
+            var change = method.CreateDelegate<Action<ResponseMessage, ISessionContext>>();
+            return (message, session, _) =>
+            {
+                change(message, session);
+                return default;
+            };
+        }
+
+        if (r == typeof(ValueTask) && Matches(p, typeof(ResponseMessage), typeof(ISessionContext), typeof(CancellationToken)))
+        {
+            return method.CreateDelegate<Func<ResponseMessage, ISessionContext, CancellationToken, ValueTask>>();
+        }
+
+        return null;
+    }
+
     /// <summary>The query interceptor delegate for <paramref name="method"/> (public static), or null when its signature is not one of <see cref="QuerySignatures"/>.</summary>
     public static Func<QueryMessage, ISessionContext, CancellationToken, ValueTask<QueryDecision>>? ForQuery(MethodInfo method)
     {

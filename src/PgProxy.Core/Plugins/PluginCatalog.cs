@@ -93,6 +93,22 @@ public sealed class PluginCatalog : IDisposable
             (type, instance) => new StartupInterceptorAdapter(type.FullName ?? type.Name, instance.InterceptStartupAsync));
     }
 
+    /// <summary>Resolves a <c>responses</c> entry into an interceptor (a new instance for a class-based one).</summary>
+    /// <exception cref="PluginLoadException">The plugin has no such function or class, it has the wrong signature, or the name is ambiguous.</exception>
+    public IResponseInterceptor ResolveResponseInterceptor(InterceptorReference reference)
+    {
+        ArgumentNullException.ThrowIfNull(reference);
+        Entry entry = EntryFor(reference);
+        return Resolve<IResponseInterceptor>(
+            entry,
+            reference,
+            InterceptorShapes.ResponseSignatures,
+            method => InterceptorShapes.ForResponse(method) is { } intercept
+                ? new ResponseInterceptorAdapter(Describe(method), method.GetCustomAttribute<ResponseKindsAttribute>()?.Kinds ?? ResponseKinds.All, intercept)
+                : null,
+            (type, instance) => new ResponseInterceptorAdapter(type.FullName ?? type.Name, instance.Kinds, instance.InterceptResponseAsync));
+    }
+
     /// <summary>Unloads every plugin; interceptors resolved earlier keep their plugin alive until they are dropped.</summary>
     public void Dispose()
     {

@@ -183,7 +183,7 @@ internal sealed class ProxySession : IDisposable
         InstanceInterceptors interceptors = environment.Interceptors;
         SessionContext? context = null;
         byte[] startupBytes = startup.RawBytes;
-        if (interceptors.InterceptsQueries || interceptors.Connects.Length > 0)
+        if (interceptors.InterceptsQueries || interceptors.InterceptsResponses || interceptors.Connects.Length > 0)
         {
             context = new SessionContext(Id, environment.InstanceName, clientSocket.RemoteEndPoint, startup.Parameters, state, environment.InterceptLogger)
             {
@@ -227,10 +227,15 @@ internal sealed class ProxySession : IDisposable
         Log.SessionOpened(environment.Logger, Id, clientAddress, user, database, environment.InstanceName);
         ServerResponseHandler? responses = null;
         ClientQueryHandler? queries = null;
-        if (context is not null && interceptors.InterceptsQueries)
+        if (context is not null && (interceptors.InterceptsQueries || interceptors.InterceptsResponses))
         {
-            responses = new ServerResponseHandler(state, context);
-            queries = new ClientQueryHandler(state, context, responses, interceptors);
+            ResponseInterception? interception = interceptors.InterceptsResponses ? new ResponseInterception(context, interceptors) : null;
+            responses = new ServerResponseHandler(state, context, interception);
+            if (interceptors.InterceptsQueries || interception?.Tracker is not null)
+            {
+                queries = new ClientQueryHandler(state, context, responses, interceptors, interception?.Tracker);
+            }
+
             context.Upstream = upstreamStream;
             context.Responses = responses;
         }

@@ -160,6 +160,36 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public async Task Check_resolves_response_interceptors_and_names_the_line_of_a_wrong_signature()
+    {
+        string config = SeedConfig.Replace("      responses:", "      responses:\n        - plugin: tableau_hll\n          function: mask_rows\n        - plugin: tableau_hll\n          function: broken", StringComparison.Ordinal);
+        using ConfigDirectory directory = ConfigDirectory.Create(config);
+        WritePlugin(directory, """
+            public static class TableauHll
+            {
+                public static string RewriteQuery(string query) => query;
+
+                [ResponseKinds(ResponseKinds.DataRow)]
+                public static void MaskRows(ResponseMessage message, ISessionContext context) { }
+
+                public static string Broken(ResponseMessage message) => "";
+            }
+            """);
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("config line 27: plugin \"tableau_hll\", function \"broken\": TableauHll.Broken(ResponseMessage) does not have a signature PgProxy accepts here", result.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("mask_rows", result.StandardError, StringComparison.Ordinal);
+
+        File.WriteAllText(directory.ConfigFile, config.Replace("\n        - plugin: tableau_hll\n          function: broken", "", StringComparison.Ordinal));
+        ProcessResult fixedUp = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+
+        Assert.True(fixedUp.Succeeded, fixedUp.ToString());
+        Assert.Contains("responses: tableau_hll.mask_rows -> TableauHll.MaskRows(ResponseMessage, ISessionContext)", fixedUp.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Check_reports_a_plugin_compile_error_with_file_line_and_code()
     {
         using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig);

@@ -49,7 +49,7 @@ public sealed class ExamplePluginsTests(PostgresFixture fixture)
         }.ConnectionString;
 
     [Fact]
-    public async Task The_example_configuration_rewrites_refuses_and_names_sessions()
+    public async Task The_example_configuration_rewrites_refuses_names_sessions_and_masks_emails()
     {
         await using (var setup = new NpgsqlConnection(fixture.Server.ConnectionString(PostgresServer.Superuser)))
         {
@@ -83,6 +83,18 @@ public sealed class ExamplePluginsTests(PostgresFixture fixture)
         Assert.Equal("42501", ddl.SqlState);
         Assert.Equal("this connection is read-only: DDL is not allowed", ddl.MessageText);
         Assert.Equal("28000", intern.SqlState);
+
+        // mask_email, prepared and executed more than once: the statement is described only the first time.
+        await using var masked = new NpgsqlCommand("SELECT 'ann@example.com'::text AS email, 'kept' AS name", connection);
+        await masked.PrepareAsync();
+        for (int i = 0; i < 3; i++)
+        {
+            await using NpgsqlDataReader reader = await masked.ExecuteReaderAsync();
+            Assert.True(await reader.ReadAsync());
+            Assert.Equal("***", reader.GetString(0));
+            Assert.Equal("kept", reader.GetString(1));
+        }
+
         string interceptLog = await File.ReadAllTextAsync(Path.Combine(directory.Path, "logs", "intercept.log"));
         Assert.Contains("rewritten by rename_tables.rewrite_query", interceptLog, StringComparison.Ordinal);
     }

@@ -48,3 +48,46 @@ internal static class Interceptors
             ? QueryDecision.Refuse(sqlState, message)
             : QueryDecision.Continue));
 }
+
+/// <summary>A response interceptor from a lambda, counting the messages it saw.</summary>
+internal sealed class DelegateResponseInterceptor(ResponseKinds kinds, Action<ResponseMessage> intercept) : IResponseInterceptor
+{
+    private int seen;
+
+    public ResponseKinds Kinds => kinds;
+
+    public int Seen => Volatile.Read(ref seen);
+
+    /// <summary>The columns of the last DataRow seen.</summary>
+    public IReadOnlyList<ResponseColumn>? LastRowColumns { get; private set; }
+
+    public ValueTask InterceptResponseAsync(ResponseMessage message, ISessionContext session, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref seen);
+        if (message.Kind == ResponseKinds.DataRow)
+        {
+            LastRowColumns = message.Columns;
+        }
+
+        intercept(message);
+        return ValueTask.CompletedTask;
+    }
+}
+
+internal static class ResponseInterceptors
+{
+    public static InstanceInterceptors Of(params IResponseInterceptor[] interceptors) =>
+        new([], [], interceptors.Select((i, n) => new NamedInterceptor<IResponseInterceptor>($"test.response{n}", i)), TimeSpan.FromSeconds(5), InterceptorFailurePolicy.Refuse);
+
+    /// <summary>Masks the text value of every column named email, as plugins/examples/mask_email.cs does.</summary>
+    public static DelegateResponseInterceptor MaskEmail() => new(ResponseKinds.DataRow, message =>
+    {
+        for (int i = 0; i < message.Columns.Count; i++)
+        {
+            if (message.Columns[i].Name == "email" && message.Columns[i].IsText && message.GetValue(i) is not null)
+            {
+                message.SetText(i, "***");
+            }
+        }
+    });
+}
