@@ -64,18 +64,17 @@ internal static class Commands
             return Failure;
         }
 
-        using PluginCatalog plugins = catalog;
+        PluginCatalog running = catalog;
         using var shutdown = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var reloading = new SemaphoreSlim(1, 1);
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStopSignal);
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnStopSignal);
+        await using var server = new ProxyServer(config, loggerFactory, interceptors: instance => interceptors.For(instance, config.Settings));
         using PosixSignalRegistration sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, signal =>
         {
-            // Reloading arrives with rules and plugins; until then SIGHUP must not end the process.
             signal.Cancel = true;
-            HostLog.ReloadNotAvailable(logger);
+            _ = Task.Run(ReloadAsync, CancellationToken.None);
         });
-
-        await using var server = new ProxyServer(config, loggerFactory, interceptors: instance => interceptors.For(instance, config.Settings));
         try
         {
             await server.StartAsync(shutdown.Token).ConfigureAwait(false);
@@ -97,6 +96,8 @@ internal static class Commands
         }
 
         await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        await reloading.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        running.Dispose();
         HostLog.Stopped(logger);
         return Success;
 
@@ -106,10 +107,80 @@ internal static class Commands
             HostLog.StopSignal(logger, signal.Signal);
             shutdown.Cancel();
         }
+
+        // SIGHUP: read the file again, load its plugins, and give new sessions the new interceptors. Anything that
+        // fails keeps the running configuration. Sessions already open keep what they started with; the old plugins'
+        // code is unloaded once the last of them ends.
+        async Task ReloadAsync()
+        {
+            await reloading.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                if (shutdown.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                HostLog.Reloading(logger, configFile.FullName);
+                var problems = new List<string>();
+                if (!TryLoad(configFile, out ProxyConfig? next, problems.Add)
+                    || !TryLoadPlugins(next, loggerFactory, out PluginCatalog? nextCatalog, out Interceptors? nextInterceptors, problems.Add))
+                {
+                    HostLog.ReloadFailed(logger, string.Join(Environment.NewLine, problems));
+                    return;
+                }
+
+                foreach (string change in ChangesNeedingRestart(config, next))
+                {
+                    HostLog.ReloadNeedsRestart(logger, change);
+                }
+
+                server.ReplaceInterceptors(name =>
+                    next.Instances.FirstOrDefault(i => i.Listen.Name == name) is { } instance ? nextInterceptors.For(instance, next.Settings) : null);
+                PluginCatalog previous = running;
+                running = nextCatalog;
+                previous.Dispose();
+                HostLog.Reloaded(logger, nextCatalog.Plugins.Count);
+            }
+            finally
+            {
+                reloading.Release();
+            }
+        }
     }
 
-    private static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config)
+    /// <summary>What a reload does not apply: listening, upstreams, limits and logging are read at start only.</summary>
+    private static IEnumerable<string> ChangesNeedingRestart(ProxyConfig running, ProxyConfig next)
     {
+        foreach (InstanceConfig instance in next.Instances)
+        {
+            InstanceConfig? current = running.Instances.FirstOrDefault(i => i.Listen.Name == instance.Listen.Name);
+            if (current is null)
+            {
+                yield return $"instance \"{instance.Listen.Name}\" is new";
+            }
+            else if (current.Listen != instance.Listen || current.Redirect != instance.Redirect || current.Limits != instance.Limits)
+            {
+                yield return $"instance \"{instance.Listen.Name}\": listen, redirect or limits changed";
+            }
+        }
+
+        foreach (InstanceConfig instance in running.Instances.Where(i => next.Instances.All(n => n.Listen.Name != i.Listen.Name)))
+        {
+            yield return $"instance \"{instance.Listen.Name}\" was removed";
+        }
+
+        ProxySettings a = running.Settings with { PluginTimeout = default, PluginFailure = default, PluginDirectory = string.Empty };
+        ProxySettings b = next.Settings with { PluginTimeout = default, PluginFailure = default, PluginDirectory = string.Empty };
+        if (a != b)
+        {
+            yield return "logging or shutdown settings changed";
+        }
+    }
+
+    private static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config, Action<string>? report = null)
+    {
+        report ??= message => Console.Error.WriteLine($"pgproxy: {message}");
         config = null;
         try
         {
@@ -117,7 +188,7 @@ internal static class Commands
         }
         catch (ConfigException e)
         {
-            Console.Error.WriteLine($"pgproxy: invalid configuration:{Environment.NewLine}{e.Message}");
+            report($"invalid configuration:{Environment.NewLine}{e.Message}");
             return false;
         }
 
@@ -132,8 +203,10 @@ internal static class Commands
         ProxyConfig config,
         ILoggerFactory loggerFactory,
         [NotNullWhen(true)] out PluginCatalog? catalog,
-        [NotNullWhen(true)] out Interceptors? interceptors)
+        [NotNullWhen(true)] out Interceptors? interceptors,
+        Action<string>? report = null)
     {
+        report ??= message => Console.Error.WriteLine($"pgproxy: {message}");
         catalog = null;
         interceptors = null;
         bool failed = false;
@@ -144,7 +217,7 @@ internal static class Commands
         }
         catch (PluginLoadException e)
         {
-            Console.Error.WriteLine($"pgproxy: {e.Message}");
+            report(e.Message);
             return false;
         }
 
@@ -186,7 +259,7 @@ internal static class Commands
             }
             catch (PluginLoadException e)
             {
-                Console.Error.WriteLine($"pgproxy: {e.Message}");
+                report(e.Message);
                 return false;
             }
         }

@@ -88,6 +88,22 @@ public sealed class ProxyServer : IAsyncDisposable
         ?? throw new ArgumentException($"no instance named \"{instanceName}\"", nameof(instanceName));
 
     /// <summary>
+    /// Gives new sessions of each running instance the interceptors <paramref name="interceptors"/> returns for its
+    /// name (null leaves an instance as it is). Sessions already open keep the interceptors they started with.
+    /// </summary>
+    public void ReplaceInterceptors(Func<string, InstanceInterceptors?> interceptors)
+    {
+        ArgumentNullException.ThrowIfNull(interceptors);
+        foreach (InstanceListener listener in listeners)
+        {
+            if (interceptors(listener.InstanceName) is { } replacement)
+            {
+                listener.Interceptors = replacement;
+            }
+        }
+    }
+
+    /// <summary>
     /// Stops accepting, ends each session at its next idle point (the client gets 57P01, as from a PostgreSQL
     /// shutdown), and after <c>shutdown-timeout</c> ends the sessions still busy.
     /// </summary>

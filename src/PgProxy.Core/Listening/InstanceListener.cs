@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
+using PgProxy.Core.Interception;
 using PgProxy.Core.Sessions;
 using PgProxy.Protocol.Backend;
 
@@ -30,6 +31,13 @@ internal sealed class InstanceListener : IAsyncDisposable
     public IReadOnlyList<IPEndPoint> Endpoints => sockets.Select(s => (IPEndPoint)s.LocalEndPoint!).ToList();
 
     public string InstanceName => environment.InstanceName;
+
+    /// <summary>The interceptors new sessions of this instance get; replaced by a reload.</summary>
+    public InstanceInterceptors Interceptors
+    {
+        get => environment.Interceptors;
+        set => environment.Interceptors = value;
+    }
 
     /// <summary>Binds every address of the instance's <c>listen</c> host; throws if one cannot be bound.</summary>
     public async Task BindAsync(CancellationToken cancellationToken)

@@ -31,5 +31,15 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
     /// <summary>The intercept log.</summary>
     public ILogger InterceptLogger { get; } = interceptLogger;
 
-    public InstanceInterceptors Interceptors { get; } = interceptors;
+    private InstanceInterceptors interceptors = interceptors;
+
+    /// <summary>
+    /// The interceptors new sessions get. A reload replaces them; a session reads them once, when it starts, and keeps
+    /// those to its end.
+    /// </summary>
+    public InstanceInterceptors Interceptors
+    {
+        get => Volatile.Read(ref interceptors);
+        set => Volatile.Write(ref interceptors, value);
+    }
 }

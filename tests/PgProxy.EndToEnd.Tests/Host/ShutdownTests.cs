@@ -142,9 +142,9 @@ public sealed class ShutdownTests(PostgresFixture fixture)
 
         await proxy.SignalAsync(PosixSignal.SIGHUP);
         await Waiting.WaitUntilAsync(
-            () => Task.FromResult(proxy.Output.Contains("cannot reload", StringComparison.Ordinal) || proxy.HasExited),
+            () => Task.FromResult(proxy.Output.Contains("Configuration reloaded", StringComparison.Ordinal) || proxy.HasExited),
             TimeSpan.FromSeconds(10),
-            "pgproxy logs that it cannot reload");
+            "pgproxy logs that it reloaded");
         Assert.False(proxy.HasExited, proxy.Output);
 
         await using RawPgClient client = await StartSessionAsync(proxy, UniqueName("hup"));
