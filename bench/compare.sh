@@ -56,7 +56,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pg_port="$(free_port)"; bouncer_port="$(free_port)"; proxy_port="$(free_port)"
+pg_port="$(free_port)"; bouncer_port="$(free_port)"; proxy_port="$(free_port)"; intercepted_port="$(free_port)"
 say "PostgreSQL on $pg_port, PgBouncer on $bouncer_port, PgProxy on $proxy_port"
 as_postgres "$pg_bin/initdb" -D "$work/data" -A trust -U postgres --encoding=UTF8 --locale=C >/dev/null
 as_postgres "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
@@ -82,12 +82,29 @@ echo '"postgres" ""' >"$work/users.txt"
 [[ "$(id -u)" -eq 0 ]] && chown postgres "$work/pgbouncer.ini" "$work/users.txt"
 as_postgres pgbouncer -d "$work/pgbouncer.ini" >/dev/null 2>&1
 
+# Two instances of one process: plain pass-through, and the same with a query interceptor that changes nothing
+# (a seed-style plugin compiled at start-up), so the table shows what configuring interception costs.
+mkdir -p "$work/plugins"
+cat >"$work/plugins/passthrough.cs" <<'CS'
+public static class Passthrough
+{
+    public static string RewriteQuery(string query) => query;
+}
+CS
 cat >"$work/pgproxy.yml" <<YAML
+plugins: [passthrough]
 settings:
   log-level: warning
+  plugin-dir: plugins
 instances:
   - listen: { name: proxy, host: 127.0.0.1, port: $proxy_port }
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port }
+  - listen: { name: intercepted, host: 127.0.0.1, port: $intercepted_port }
+    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port }
+    intercept:
+      commands:
+        queries:
+          - { plugin: passthrough, function: rewrite_query }
 YAML
 dotnet build "$repo_root/src/PgProxy/PgProxy.csproj" -c Release -nologo -v q >/dev/null
 dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll" --config "$work/pgproxy.yml" >"$work/pgproxy.log" 2>&1 &
@@ -97,11 +114,12 @@ proxy_pid=$!
 wait_port() { for _ in $(seq 1 100); do "$psql" -h 127.0.0.1 -p "$1" -U postgres -Atc 'select 1' postgres >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 wait_port "$bouncer_port" || { say "PgBouncer did not start"; cat "$work/pgbouncer.log" >&2; exit 1; }
 wait_port "$proxy_port" || { say "PgProxy did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
+wait_port "$intercepted_port" || { say "PgProxy's intercepted instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
 bouncer_pid="$(cat "$work/pgbouncer.pid")"
 pids+=("$bouncer_pid")
 
-declare -A port_of=([direct]=$pg_port [pgbouncer]=$bouncer_port [pgproxy]=$proxy_port)
-declare -A pid_of=([pgbouncer]=$bouncer_pid [pgproxy]=$proxy_pid)
+declare -A port_of=([direct]=$pg_port [pgbouncer]=$bouncer_port [pgproxy]=$proxy_port [intercepted]=$intercepted_port)
+declare -A pid_of=([pgbouncer]=$bouncer_pid [pgproxy]=$proxy_pid [intercepted]=$proxy_pid)
 ticks_per_second="$(getconf CLK_TCK)"
 cpu_ticks() { [[ -n "${1:-}" ]] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
@@ -127,7 +145,7 @@ run_cell() {
 for round in $(seq 1 "$rounds"); do
     say "round $round of $rounds"
     for mode in simple extended prepared; do
-        for target in direct pgbouncer pgproxy; do
+        for target in direct pgbouncer pgproxy intercepted; do
             run_cell "select-only/$mode" "$target" -S -M "$mode" -c "$clients"
         done
     done
@@ -177,15 +195,18 @@ echo
 echo "PgProxy benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}'), $(pgbouncer --version | head -n 1)"
 echo "pgbench -j 2 -T $duration, $clients clients (-C: 4), scale $scale, medians of $rounds alternating rounds"
 echo
-printf '| %-18s | %12s | %12s | %12s | %9s | %9s | %11s | %11s |\n' "test" "direct" "pgbouncer" "pgproxy" "bouncer/d" "proxy/d" "bouncer µs" "proxy µs"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------------------" "--------------" "--------------" "--------------" "-----------" "-----------" "-------------" "-------------"
+printf '| %-20s | %9s | %9s | %9s | %9s | %9s | %7s | %8s | %10s | %8s | %8s |\n' "test" "direct" "pgbouncer" "pgproxy" "bouncer/d" "proxy/d" "icpt" "icpt/pgp" "bouncer µs" "proxy µs" "icpt µs"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------" "-----------" "-----------" "-----------" "-----------" "-----------" "---------" "----------" "------------" "----------" "----------"
 for label in $(awk '{print $1}' "$results" | awk '!seen[$0]++'); do
     d="$(awk -v l="$label" '$1==l && $2=="direct" {print $3}' "$results" | median)"
     b="$(awk -v l="$label" '$1==l && $2=="pgbouncer" {print $3}' "$results" | median)"
     p="$(awk -v l="$label" '$1==l && $2=="pgproxy" {print $3}' "$results" | median)"
+    i="$(awk -v l="$label" '$1==l && $2=="intercepted" {print $3}' "$results" | median)"
     bc="$(awk -v l="$label" '$1==l && $2=="pgbouncer" && $4!="" {print $4}' "$results" | median)"
     pc="$(awk -v l="$label" '$1==l && $2=="pgproxy" && $4!="" {print $4}' "$results" | median)"
-    awk -v l="$label" -v d="$d" -v b="$b" -v p="$p" -v bc="$bc" -v pc="$pc" 'BEGIN {
+    ic="$(awk -v l="$label" '$1==l && $2=="intercepted" && $4!="" {print $4}' "$results" | median)"
+    awk -v l="$label" -v d="$d" -v b="$b" -v p="$p" -v i="$i" -v bc="$bc" -v pc="$pc" -v ic="$ic" 'BEGIN {
         rb = (d == "nan" || d == 0) ? "" : sprintf("%.2f", b / d); rp = (d == "nan" || d == 0) ? "" : sprintf("%.2f", p / d);
-        printf "| %-18s | %12s | %12s | %12s | %9s | %9s | %11s | %11s |\n", l, d, b, p, rb, rp, bc, pc }'
+        ri = (i == "nan" || p == "nan" || p == 0) ? "" : sprintf("%.2f", i / p);
+        printf "| %-20s | %9.1f | %9.1f | %9.1f | %9s | %9s | %7s | %8s | %10s | %8s | %8s |\n", l, d, b, p, rb, rp, (i == "nan" ? "" : sprintf("%.0f", i)), ri, bc, pc, ic }'
 done

@@ -24,6 +24,7 @@ internal sealed class ClientQueryHandler(
     ResultColumnTracker? tracker = null) : IFrameHandler
 {
     private readonly ArrayBufferWriter<byte> output = new(1024);
+    private CancellationTokenSource? callTimeout;
 
     public bool Wants(byte code) => code switch
     {
@@ -138,12 +139,17 @@ internal sealed class ClientQueryHandler(
 
     private async ValueTask<QueryDecision> InvokeAsync(NamedInterceptor<IQueryInterceptor> interceptor, QueryMessage query, CancellationToken cancellationToken)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        // One timeout source per session, re-armed for each call: no timer or task is created when the interceptor
+        // answers at once, which is the common case.
+        CancellationTokenSource timeout = callTimeout ??= CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(interceptors.Timeout);
         context.CurrentInterceptor = interceptor.Name;
         try
         {
-            return await interceptor.Interceptor.InterceptQueryAsync(query, context, timeout.Token).AsTask().WaitAsync(timeout.Token).ConfigureAwait(false);
+            ValueTask<QueryDecision> pending = interceptor.Interceptor.InterceptQueryAsync(query, context, timeout.Token);
+            return pending.IsCompletedSuccessfully
+                ? pending.Result
+                : await pending.AsTask().WaitAsync(timeout.Token).ConfigureAwait(false);
         }
         catch (RefusedException e)
         {
@@ -164,6 +170,12 @@ internal sealed class ClientQueryHandler(
         finally
         {
             context.CurrentInterceptor = null;
+            if (!timeout.TryReset())
+            {
+                // It fired: a source that was cancelled cannot be re-armed.
+                timeout.Dispose();
+                callTimeout = null;
+            }
         }
     }
 

@@ -101,7 +101,9 @@ internal sealed class SessionContext : ISessionContext
             throw new UpstreamQueryException("the client has an extended-protocol batch in flight (messages sent without their Sync): no query can be slipped in before it ends");
         }
 
-        // Between the client's requests only: every Sync and Query forwarded so far must have its ReadyForQuery.
+        // Between the client's requests only: every Sync and Query forwarded so far must have its ReadyForQuery. What
+        // this batch gathered so far goes out first, or the server would never answer it.
+        await Upstream.FlushAsync(SessionToken).ConfigureAwait(false);
         await state.WhenNoOutstandingRequestsAsync(cancellationToken).ConfigureAwait(false);
         if (state.TransactionStatus == TransactionStatus.Failed)
         {
@@ -112,6 +114,7 @@ internal sealed class SessionContext : ISessionContext
         var message = new ArrayBufferWriter<byte>(sql.Length + 16);
         QueryMessages.WriteQuery(message, ClientEncoding, sql);
         await Upstream.WriteAsync(message.WrittenMemory, SessionToken).ConfigureAwait(false);
+        await Upstream.FlushAsync(SessionToken).ConfigureAwait(false);
         state.OnRequestForwarded();
         UpstreamQueryResult rows = await result.WaitAsync(cancellationToken).ConfigureAwait(false);
         InterceptLog.MetadataQuery(Logger, SessionId, interceptor, sql, rows.Rows.Count);

@@ -30,6 +30,7 @@ internal sealed class ForwardingPump
     private readonly PumpDirection direction;
     private readonly long maxMessageLength;
     private readonly IFrameHandler? handler;
+    private readonly BatchingStream? batching;
     private long remainingInFrame;
     private long bytesForwarded;
     private bool writeInterrupted;
@@ -38,6 +39,10 @@ internal sealed class ForwardingPump
     {
         this.source = source;
         this.handler = handler;
+
+        // With a handler, a batch's slices and the handler's messages are gathered and sent in one write.
+        batching = handler is null ? null : new BatchingStream(destination);
+        destination = batching ?? destination;
         this.destination = destination;
         this.state = state;
         this.direction = direction;
@@ -45,6 +50,9 @@ internal sealed class ForwardingPump
         // The limit is on the whole message; the length field excludes the type byte.
         maxMessageLength = Math.Min(int.MaxValue, maxMessageSize - 1);
     }
+
+    /// <summary>Where this pump writes: the destination itself, or the batch in front of it when there is a handler.</summary>
+    public Stream Destination => destination;
 
     /// <summary>Bytes written to the destination so far.</summary>
     public long BytesForwarded => Volatile.Read(ref bytesForwarded);
@@ -95,6 +103,11 @@ internal sealed class ForwardingPump
                     await handler!.HandleAsync(frame.FirstSpan[0], frame, destination, cancellationToken).ConfigureAwait(false);
                     consumed += handled;
                     bytesForwarded += handled;
+                }
+
+                if (batching is not null && !await FlushBatchAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    return PumpStop.DestinationFailed;
                 }
 
                 source.AdvanceTo(buffer.GetPosition(consumed), buffer.End);
@@ -240,6 +253,25 @@ internal sealed class ForwardingPump
         }
 
         return null;
+    }
+
+    private async ValueTask<bool> FlushBatchAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await batching!.FlushAsync(cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            writeInterrupted = true;
+            throw;
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+            writeInterrupted = true;
+            return false;
+        }
     }
 
     private async ValueTask<bool> WriteAsync(ReadOnlySequence<byte> batch, CancellationToken cancellationToken)

@@ -236,12 +236,16 @@ internal sealed class ProxySession : IDisposable
                 queries = new ClientQueryHandler(state, context, responses, interceptors, interception?.Tracker);
             }
 
-            context.Upstream = upstreamStream;
             context.Responses = responses;
         }
 
         var frontend = new ForwardingPump(clientReader, upstreamStream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, queries);
         var backend = new ForwardingPump(upstreamReader, clientStream, state, PumpDirection.ServerToClient, long.MaxValue, responses);
+        if (context is not null)
+        {
+            // Metadata queries go through the frontend's batch, so they stay in order with the client's bytes.
+            context.Upstream = frontend.Destination;
+        }
         string reason = "unknown";
         try
         {
