@@ -91,7 +91,7 @@ public sealed partial class ProxyProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Sends a POSIX signal (SIGTERM, SIGINT, SIGHUP) to the process, with the system's kill command.</summary>
+    /// <summary>Sends a POSIX signal (SIGTERM, SIGINT, SIGHUP) to the process.</summary>
     public async Task SignalAsync(PosixSignal signal)
     {
         string name = signal switch
@@ -101,7 +101,8 @@ public sealed partial class ProxyProcess : IAsyncDisposable
             PosixSignal.SIGTERM => "TERM",
             _ => throw new ArgumentOutOfRangeException(nameof(signal)),
         };
-        ProcessResult result = await ProcessRunner.RunAsync("kill", ["-s", name, process.Id.ToString(CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
+        // bash's own kill: a minimal machine may have no /bin/kill.
+        ProcessResult result = await ProcessRunner.RunAsync("bash", ["-c", $"kill -s {name} {process.Id.ToString(CultureInfo.InvariantCulture)}"], TimeSpan.FromSeconds(10));
         if (!result.Succeeded)
         {
             throw new InvalidOperationException($"kill -s {name} {process.Id} failed: {result.StandardError}");
