@@ -176,15 +176,23 @@ idle_rss() {
     local target="$1" pid="${pid_of[$1]}" before after
     before="$(rss_kb "$pid")"
     timeout 120 "$pgbench" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -n -c "$idle_sessions" -j 2 -T 8 \
-        -f <(echo '\sleep 1 s') postgres >/dev/null 2>&1 &
+        -f <(echo '\sleep 1 s') postgres >"$work/idle-$target.txt" 2>&1 &
     local bench=$!
     local peak="$before"
-    for _ in $(seq 1 60); do
+    for _ in $(seq 1 600); do
         local now; now="$(rss_kb "$pid")"; (( now > peak )) && peak="$now"
         kill -0 "$bench" 2>/dev/null || break
         sleep 0.1
     done
     wait "$bench" || true
+    # Every session must have been open at once, or the figure means nothing.
+    local clients; clients="$(sed -n 's/^number of clients: \([0-9]*\).*/\1/p' "$work/idle-$target.txt")"
+    local processed; processed="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/idle-$target.txt")"
+    if [[ "$clients" != "$idle_sessions" || -z "$processed" || "$processed" -lt "$idle_sessions" ]]; then
+        say "idle sessions through $target did not all run: $(tail -n 3 "$work/idle-$target.txt" | tr '\n' ' ')"
+        return 0
+    fi
+    say "idle sessions through $target: $clients clients, $processed transactions, RSS $before -> $peak kB"
     awk -v t="$target" -v b="$before" -v p="$peak" -v n="$idle_sessions" 'BEGIN {printf "idle-KiB/session %s %.1f\n", t, (p - b) / n}' >>"$results"
 }
 idle_rss pgbouncer
