@@ -157,7 +157,7 @@ internal sealed class ClientQueryHandler(
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
-            Exception reason = e is OperationCanceledException ? new TimeoutException($"timed out after {interceptors.Timeout.TotalSeconds:0.###} s", e) : e;
+            Exception reason = interceptors.FailureReason(e);
             if (interceptors.FailurePolicy == InterceptorFailurePolicy.PassThrough)
             {
                 InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, "the query goes on unchanged", reason);
@@ -165,7 +165,7 @@ internal sealed class ClientQueryHandler(
             }
 
             InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, "the query is refused with XX000", reason);
-            return QueryDecision.Refuse(SqlStates.InternalError, $"PgProxy interceptor \"{interceptor.Name}\" failed: {reason.Message}");
+            return QueryDecision.Refuse(SqlStates.InternalError, InstanceInterceptors.FailureMessage(interceptor.Name, reason));
         }
         finally
         {

@@ -61,6 +61,15 @@ public sealed class InstanceInterceptors
 
     public InterceptorFailurePolicy FailurePolicy { get; }
 
+    /// <summary>What to log and tell the client for a failed call: a timeout says how long it waited.</summary>
+    internal Exception FailureReason(Exception exception) =>
+        exception is OperationCanceledException or TimeoutException
+            ? new TimeoutException($"timed out after {Timeout.TotalSeconds:0.###} s", exception)
+            : exception;
+
+    /// <summary>The message of the XX000 a failed interceptor leads to under the refuse policy.</summary>
+    internal static string FailureMessage(string interceptor, Exception reason) => $"PgProxy interceptor \"{interceptor}\" failed: {reason.Message}";
+
     public bool InterceptsQueries => Queries.Length > 0;
 
     public bool InterceptsResponses => ResponseKinds != ResponseKinds.None;

@@ -152,7 +152,7 @@ internal sealed class ResponseInterception
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
-            Exception reason = e is TimeoutException ? new TimeoutException($"timed out after {interceptors.Timeout.TotalSeconds:0.###} s", e) : e;
+            Exception reason = interceptors.FailureReason(e);
             bool pass = interceptors.FailurePolicy == InterceptorFailurePolicy.PassThrough;
             string outcome = pass ? "the response goes on as it is" : message.Kind == ResponseKinds.DataRow ? "the row is withheld" : "the response goes on without the remaining interceptors";
             InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, outcome, reason);

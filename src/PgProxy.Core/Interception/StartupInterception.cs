@@ -64,7 +64,7 @@ internal static class StartupInterception
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
-            Exception reason = e is OperationCanceledException ? new TimeoutException($"timed out after {interceptors.Timeout.TotalSeconds:0.###} s", e) : e;
+            Exception reason = interceptors.FailureReason(e);
             if (interceptors.FailurePolicy == InterceptorFailurePolicy.PassThrough)
             {
                 InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, "the start-up goes on unchanged", reason);
@@ -72,7 +72,7 @@ internal static class StartupInterception
             }
 
             InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, "the connection is refused with XX000", reason);
-            return StartupDecision.Refuse(SqlStates.InternalError, $"PgProxy interceptor \"{interceptor.Name}\" failed: {reason.Message}");
+            return StartupDecision.Refuse(SqlStates.InternalError, InstanceInterceptors.FailureMessage(interceptor.Name, reason));
         }
     }
 }
