@@ -47,7 +47,12 @@ internal sealed class BatchingStream(Stream inner) : Stream
         }
     }
 
-    public override void Flush() => FlushAsync(CancellationToken.None).GetAwaiter().GetResult();
+    public override void Flush()
+    {
+        // Pumps flush asynchronously; this is for callers that only know Stream's synchronous surface.
+        inner.Write(pending.WrittenSpan);
+        pending.ResetWrittenCount();
+    }
 
     public override void Write(ReadOnlySpan<byte> buffer) => pending.Write(buffer);
 

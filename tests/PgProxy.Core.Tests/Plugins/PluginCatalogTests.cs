@@ -372,7 +372,6 @@ public sealed class PluginCatalogTests : IDisposable
         {
             GC.Collect();
             GC.WaitForPendingFinalizers();
-            Thread.Sleep(10);
         }
 
         Assert.False(context.IsAlive, "the plugin's load context was not collected after the catalog was disposed");
