@@ -305,22 +305,26 @@ public sealed class QueryInterceptionTests(PostgresFixture fixture)
         Assert.Equal((byte)'I', rollback[^1].Body[0]);
     }
 
-    [Fact]
-    public async Task Query_text_is_decoded_and_encoded_in_the_client_encoding()
+    [Theory]
+    [InlineData("LATIN1", "café", "crème brûlée")]
+    [InlineData("WIN1252", "5 €", "10 € — ‰")]
+    [InlineData("UTF8", "naïve", "ナイーブ")]
+    public async Task Query_text_is_decoded_and_encoded_in_the_client_encoding(string clientEncoding, string before, string after)
     {
-        var interceptor = Interceptors.Replace("café", "crème brûlée");
+        var interceptor = Interceptors.Replace(before, after);
         await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server, Interceptors.Queries(interceptor));
-        await using RawPgClient client = await RawSessionAsync(proxy, ("client_encoding", "LATIN1"));
-        Encoding latin1 = Encoding.Latin1;
+        await using RawPgClient client = await RawSessionAsync(proxy, ("client_encoding", clientEncoding));
+        Encoding encoding = PgProxy.Protocol.PostgresEncodings.Find(clientEncoding)!;
+        string sql = $"SELECT '{before}' AS v, length('{before}')";
 
-        await client.SendAsync(RawPgClient.Message('Q', [.. latin1.GetBytes("SELECT 'café' AS dessert, length('café')"), 0]));
+        await client.SendAsync(RawPgClient.Message('Q', [.. encoding.GetBytes(sql), 0]));
         List<RawMessage> messages = await client.ReadUntilReadyAsync();
 
-        RawMessage row = messages.Single(m => m.Code == 'D');
-        string[] values = DataRowValues(row, latin1);
-        Assert.Equal("crème brûlée", values[0]);
-        Assert.Equal("12", values[1]);
-        Assert.Equal("SELECT 'café' AS dessert, length('café')", Assert.Single(interceptor.Seen).Text);
+        // The server, converting from the client encoding, saw the rewritten characters, not their bytes.
+        string[] values = DataRowValues(messages.Single(m => m.Code == 'D'), encoding);
+        Assert.Equal(after, values[0]);
+        Assert.Equal(after.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), values[1]);
+        Assert.Equal(sql, Assert.Single(interceptor.Seen).Text);
     }
 
     [Fact]
