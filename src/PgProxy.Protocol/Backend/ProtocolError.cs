@@ -15,6 +15,5 @@ public static class SqlStates
     public const string InvalidAuthorizationSpecification = "28000";
     public const string TooManyConnections = "53300";
     public const string AdminShutdown = "57P01";
-    public const string ProgramLimitExceeded = "54000";
     public const string InternalError = "XX000";
 }
