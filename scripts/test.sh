@@ -23,6 +23,10 @@ missing_prerequisites() {
     if [[ -z "$bin" || ! -x "$bin/psql" ]] && ! command -v psql >/dev/null 2>&1; then
         missing+=("psql")
     fi
+    # PgProxy.Sql is generated from the parser's protobuf schema at build time and loads the library at run time.
+    if [[ ! -f /usr/include/pg_query/pg_query.proto ]]; then
+        missing+=("libpg-query-dev")
+    fi
     printf '%s\n' "${missing[@]+"${missing[@]}"}"
 }
 
@@ -48,11 +52,7 @@ if [[ -n "$missing" ]]; then
     else
         note "$hll_package is not available from apt: tests that need hll will not run"
     fi
-    if package_exists libpg-query-dev; then
-        packages+=(libpg-query-dev)
-    else
-        note "libpg-query-dev is not available from apt: skipped (only SQL parsing needs it)"
-    fi
+    packages+=(libpg-query-dev)
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
     still_missing="$(missing_prerequisites | grep -v '^hll extension$' || true)"
     if [[ -n "$still_missing" ]]; then
