@@ -11,7 +11,7 @@ namespace PgProxy.Sql;
 /// Positions in the trees it returns (<c>location</c> fields) are byte offsets into the query's UTF-8 encoding;
 /// <see cref="Utf8Offsets"/> turns them into string indexes.
 /// </summary>
-public static unsafe class PostgresParser
+public static unsafe partial class PostgresParser
 {
     /// <summary>What to install when the library is missing (Debian package names).</summary>
     public const string InstallHint = "install Debian's libpg-query1504.0 (or libpg-query-dev): apt-get install libpg-query-dev";
