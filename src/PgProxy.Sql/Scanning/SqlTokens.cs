@@ -5,7 +5,7 @@ namespace PgProxy.Sql;
 /// <summary>
 /// The tokens of one query in order of position, with the query they came from. Comments are not tokens (see
 /// <see cref="PostgresParser.Scan"/>). Immutable and safe to share between threads (for example through a
-/// a parse cache).
+/// <see cref="ParseCache{TValue}"/>).
 /// </summary>
 public sealed class SqlTokens : IReadOnlyList<SqlToken>
 {
