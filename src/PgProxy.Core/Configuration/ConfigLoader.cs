@@ -19,6 +19,7 @@ public static class ConfigLoader
     public const long MinLogFileSize = ConfigValueParsers.Kilobyte;
 
     private static readonly string[] RootKeys = ["plugins", "settings", "instances"];
+    private static readonly string[] PluginEntryKeys = ["name", "settings"];
 
     private static readonly string[] SettingsKeys =
     [
@@ -145,7 +146,25 @@ public static class ConfigLoader
 
         foreach (var item in reader.Sequence(list))
         {
-            if (reader.Text(item) is not { } name)
+            var settings = new Dictionary<string, string>(StringComparer.Ordinal);
+            ConfigNode nameNode = item;
+            if (item.Node is YamlMappingNode)
+            {
+                // The long form: {name: NAME, settings: {key: value, ...}}, for plugins that take settings.
+                var entry = reader.Mapping(item, PluginEntryKeys);
+                if (entry.Required("name") is not { } named)
+                {
+                    continue;
+                }
+
+                nameNode = named;
+                if (entry.Optional("settings") is { } settingsNode)
+                {
+                    ReadPluginSettings(reader, settingsNode, settings);
+                }
+            }
+
+            if (reader.Text(nameNode) is not { } name)
             {
                 continue;
             }
@@ -158,10 +177,33 @@ public static class ConfigLoader
                 continue;
             }
 
-            plugins.Add(new PluginReference(name, line));
+            plugins.Add(new PluginReference(name, line, settings));
         }
 
         return plugins;
+    }
+
+    /// <summary>A plugin's settings: a mapping of names to scalar values, which the plugin itself validates when it loads.</summary>
+    private static void ReadPluginSettings(ConfigNodeReader reader, ConfigNode node, Dictionary<string, string> settings)
+    {
+        if (node.Node is not YamlMappingNode mapping)
+        {
+            reader.Report(node, $"expected a mapping of setting names to values, found {ConfigNodeReader.Describe(node.Node)}");
+            return;
+        }
+
+        foreach ((YamlNode keyNode, YamlNode valueNode) in mapping.Children)
+        {
+            string key = (keyNode as YamlScalarNode)?.Value ?? "";
+            var value = new ConfigNode(valueNode, $"{node.Path}.{key}", keyNode.Start);
+            if (valueNode is not YamlScalarNode { Value: { } text } || value.IsNull)
+            {
+                reader.Report(value, $"expected a value (text or number), found {ConfigNodeReader.Describe(valueNode)}");
+                continue;
+            }
+
+            settings[key] = text;
+        }
     }
 
     private static ProxySettings ReadSettings(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)

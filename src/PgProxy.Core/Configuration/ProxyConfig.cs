@@ -14,7 +14,20 @@ public sealed record ProxyConfig(
     string BaseDirectory);
 
 /// <summary>A plugin named in the top-level <c>plugins</c> list, with the line it was named on.</summary>
-public sealed record PluginReference(string Name, int Line);
+/// <param name="Name">The plugin's name.</param>
+/// <param name="Line">The line it was named on.</param>
+/// <param name="Settings">
+/// The plugin's own settings (the <c>{name, settings}</c> form of an entry), handed to its static <c>Configure</c> method
+/// when it loads; empty for the plain form.
+/// </param>
+public sealed record PluginReference(string Name, int Line, IReadOnlyDictionary<string, string> Settings)
+{
+    /// <summary>A plugin named without settings.</summary>
+    public PluginReference(string name, int line)
+        : this(name, line, new Dictionary<string, string>(StringComparer.Ordinal))
+    {
+    }
+}
 
 /// <summary>The <c>settings</c> section.</summary>
 public sealed record ProxySettings

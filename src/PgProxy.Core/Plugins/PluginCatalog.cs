@@ -203,14 +203,73 @@ public sealed class PluginCatalog : IDisposable
             assembly = context.LoadFromStream(imageStream, pdbStream);
         }
 
+        Entry entry;
         try
         {
-            return new Entry(plugin, reference, context, assembly.GetExportedTypes());
+            entry = new Entry(plugin, reference, context, assembly.GetExportedTypes());
         }
         catch (Exception e) when (e is ReflectionTypeLoadException or FileNotFoundException or FileLoadException or TypeLoadException)
         {
             context.Unload();
             throw new PluginLoadException($"{describedAs}: its types cannot be loaded (a missing dependency?): {e.Message}", e);
+        }
+
+        try
+        {
+            RequireSqlParserIfUsed(assembly, describedAs);
+            Configure(entry, describedAs);
+        }
+        catch
+        {
+            context.Unload();
+            throw;
+        }
+
+        return entry;
+    }
+
+    /// <summary>A plugin built on PgProxy.Sql cannot work without libpg_query: say so at load, naming the package, not at its first query.</summary>
+    private static void RequireSqlParserIfUsed(Assembly assembly, string describedAs)
+    {
+        if (assembly.GetReferencedAssemblies().Any(name => string.Equals(name.Name, typeof(Sql.PostgresParser).Assembly.GetName().Name, StringComparison.Ordinal))
+            && Sql.PostgresParser.AvailabilityProblem is { } problem)
+        {
+            throw new PluginLoadException($"{describedAs} needs the PostgreSQL parser: {problem}");
+        }
+    }
+
+    /// <summary>
+    /// Hands the plugin its settings: a public static <c>Configure(IReadOnlyDictionary&lt;string, string&gt;)</c> is called
+    /// once at load (with no settings when the configuration gives none); settings for a plugin without one are an error.
+    /// </summary>
+    private static void Configure(Entry entry, string describedAs)
+    {
+        var configure = entry.Types
+            .Select(type => type.GetMethod("Configure", BindingFlags.Public | BindingFlags.Static, [typeof(IReadOnlyDictionary<string, string>)]))
+            .Where(method => method is not null && method.ReturnType == typeof(void))
+            .ToList();
+        if (configure.Count == 0)
+        {
+            if (entry.Reference.Settings.Count > 0)
+            {
+                throw new PluginLoadException($"{describedAs} takes no settings: it has no public static Configure(IReadOnlyDictionary<string, string>) method");
+            }
+
+            return;
+        }
+
+        if (configure.Count > 1)
+        {
+            throw new PluginLoadException($"{describedAs}: more than one public static Configure method: {string.Join(" and ", configure.Select(method => Describe(method!)))}");
+        }
+
+        try
+        {
+            configure[0]!.Invoke(null, [entry.Reference.Settings]);
+        }
+        catch (TargetInvocationException e)
+        {
+            throw new PluginLoadException($"{describedAs} settings: {e.InnerException?.Message}", e.InnerException ?? e);
         }
     }
 

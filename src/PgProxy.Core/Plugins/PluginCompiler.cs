@@ -118,7 +118,7 @@ internal static class PluginCompiler
         }
 
         // The plugin API, wherever the host loaded it from; usually already among the trusted assemblies.
-        foreach (var assembly in new[] { typeof(IQueryInterceptor).Assembly, typeof(TransactionStatus).Assembly, typeof(ILogger).Assembly })
+        foreach (var assembly in new[] { typeof(IQueryInterceptor).Assembly, typeof(TransactionStatus).Assembly, typeof(ILogger).Assembly, typeof(Sql.PostgresParser).Assembly, typeof(Google.Protobuf.IMessage).Assembly })
         {
             if (string.IsNullOrEmpty(assembly.Location))
             {

@@ -6,7 +6,8 @@ namespace PgProxy.Core.Plugins;
 /// <summary>
 /// The collectible load context of one plugin. The plugin API assemblies (PgProxy.Abstractions, PgProxy.Protocol,
 /// Microsoft.Extensions.Logging.Abstractions) always come from the default context, so that the interfaces a plugin
-/// implements are the ones the engine calls; a compiled plugin's other dependencies come from its own folder.
+/// implements are the ones the engine calls; so does PgProxy.Sql (with Google.Protobuf), so that every plugin shares one
+/// copy of the parser and its native library. A compiled plugin's other dependencies come from its own folder.
 /// </summary>
 internal sealed class PluginLoadContext : AssemblyLoadContext
 {
@@ -15,6 +16,8 @@ internal sealed class PluginLoadContext : AssemblyLoadContext
         "PgProxy.Abstractions",
         "PgProxy.Protocol",
         "Microsoft.Extensions.Logging.Abstractions",
+        "PgProxy.Sql",
+        "Google.Protobuf",
     };
 
     private readonly AssemblyDependencyResolver? resolver;
