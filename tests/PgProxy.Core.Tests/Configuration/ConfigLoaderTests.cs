@@ -517,10 +517,40 @@ public sealed class ConfigLoaderTests
     [Fact]
     public void Plugin_entries_must_be_non_empty_strings()
     {
-        var exception = ParseFails("plugins:\n  - ''\n  - {name: a}\n" + MinimalConfig);
+        var exception = ParseFails("plugins:\n  - ''\n  - [a]\n" + MinimalConfig);
 
         Assert.Equal(
-            [("plugins[0]", 2, "expected a non-empty string, got ''"), ("plugins[1]", 3, "expected a non-empty string, got a mapping")],
+            [("plugins[0]", 2, "expected a non-empty string, got ''"), ("plugins[1]", 3, "expected a non-empty string, got a list")],
+            exception.Errors.Select(error => (error.KeyPath, error.Line, error.Message)));
+    }
+
+    [Fact]
+    public void A_plugin_entry_may_name_the_plugin_and_give_it_settings()
+    {
+        var config = ConfigLoader.Parse(
+            "plugins:\n  - a\n  - name: tableau_hll\n    settings:\n      metadata-ttl: 30s\n      cache-size: 500\n" + MinimalConfig, "/etc/pgproxy", "config.yml");
+
+        Assert.Equal(["a", "tableau_hll"], config.Plugins.Select(plugin => plugin.Name));
+        Assert.Empty(config.Plugins[0].Settings);
+        Assert.Equal(3, config.Plugins[1].Line);
+        Assert.Equal(
+            new Dictionary<string, string> { ["metadata-ttl"] = "30s", ["cache-size"] = "500" },
+            config.Plugins[1].Settings);
+    }
+
+    [Fact]
+    public void A_plugin_entry_mapping_is_checked_like_any_other()
+    {
+        var exception = ParseFails(
+            "plugins:\n  - nmae: a\n  - name: b\n    settings: [1]\n  - name: c\n    settings:\n      ttl: {x: 1}\n" + MinimalConfig);
+
+        Assert.Equal(
+            [
+                ("plugins[0].nmae", 2, "unknown key 'nmae'; expected one of name, settings"),
+                ("plugins[0].name", 2, "required key 'name' is missing"),
+                ("plugins[1].settings", 4, "expected a mapping of setting names to values, found a list"),
+                ("plugins[2].settings.ttl", 7, "expected a value (text or number), found a mapping"),
+            ],
             exception.Errors.Select(error => (error.KeyPath, error.Line, error.Message)));
     }
 
