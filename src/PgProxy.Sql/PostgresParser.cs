@@ -36,6 +36,8 @@ public static unsafe partial class PostgresParser
     /// <summary>Queries this short cannot hold <see cref="InlineNestingTokens"/> tokens, so they are not scanned first.</summary>
     private const int ShallowLength = InlineNestingTokens;
 
+    private static readonly SearchValues<char> OperatorCharacters = SearchValues.Create("+-*/<>=~!@#%^&|`?()[]:\\");
+
     private static readonly Lazy<string?> AvailabilityProblemValue = new(ProbeLibrary);
 
     /// <summary>Null when the native parser loads; otherwise what is wrong and which package to install.</summary>
@@ -100,7 +102,7 @@ public static unsafe partial class PostgresParser
     /// </summary>
     internal static bool MayNestDeeply(string sql)
     {
-        if (sql.Length <= ShallowLength)
+        if (sql.Length <= ShallowLength || NestingTokenUpperBound(sql) <= InlineNestingTokens)
         {
             return false;
         }
@@ -116,6 +118,36 @@ public static unsafe partial class PostgresParser
         {
             PgQueryNative.FreeScanResult(result);
         }
+    }
+
+    /// <summary>
+    /// An upper bound on the nesting tokens of a query, without lexing it: every keyword starts with an ASCII letter
+    /// or underscore that follows no other, and every operator or bracket holds at least one of the characters counted
+    /// here (a <c>..</c> counts once). Quoted text is counted as if it were code, which only overcounts. When the bound
+    /// is low, as for most queries, the scan in <see cref="MayNestDeeply"/> is not needed.
+    /// </summary>
+    internal static int NestingTokenUpperBound(string sql)
+    {
+        int count = 0;
+        bool previousIsWordCharacter = false;
+        for (int index = 0; index < sql.Length; index++)
+        {
+            char c = sql[index];
+            bool isWordCharacter = char.IsAsciiLetter(c) || c == '_';
+            if (isWordCharacter && !previousIsWordCharacter)
+            {
+                count++;
+            }
+            else if (OperatorCharacters.Contains(c)
+                || (c == '.' && index + 1 < sql.Length && sql[index + 1] == '.'))
+            {
+                count++;
+            }
+
+            previousIsWordCharacter = isWordCharacter;
+        }
+
+        return count;
     }
 
     /// <summary>Throws when the native parser library cannot be loaded, naming the package to install.</summary>

@@ -113,3 +113,30 @@ public sealed class DeepNestingTests
         return failure is null ? result : throw new InvalidOperationException("Failed on the small stack.", failure);
     }
 }
+
+public sealed class NestingBoundTests
+{
+    [Theory]
+    [InlineData("SELECT COUNT(DISTINCT \"crm_data_source\".\"Set of Customers\") AS \"ctd:Set of Customers:ok\"\nFROM \"crm_dim\".\"crm_data_source\" \"crm_data_source\"\nHAVING (COUNT(1) > 0);")]
+    [InlineData("SELECT 1 AS x, 2.5e3::numeric, $1, E'a\\'b' FROM t WHERE a[1:2] @> ARRAY[1] AND b !~~* 'x' OR NOT c IS DISTINCT FROM d")]
+    [InlineData("SELECT \"é\"AS\"ü\", CASE WHEN x<=>y THEN 1 ELSE -2 END, f(VARIADIC ARRAY[1]) FROM t1 JOIN t2 USING(id)")]
+    [InlineData("DECLARE c CURSOR WITH HOLD FOR SELECT * FROM (SELECT a||b FROM t) s; FETCH 10 FROM c")]
+    [InlineData("SELECT $$a$$ || $x$b$x$, U&'d\\0061t' , B'101', X'1F' /* NOT NOT */ -- (((\n")]
+    public void The_cheap_bound_is_never_below_the_scanner_count(string sql)
+    {
+        int scanned = PostgresParser.Scan(sql).Count(token => token.Kind is not (PgQuery.Token.Ident or PgQuery.Token.Uident
+            or PgQuery.Token.Iconst or PgQuery.Token.Fconst or PgQuery.Token.Sconst or PgQuery.Token.Usconst
+            or PgQuery.Token.Bconst or PgQuery.Token.Xconst or PgQuery.Token.Param or PgQuery.Token.Ascii44
+            or PgQuery.Token.Ascii46 or PgQuery.Token.Ascii59));
+
+        Assert.InRange(PostgresParser.NestingTokenUpperBound(sql), scanned, int.MaxValue);
+    }
+
+    [Fact]
+    public void The_seed_query_needs_no_scan_before_its_parse()
+    {
+        const string sql = "SELECT COUNT(DISTINCT \"crm_data_source\".\"Set of Customers\") AS \"ctd:Set of Customers:ok\"\nFROM \"crm_dim\".\"crm_data_source\" \"crm_data_source\"\nHAVING (COUNT(1) > 0);";
+
+        Assert.True(PostgresParser.NestingTokenUpperBound(sql) <= PostgresParser.InlineNestingTokens);
+    }
+}
