@@ -16,8 +16,27 @@ public static unsafe partial class PostgresParser
     /// <summary>What to install when the library is missing (Debian package names).</summary>
     public const string InstallHint = "install Debian's libpg-query1504.0 (or libpg-query-dev): apt-get install libpg-query-dev";
 
-    // Queries nest expressions deeply (each level is two protobuf messages): well beyond the default limit of 100.
-    private const int RecursionLimit = 2000;
+    /// <summary>
+    /// The most nesting tokens (see <see cref="ScanResultDecoder.CountNestingTokens"/>) a query may have to be parsed on
+    /// the caller's thread; a query with more goes to <see cref="DeepStack"/>. Each such token adds at most two levels
+    /// to the serialized tree, and a level costs up to about 4 KB of stack when read back, so this keeps the caller's
+    /// share under a megabyte. Real BI queries stay well below it.
+    /// </summary>
+    internal const int InlineNestingTokens = 96;
+
+    /// <summary>Protobuf nesting allowed on the caller's thread: a safety net above what <see cref="InlineNestingTokens"/> permits.</summary>
+    internal const int InlineRecursionLimit = 240;
+
+    /// <summary>
+    /// Protobuf nesting allowed on the deep-stack thread: beyond what PostgreSQL's grammar accepts (its parser stack
+    /// holds 10,000 entries), so that a query the server would accept is never refused for depth alone.
+    /// </summary>
+    internal const int DeepRecursionLimit = 40_000;
+
+    /// <summary>Queries this short cannot hold <see cref="InlineNestingTokens"/> tokens, so they are not scanned first.</summary>
+    private const int ShallowLength = InlineNestingTokens;
+
+    private static readonly SearchValues<char> OperatorCharacters = SearchValues.Create("+-*/<>=~!@#%^&|`?()[]:\\");
 
     private static readonly Lazy<string?> AvailabilityProblemValue = new(ProbeLibrary);
 
@@ -34,19 +53,101 @@ public static unsafe partial class PostgresParser
     {
         ArgumentNullException.ThrowIfNull(sql);
         EnsureAvailable();
+        if (!MayNestDeeply(sql))
+        {
+            try
+            {
+                return ParseCore(sql, InlineRecursionLimit);
+            }
+            catch (InvalidProtocolBufferException)
+            {
+                // Deeper than the token count predicted: read it again where the stack allows.
+            }
+        }
+
+        return DeepStack.Run(sql, static sql =>
+        {
+            try
+            {
+                return ParseCore(sql, DeepRecursionLimit);
+            }
+            catch (InvalidProtocolBufferException exception)
+            {
+                throw new SqlParseException($"The query nests more than {DeepRecursionLimit} levels deep, beyond what PgProxy reads.", exception);
+            }
+        });
+    }
+
+    private static PgQuery.ParseResult ParseCore(string sql, int recursionLimit)
+    {
         using NativeText text = new(sql);
         PgQueryNative.PgQueryProtobufParseResult result = PgQueryNative.ParseProtobuf(text.Pointer);
         try
         {
             ThrowOnError(result.Error);
             using var stream = new UnmanagedMemoryStream(result.ParseTree.Data, checked((long)result.ParseTree.Length));
-            var input = CodedInputStream.CreateWithLimits(stream, int.MaxValue, RecursionLimit);
+            var input = CodedInputStream.CreateWithLimits(stream, int.MaxValue, recursionLimit);
             return PgQuery.ParseResult.Parser.ParseFrom(input);
         }
         finally
         {
             PgQueryNative.FreeProtobufParseResult(result);
         }
+    }
+
+    /// <summary>
+    /// True when the query may nest too deeply for the caller's stack (see <see cref="DeepStack"/>): it has more than
+    /// <see cref="InlineNestingTokens"/> tokens that can open a level. Scanning is iterative, so it is safe at any depth,
+    /// and costs a few microseconds against the parse's tens. A lexical error answers false: the parser stops at it.
+    /// </summary>
+    internal static bool MayNestDeeply(string sql)
+    {
+        if (sql.Length <= ShallowLength || NestingTokenUpperBound(sql) <= InlineNestingTokens)
+        {
+            return false;
+        }
+
+        using NativeText text = new(sql);
+        PgQueryNative.PgQueryScanResult result = PgQueryNative.Scan(text.Pointer);
+        try
+        {
+            return result.Error is null
+                && ScanResultDecoder.CountNestingTokens(new ReadOnlySpan<byte>(result.Tokens.Data, checked((int)result.Tokens.Length))) > InlineNestingTokens;
+        }
+        finally
+        {
+            PgQueryNative.FreeScanResult(result);
+        }
+    }
+
+    /// <summary>
+    /// An upper bound on the nesting tokens of a query, without lexing it: every keyword starts with an ASCII letter
+    /// or underscore that follows no other, and every operator or bracket holds at least one of the characters counted
+    /// here (a <c>..</c> counts once). Quoted text is counted as if it were code, which only overcounts. When the bound
+    /// is low, as for most queries, the scan in <see cref="MayNestDeeply"/> is not needed.
+    /// </summary>
+    internal static int NestingTokenUpperBound(string sql)
+    {
+        int count = 0;
+        bool previousIsWordCharacter = false;
+        for (int index = 0; index < sql.Length; index++)
+        {
+            char c = sql[index];
+            bool isWordCharacter = char.IsAsciiLetter(c) || c == '_';
+            if (isWordCharacter && !previousIsWordCharacter)
+            {
+                count++;
+            }
+            else if (OperatorCharacters.Contains(c)
+                || (c == '.' && index + 1 < sql.Length && sql[index + 1] == '.'))
+            {
+                count++;
+            }
+
+            previousIsWordCharacter = isWordCharacter;
+        }
+
+        return count;
     }
 
     /// <summary>Throws when the native parser library cannot be loaded, naming the package to install.</summary>

@@ -49,6 +49,54 @@ internal static class ScanResultDecoder
         return tokens.ToArray();
     }
 
+    /// <summary>
+    /// Counts the tokens that can open a level of nesting in the parse tree: everything but names, constants,
+    /// parameters, commas, dots, semicolons and comments. Each level of the tree needs at least one of them (an
+    /// operator, a parenthesis, a keyword, a cast), so the count bounds the depth of the tree.
+    /// </summary>
+    public static int CountNestingTokens(ReadOnlySpan<byte> message)
+    {
+        int count = 0;
+        int position = 0;
+        while (position < message.Length)
+        {
+            ulong tag = ReadVarint(message, ref position);
+            if ((int)(tag >> 3) != ScanResultTokensField || (int)(tag & 7) != WireLengthDelimited)
+            {
+                Skip(message, ref position, (int)(tag & 7));
+                continue;
+            }
+
+            int length = checked((int)ReadVarint(message, ref position));
+            ReadOnlySpan<byte> token = message.Slice(position, length);
+            position += length;
+            int inner = 0;
+            var kind = PgQuery.Token.Nul;
+            while (inner < token.Length)
+            {
+                ulong innerTag = ReadVarint(token, ref inner);
+                if ((int)(innerTag >> 3) == ScanTokenTokenField && (int)(innerTag & 7) == WireVarint)
+                {
+                    kind = (PgQuery.Token)unchecked((int)ReadVarint(token, ref inner));
+                }
+                else
+                {
+                    Skip(token, ref inner, (int)(innerTag & 7));
+                }
+            }
+
+            if (kind is not (PgQuery.Token.Ident or PgQuery.Token.Uident or PgQuery.Token.Iconst or PgQuery.Token.Fconst
+                or PgQuery.Token.Sconst or PgQuery.Token.Usconst or PgQuery.Token.Bconst or PgQuery.Token.Xconst
+                or PgQuery.Token.Param or PgQuery.Token.Ascii44 or PgQuery.Token.Ascii46 or PgQuery.Token.Ascii59
+                or PgQuery.Token.SqlComment or PgQuery.Token.CComment))
+            {
+                count++;
+            }
+        }
+
+        return count;
+    }
+
     private static SqlToken DecodeToken(ReadOnlySpan<byte> message, ref Utf8Cursor cursor)
     {
         int start = 0;
