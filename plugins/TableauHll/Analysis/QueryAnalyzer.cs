@@ -49,9 +49,17 @@ internal static class QueryAnalyzer
         }
 
         var walk = new Walk(sql);
-        foreach (RawStmt statement in tree.Stmts)
+        try
         {
-            walk.Visit(statement.Stmt, new Scope(null, null));
+            foreach (RawStmt statement in tree.Stmts)
+            {
+                walk.Visit(statement.Stmt, new Scope(null, null));
+            }
+        }
+        catch (TooDeepException)
+        {
+            // The walk recurses once per tree level on the session's thread: a query nested beyond any BI tool's is left alone.
+            return QueryAnalysis.Nothing;
         }
 
         return walk.Calls.Count == 0 ? QueryAnalysis.Nothing : new QueryAnalysis(walk.Calls);
@@ -74,16 +82,41 @@ internal static class QueryAnalyzer
 
     private static string? StringValue(Node node) => node.NodeCase == Node.NodeOneofCase.String ? node.String.Sval : null;
 
+    /// <summary>Tree levels the walk follows before it gives up (each level is a few small stack frames).</summary>
+    internal const int MaxDepth = 400;
+
+    private sealed class TooDeepException : Exception
+    {
+    }
+
     private sealed class Walk(string sql)
     {
         private readonly Utf8Offsets offsets = new(sql);
         private SqlTokens? tokens;
+        private int depth;
 
         public List<DistinctCountCall> Calls { get; } = [];
 
         private SqlTokens Tokens => tokens ??= PostgresParser.Scan(sql);
 
         public void Visit(IMessage? message, Scope scope)
+        {
+            if (++depth > MaxDepth)
+            {
+                throw new TooDeepException();
+            }
+
+            try
+            {
+                VisitMessage(message, scope);
+            }
+            finally
+            {
+                depth--;
+            }
+        }
+
+        private void VisitMessage(IMessage? message, Scope scope)
         {
             switch (message)
             {

@@ -141,6 +141,26 @@ public sealed class RewriteTests
         Assert.Same(input, Rewrite(input));
     }
 
+    [Theory]
+    [InlineData(50)]
+    [InlineData(5000)]
+    public void A_deeply_nested_query_is_analyzed_or_left_alone_but_never_overflows(int depth)
+    {
+        string nested = string.Concat(Enumerable.Repeat("1 + (", depth)) + "1" + new string(')', depth);
+        string input = $"SELECT count(DISTINCT visitors) AS n, {nested} AS deep FROM events";
+
+        string result = Rewrite(input);
+
+        if (depth < QueryAnalyzer.MaxDepth / 4)
+        {
+            Assert.StartsWith("SELECT hll_cardinality(hll_union_agg(visitors))::bigint AS n, ", result, StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.Same(input, result);
+        }
+    }
+
     [Fact]
     public void Keeps_multibyte_text_around_the_call()
     {
