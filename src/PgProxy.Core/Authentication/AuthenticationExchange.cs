@@ -24,10 +24,10 @@ internal enum ExchangeOutcome
 }
 
 /// <summary>
-/// The start of authentication for a client whose TLS ends at the proxy. Channel binding ties SCRAM to one TLS
-/// connection, so it cannot cross the proxy: SCRAM-SHA-256-PLUS is removed from the server's offer, and when the
-/// upstream connection is encrypted too (where PostgreSQL rejects a client that could bind but did not) SCRAM is
-/// ended here: the client's proof is checked against the user's verifier, the ClientKey it carries is recovered,
+/// The start of authentication for a session with TLS on either leg. Channel binding ties SCRAM to one TLS
+/// connection, so it cannot cross the proxy: SCRAM-SHA-256-PLUS is removed from the server's offer (libpq refuses
+/// an offer of it on a plain connection, and a TLS client could not bind to the server's connection anyway). When
+/// both legs are encrypted (where PostgreSQL rejects a client that could bind but did not) SCRAM is ended here: the client's proof is checked against the user's verifier, the ClientKey it carries is recovered,
 /// and the proxy logs in upstream with that key. No password is known or stored. Every other method (trust,
 /// password, md5) is relayed as it comes.
 /// </summary>
@@ -36,6 +36,7 @@ internal sealed class AuthenticationExchange(
     Stream clientStream,
     PipeReader upstreamReader,
     Stream upstreamStream,
+    bool clientEncrypted,
     bool upstreamEncrypted,
     IVerifierSource? verifiers,
     SessionIdentity identity)
@@ -72,7 +73,7 @@ internal sealed class AuthenticationExchange(
             }
 
             List<string> mechanisms = SaslMessages.ReadMechanisms(frame.AsSpan(9));
-            if (upstreamEncrypted && mechanisms.Contains(SaslMessages.ScramSha256))
+            if (clientEncrypted && upstreamEncrypted && mechanisms.Contains(SaslMessages.ScramSha256))
             {
                 return await TerminateScramAsync(cancellationToken).ConfigureAwait(false);
             }

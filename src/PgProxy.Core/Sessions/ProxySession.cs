@@ -359,13 +359,14 @@ internal sealed class ProxySession : IDisposable
         try
         {
             await upstreamStream.WriteAsync(startupBytes, stopping.Token).ConfigureAwait(false);
-            if (clientEncrypted)
+            if (clientEncrypted || upstreamEncrypted)
             {
                 var exchange = new AuthenticationExchange(
                     clientReader,
                     clientStream,
                     upstreamReader,
                     upstreamStream,
+                    clientEncrypted,
                     upstreamEncrypted,
                     security.Verifiers,
                     new SessionIdentity(Id, user, database, environment.InstanceName, environment.Instance.Redirect.Name, environment.Logger));

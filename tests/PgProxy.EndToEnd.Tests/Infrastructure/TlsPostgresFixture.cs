@@ -28,6 +28,7 @@ public sealed class TlsPostgresFixture : IAsyncLifetime
             {
                 ["server.crt"] = await File.ReadAllTextAsync(_certificates.ServerCertFile),
                 ["server.key"] = await File.ReadAllTextAsync(_certificates.ServerKeyFile),
+                ["root.crt"] = await File.ReadAllTextAsync(_certificates.CaFile),
             },
             Settings =
             [
@@ -35,6 +36,9 @@ public sealed class TlsPostgresFixture : IAsyncLifetime
                 "ssl = on",
                 "ssl_cert_file = '{root}/server.crt'",
                 "ssl_key_file = '{root}/server.key'",
+
+                // Asks clients for a certificate (without requiring one), so pg_stat_ssl shows the proxy's.
+                "ssl_ca_file = '{root}/root.crt'",
             ],
         });
         string verifier = await _server.QueryAsSuperuserAsync($"SELECT rolpassword FROM pg_authid WHERE rolname = '{PostgresServer.ScramUser}'");
