@@ -181,8 +181,10 @@ internal sealed class ProxySession : IDisposable
     }
 
     /// <summary>
-    /// Reads start-up packets until a StartupMessage arrives: encryption requests are answered 'N' here, a cancel
-    /// request is forwarded, anything invalid is refused with PostgreSQL's error. Null means the session is over.
+    /// Reads start-up packets until a StartupMessage arrives: an SSLRequest is answered 'S' and the handshake run when
+    /// the instance offers TLS, encryption requests are otherwise answered 'N', a cancel request is forwarded, anything
+    /// invalid (or plain text under listen.tls.mode require) is refused with PostgreSQL's error. Null means the session
+    /// is over.
     /// </summary>
     private async Task<StartupPacket?> ReadStartupAsync()
     {
@@ -577,7 +579,6 @@ internal sealed class ProxySession : IDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            socket.Dispose();
             throw new UpstreamUnreachableException($"could not connect to upstream \"{redirect.Name}\" at {redirect.Host}:{redirect.Port}: SSL negotiation timed out after {timeout.TotalSeconds:0.###} s");
         }
     }

@@ -87,7 +87,12 @@ internal sealed class UpstreamTls
                     throw new UpstreamTlsException($"received invalid response to SSL negotiation: '{(char)answer[0]}'");
             }
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (OperationCanceledException)
+        {
+            await plain.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        catch (Exception e)
         {
             await plain.DisposeAsync().ConfigureAwait(false);
             throw e is UpstreamTlsException ? e : new UpstreamTlsException($"SSL negotiation failed: {e.Message}", e);
