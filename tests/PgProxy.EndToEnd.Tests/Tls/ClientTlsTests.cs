@@ -24,17 +24,26 @@ public sealed class ClientTlsTests(TlsPostgresFixture fixture)
         Assert.Equal($"{PostgresServer.ScramUser}|t", result.StandardOutput.Trim());
     }
 
-    [Fact]
-    public async Task Psql_requiring_channel_binding_fails_at_once_with_libpqs_own_error()
+    [Theory]
+    [InlineData(false, false, "channel binding required, but SSL not in use")]
+    [InlineData(true, false, "channel binding is required, but server did not offer an authentication method that supports channel binding")]
+    [InlineData(false, true, "channel binding required, but SSL not in use")]
+    [InlineData(true, true, "channel binding is required, but server did not offer an authentication method that supports channel binding")]
+    public async Task Psql_requiring_channel_binding_fails_at_once_with_libpqs_own_error(bool clientTls, bool upstreamTls, string libpqError)
     {
-        await using ProxyHarness proxy = await ProxyHarness.StartAsync(TlsSetups.Proxy(fixture));
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(TlsSetups.Proxy(
+            fixture,
+            listen: clientTls ? ListenTlsMode.Require : ListenTlsMode.Disable,
+            upstream: upstreamTls ? UpstreamTlsMode.VerifyFull : UpstreamTlsMode.Disable));
         var elapsed = Stopwatch.StartNew();
 
         ProcessResult result = await Infrastructure.Psql.RunAsync(
-            proxy.PsqlTarget(PostgresServer.ScramUser, PostgresServer.ScramPassword), "SELECT 1;\n", TlsSetups.Psql(fixture, "verify-full", channelBinding: "require"));
+            proxy.PsqlTarget(PostgresServer.ScramUser, PostgresServer.ScramPassword),
+            "SELECT 1;\n",
+            TlsSetups.Psql(fixture, clientTls ? "verify-full" : "disable", channelBinding: "require"));
 
         Assert.NotEqual(0, result.ExitCode);
-        Assert.Contains("channel binding is required, but server did not offer an authentication method that supports channel binding", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains(libpqError, result.StandardError, StringComparison.Ordinal);
         Assert.True(elapsed.Elapsed < TimeSpan.FromSeconds(10), $"psql took {elapsed.Elapsed}");
     }
 
