@@ -44,6 +44,9 @@ internal sealed class AuthenticationExchange(
     /// <summary>Why the client is refused, when <see cref="RunAsync"/> returns <see cref="ExchangeOutcome.Refuse"/>.</summary>
     public ProtocolError? Refusal { get; private set; }
 
+    /// <summary>Bytes the exchange wrote to the client (the server's messages, or the proxy's own SASL ones).</summary>
+    public long BytesToClient { get; private set; }
+
     public async Task<ExchangeOutcome> RunAsync(CancellationToken cancellationToken)
     {
         while (true)
@@ -56,7 +59,7 @@ internal sealed class AuthenticationExchange(
 
             if (frame[0] != (byte)BackendMessageCode.Authentication || frame.Length < 9)
             {
-                await clientStream.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+                await ToClientAsync(frame, cancellationToken).ConfigureAwait(false);
                 if (frame[0] == (byte)BackendMessageCode.NegotiateProtocolVersion || frame[0] == (byte)BackendMessageCode.NoticeResponse)
                 {
                     continue;
@@ -68,7 +71,7 @@ internal sealed class AuthenticationExchange(
             int request = BinaryPrimitives.ReadInt32BigEndian(frame.AsSpan(5));
             if (request != AuthenticationCodes.Sasl)
             {
-                await clientStream.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+                await ToClientAsync(frame, cancellationToken).ConfigureAwait(false);
                 return ExchangeOutcome.Relay;
             }
 
@@ -79,7 +82,7 @@ internal sealed class AuthenticationExchange(
             }
 
             mechanisms.Remove(SaslMessages.ScramSha256Plus);
-            await clientStream.WriteAsync(SaslMessages.BuildAuthenticationSasl(mechanisms), cancellationToken).ConfigureAwait(false);
+            await ToClientAsync(SaslMessages.BuildAuthenticationSasl(mechanisms), cancellationToken).ConfigureAwait(false);
             return ExchangeOutcome.Relay;
         }
     }
@@ -108,7 +111,7 @@ internal sealed class AuthenticationExchange(
         }
 
         // 1. Offer the client SCRAM-SHA-256 without binding, and read its client-first-message.
-        await clientStream.WriteAsync(SaslMessages.BuildAuthenticationSasl([SaslMessages.ScramSha256]), cancellationToken).ConfigureAwait(false);
+        await ToClientAsync(SaslMessages.BuildAuthenticationSasl([SaslMessages.ScramSha256]), cancellationToken).ConfigureAwait(false);
         byte[]? initial = await ReadClientResponseAsync(cancellationToken).ConfigureAwait(false);
         if (initial is null)
         {
@@ -169,7 +172,7 @@ internal sealed class AuthenticationExchange(
         // 4. Our server-first-message to the client, with the verifier's salt and count.
         var serverFirst = new ScramServerFirst(clientFirst.Nonce + Scram.NewNonce(), verifier.Salt, verifier.Iterations);
         string serverFirstText = serverFirst.Text;
-        await clientStream.WriteAsync(SaslMessages.BuildAuthenticationSaslContinue(Encoding.UTF8.GetBytes(serverFirstText)), cancellationToken).ConfigureAwait(false);
+        await ToClientAsync(SaslMessages.BuildAuthenticationSaslContinue(Encoding.UTF8.GetBytes(serverFirstText)), cancellationToken).ConfigureAwait(false);
 
         // 5. The client's proof: check it, and recover its ClientKey.
         byte[]? response = await ReadClientResponseAsync(cancellationToken).ConfigureAwait(false);
@@ -225,9 +228,15 @@ internal sealed class AuthenticationExchange(
 
         // 7. Our server signature to the client; the upstream's AuthenticationOk and the rest are relayed.
         string serverFinal = "v=" + Convert.ToBase64String(Scram.ServerSignature(verifier.ServerKey, authMessage));
-        await clientStream.WriteAsync(SaslMessages.BuildAuthenticationSaslFinal(Encoding.UTF8.GetBytes(serverFinal)), cancellationToken).ConfigureAwait(false);
+        await ToClientAsync(SaslMessages.BuildAuthenticationSaslFinal(Encoding.UTF8.GetBytes(serverFinal)), cancellationToken).ConfigureAwait(false);
         Log.ScramTerminated(identity.Logger, identity.SessionId, identity.User, verifiers.Description);
         return ExchangeOutcome.Relay;
+    }
+
+    private ValueTask ToClientAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken)
+    {
+        BytesToClient += message.Length;
+        return clientStream.WriteAsync(message, cancellationToken);
     }
 
     /// <summary>The client's next 'p' message; null when it closed or sent anything else (Terminate, say).</summary>
@@ -256,7 +265,7 @@ internal sealed class AuthenticationExchange(
 
         if (frame[0] == (byte)BackendMessageCode.ErrorResponse)
         {
-            await clientStream.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+            await ToClientAsync(frame, cancellationToken).ConfigureAwait(false);
             return (ExchangeOutcome.Relay, null);
         }
 

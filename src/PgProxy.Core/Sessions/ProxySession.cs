@@ -39,6 +39,7 @@ internal sealed class ProxySession : IDisposable
     private Stream clientStream = Stream.Null;
     private PipeReader? clientReader;
     private bool clientEncrypted;
+    private long authenticationBytesToClient; // what the authentication exchange wrote before the pumps
     private int shutdownMode; // 0 none, 1 at the next idle point, 2 now
     private int relaying;
 
@@ -138,6 +139,11 @@ internal sealed class ProxySession : IDisposable
             {
                 return true; // a start-up packet, or a close the start-up reader will notice
             }
+        }
+        catch (OperationCanceledException) when (!stopping.IsCancellationRequested)
+        {
+            Log.StartupRefused(environment.Logger, Id, clientAddress, SqlStates.ProtocolViolation, "timeout waiting for the startup packet");
+            return false;
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException)
         {
@@ -372,7 +378,16 @@ internal sealed class ProxySession : IDisposable
                     upstreamEncrypted,
                     security.Verifiers,
                     new SessionIdentity(Id, user, database, environment.InstanceName, environment.Instance.Redirect.Name, environment.Logger));
-                ExchangeOutcome outcome = await exchange.RunAsync(stopping.Token).ConfigureAwait(false);
+                ExchangeOutcome outcome;
+                try
+                {
+                    outcome = await exchange.RunAsync(stopping.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    authenticationBytesToClient = exchange.BytesToClient;
+                }
+
                 if (outcome != ExchangeOutcome.Relay)
                 {
                     if (exchange.Refusal is { } refusal)
@@ -465,7 +480,7 @@ internal sealed class ProxySession : IDisposable
             reason = "proxy shutting down";
             toClient = new ProtocolError(SqlStates.AdminShutdown, "terminating connection due to administrator command");
         }
-        else if (backend.BytesForwarded == 0)
+        else if (backend.BytesForwarded == 0 && authenticationBytesToClient == 0)
         {
             // The server went away before answering the start-up: the client would otherwise see a silent drop.
             reason = "upstream closed before answering the start-up";

@@ -153,4 +153,24 @@ public sealed class ClientTlsTests(TlsPostgresFixture fixture)
         Assert.Equal("08P01", error.SqlState);
         Assert.Equal("received unencrypted data after SSL request", error.Fields()['M']);
     }
+
+    [Fact]
+    public async Task A_servers_refusal_of_a_tls_client_reaches_it_alone_and_unchanged()
+    {
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(TlsSetups.Proxy(fixture));
+        await using RawPgClient client = await RawPgClient.ConnectAsync(proxy.Host, proxy.Port);
+        await client.StartTlsAsync(direct: false, "postgresql");
+
+        // No pg_hba.conf line names this user: the server's first answer is its refusal.
+        await client.SendAsync(RawPgClient.StartupPacket(3 << 16, ("user", "no_such_user"), ("database", PostgresServer.Database)));
+        RawMessage error = await client.ReadMessageAsync();
+        await Waiting.WaitUntilAsync(
+            () => Task.FromResult(proxy.Logs.Lines.Any(line => line.Contains("closed: client", StringComparison.Ordinal))),
+            TimeSpan.FromSeconds(20),
+            "the session's close is logged");
+
+        Assert.Equal("28000", error.SqlState);
+        Assert.Contains("no pg_hba.conf entry", error.Fields()['M'], StringComparison.Ordinal);
+        Assert.Contains(proxy.Logs.Lines, line => line.Contains("closed: client", StringComparison.Ordinal) && line.EndsWith("(upstream closed)", StringComparison.Ordinal));
+    }
 }
