@@ -4,7 +4,8 @@
 # shared machine hits all of them alike. Prints medians, ratios to direct, and each
 # proxy's own CPU time per transaction (from /proc/PID/stat), which is steadier than
 # throughput on a busy machine. Also: new connection per transaction (-C), bulk
-# streaming (COPY TO STDOUT, a large SELECT) and idle-session memory.
+# streaming (COPY TO STDOUT, a large SELECT), idle-session memory, and select-only over TLS
+# (sslmode=require direct to PostgreSQL against PgProxy with TLS on both legs).
 #
 #   bench/compare.sh                    # 3 rounds of 10 s per cell
 #   ROUNDS=5 DURATION=20 bench/compare.sh
@@ -40,6 +41,8 @@ fi
 pg_bin="$(newest_pg_bin)"
 pgbench="$pg_bin/pgbench"
 psql="$pg_bin/psql"
+# The server has TLS for the TLS row; every other row stays plain text, as before it had.
+export PGSSLMODE=disable
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
     || ruby -e 'require "socket"; s=TCPServer.new("127.0.0.1",0); puts s.addr[1]' 2>/dev/null \
@@ -56,11 +59,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pg_port="$(free_port)"; bouncer_port="$(free_port)"; proxy_port="$(free_port)"; intercepted_port="$(free_port)"
-say "PostgreSQL on $pg_port, PgBouncer on $bouncer_port, PgProxy on $proxy_port"
+pg_port="$(free_port)"; bouncer_port="$(free_port)"; proxy_port="$(free_port)"; intercepted_port="$(free_port)"; tls_port="$(free_port)"
+say "PostgreSQL on $pg_port, PgBouncer on $bouncer_port, PgProxy on $proxy_port (TLS: $tls_port)"
 as_postgres "$pg_bin/initdb" -D "$work/data" -A trust -U postgres --encoding=UTF8 --locale=C >/dev/null
+# One self-signed certificate serves PostgreSQL and PgProxy's TLS instance.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$work/server.key" -out "$work/server.crt" >/dev/null 2>&1
+chmod 600 "$work/server.key"
+[[ "$(id -u)" -eq 0 ]] && chown postgres "$work/server.key" "$work/server.crt"
 as_postgres "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $work -c max_connections=1200 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off" start >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $work -c max_connections=1200 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c ssl=on -c ssl_cert_file=$work/server.crt -c ssl_key_file=$work/server.key" start >/dev/null
 "$pgbench" -i -q -s "$scale" -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
 
 cat >"$work/pgbouncer.ini" <<INI
@@ -73,6 +81,7 @@ unix_socket_dir =
 auth_type = trust
 auth_file = $work/users.txt
 pool_mode = session
+server_tls_sslmode = disable
 max_client_conn = 2000
 default_pool_size = 1100
 logfile = $work/pgbouncer.log
@@ -82,8 +91,9 @@ echo '"postgres" ""' >"$work/users.txt"
 [[ "$(id -u)" -eq 0 ]] && chown postgres "$work/pgbouncer.ini" "$work/users.txt"
 as_postgres pgbouncer -d "$work/pgbouncer.ini" >/dev/null 2>&1
 
-# Two instances of one process: plain pass-through, and the same with a query interceptor that changes nothing
-# (a seed-style plugin compiled at start-up), so the table shows what configuring interception costs.
+# Three instances of one process: plain pass-through, the same with a query interceptor that changes nothing
+# (a seed-style plugin compiled at start-up), so the table shows what configuring interception costs, and
+# pass-through with TLS on both legs for the TLS row. The plain ones do not try TLS upstream (as PgBouncer here).
 mkdir -p "$work/plugins"
 cat >"$work/plugins/passthrough.cs" <<'CS'
 public static class Passthrough
@@ -98,9 +108,11 @@ settings:
   plugin-dir: plugins
 instances:
   - listen: { name: proxy, host: 127.0.0.1, port: $proxy_port }
-    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port }
+    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }
+  - listen: { name: tls, host: 127.0.0.1, port: $tls_port, tls: { mode: require, cert-file: $work/server.crt, key-file: $work/server.key } }
+    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: require } }
   - listen: { name: intercepted, host: 127.0.0.1, port: $intercepted_port }
-    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port }
+    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }
     intercept:
       commands:
         queries:
@@ -115,11 +127,14 @@ wait_port() { for _ in $(seq 1 100); do "$psql" -h 127.0.0.1 -p "$1" -U postgres
 wait_port "$bouncer_port" || { say "PgBouncer did not start"; cat "$work/pgbouncer.log" >&2; exit 1; }
 wait_port "$proxy_port" || { say "PgProxy did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
 wait_port "$intercepted_port" || { say "PgProxy's intercepted instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
+PGSSLMODE=require wait_port "$tls_port" || { say "PgProxy's TLS instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
 bouncer_pid="$(cat "$work/pgbouncer.pid")"
 pids+=("$bouncer_pid")
 
-declare -A port_of=([direct]=$pg_port [pgbouncer]=$bouncer_port [pgproxy]=$proxy_port [intercepted]=$intercepted_port)
-declare -A pid_of=([pgbouncer]=$bouncer_pid [pgproxy]=$proxy_pid [intercepted]=$proxy_pid)
+declare -A port_of=([direct]=$pg_port [pgbouncer]=$bouncer_port [pgproxy]=$proxy_port [intercepted]=$intercepted_port [pgproxy-tls]=$tls_port)
+declare -A pid_of=([pgbouncer]=$bouncer_pid [pgproxy]=$proxy_pid [intercepted]=$proxy_pid [pgproxy-tls]=$proxy_pid)
+# The TLS instance's cells fill the pgproxy column of their own row.
+declare -A record_as=([pgproxy-tls]=pgproxy)
 ticks_per_second="$(getconf CLK_TCK)"
 cpu_ticks() { [[ -n "${1:-}" ]] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
@@ -138,7 +153,7 @@ run_cell() {
     if [[ -n "${pid_of[$target]:-}" && "$tx" -gt 0 ]]; then
         cpu_us="$(awk -v d=$((after - before)) -v hz="$ticks_per_second" -v tx="$tx" 'BEGIN {printf "%.1f", d / hz * 1e6 / tx}')"
     fi
-    echo "$label $target $tps ${cpu_us:-}" >>"$results"
+    echo "$label ${record_as[$target]:-$target} $tps ${cpu_us:-}" >>"$results"
     say "$label $target: $tps tps${cpu_us:+, $cpu_us µs CPU/tx}"
 }
 
@@ -151,6 +166,10 @@ for round in $(seq 1 "$rounds"); do
     done
     for target in direct pgbouncer pgproxy; do
         run_cell "connect-per-tx" "$target" -S -C -c 4
+    done
+    # sslmode=require: direct TLS to PostgreSQL against TLS to PgProxy and from it to PostgreSQL.
+    for target in direct pgproxy-tls; do
+        PGSSLMODE=require run_cell "select-only/tls" "$target" -S -M extended -c "$clients"
     done
 done
 

@@ -21,6 +21,7 @@ internal static class Commands
     public static int Check(FileInfo configFile)
     {
         if (!TryLoad(configFile, out ProxyConfig? config)
+            || !TrySecurityFiles(config)
             || !TryLoadPlugins(config, NullLoggerFactory.Instance, out PluginCatalog? catalog, out Interceptors? interceptors))
         {
             return Failure;
@@ -37,6 +38,7 @@ internal static class Commands
             foreach (InstanceConfig instance in config.Instances)
             {
                 Console.Out.WriteLine(Describe(instance));
+                Console.Out.WriteLine(DescribeSecurity(instance));
                 foreach ((string kind, InterceptorReference reference, object interceptor) in interceptors.Of(instance))
                 {
                     Console.Out.WriteLine($"  {kind}: {reference.Plugin}.{reference.Function} -> {interceptor}");
@@ -130,6 +132,15 @@ internal static class Commands
                     return;
                 }
 
+                // Certificates, keys and verifiers are read again, so renewed files serve new sessions.
+                problems.AddRange(server.ReloadSecurity(next));
+                if (problems.Count > 0)
+                {
+                    nextCatalog.Dispose();
+                    HostLog.ReloadFailed(logger, string.Join(Environment.NewLine, problems));
+                    return;
+                }
+
                 foreach (string change in ChangesNeedingRestart(config, next))
                 {
                     HostLog.ReloadNeedsRestart(logger, change);
@@ -176,6 +187,18 @@ internal static class Commands
         {
             yield return "logging or shutdown settings changed";
         }
+    }
+
+    /// <summary>Reads every certificate, key, CA and auth file, so a bad path is reported by check, naming the file.</summary>
+    private static bool TrySecurityFiles(ProxyConfig config)
+    {
+        IReadOnlyList<string> problems = ProxyServer.CheckSecurityFiles(config);
+        foreach (string problem in problems)
+        {
+            Console.Error.WriteLine($"pgproxy: {problem}");
+        }
+
+        return problems.Count == 0;
     }
 
     private static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config, Action<string>? report = null)
@@ -277,6 +300,26 @@ internal static class Commands
         $"upstream \"{instance.Redirect.Name}\" {instance.Redirect.Host}:{instance.Redirect.Port}, " +
         $"max-message-size {instance.Limits.MaxMessageSize} bytes, " +
         $"max-connections {(instance.Limits.MaxConnections == 0 ? "unlimited" : instance.Limits.MaxConnections.ToString(System.Globalization.CultureInfo.InvariantCulture))}";
+
+    private static string DescribeSecurity(InstanceConfig instance)
+    {
+        string listen = instance.ListenTls.Enabled
+            ? $"client TLS {instance.ListenTls.Mode.ToString().ToLowerInvariant()} ({instance.ListenTls.CertFile})"
+            : "client TLS disabled";
+        string upstream = instance.UpstreamTls.Mode switch
+        {
+            UpstreamTlsMode.VerifyCa => "verify-ca",
+            UpstreamTlsMode.VerifyFull => "verify-full",
+            UpstreamTlsMode mode => mode.ToString().ToLowerInvariant(),
+        };
+        string auth = instance.Auth switch
+        {
+            null => "no auth section",
+            { AuthFile: { } file } => $"SCRAM verifiers from {file}",
+            { } query => $"SCRAM verifiers by auth-query as \"{query.AuthUser}\"",
+        };
+        return $"  {listen}, upstream TLS {upstream}, {auth}";
+    }
 
     /// <summary>The interceptors resolved for each instance, for <c>check</c> to print.</summary>
     private sealed class Interceptors

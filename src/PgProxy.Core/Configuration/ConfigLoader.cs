@@ -28,8 +28,11 @@ public static class ConfigLoader
         "plugin-timeout", "plugin-failure",
     ];
 
-    private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits"];
-    private static readonly string[] EndpointKeys = ["name", "host", "port"];
+    private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits", "auth"];
+    private static readonly string[] EndpointKeys = ["name", "host", "port", "tls"];
+    private static readonly string[] ListenTlsKeys = ["mode", "cert-file", "key-file", "key-password"];
+    private static readonly string[] UpstreamTlsKeys = ["mode", "ca-file", "cert-file", "key-file"];
+    private static readonly string[] AuthKeys = ["auth-file", "auth-query", "auth-user", "auth-password"];
     private static readonly string[] InterceptKeys = ["commands", "responses"];
     private static readonly string[] CommandKeys = ["queries", "connects"];
     private static readonly string[] InterceptorKeys = ["plugin", "function"];
@@ -132,7 +135,7 @@ public static class ConfigLoader
         var mapping = reader.Mapping(root, RootKeys);
         var plugins = ReadPlugins(reader, mapping.Optional("plugins"));
         var settings = ReadSettings(reader, mapping.Optional("settings"), baseDirectory);
-        var instances = ReadInstances(reader, mapping.Required("instances"), plugins);
+        var instances = ReadInstances(reader, mapping.Required("instances"), plugins, baseDirectory);
         return new ProxyConfig(plugins, settings, instances, baseDirectory);
     }
 
@@ -249,7 +252,7 @@ public static class ConfigLoader
         }
     }
 
-    private static List<InstanceConfig> ReadInstances(ConfigNodeReader reader, ConfigNode? node, List<PluginReference> plugins)
+    private static List<InstanceConfig> ReadInstances(ConfigNodeReader reader, ConfigNode? node, List<PluginReference> plugins, string baseDirectory)
     {
         var instances = new List<InstanceConfig>();
         if (node is not { } list)
@@ -274,6 +277,9 @@ public static class ConfigLoader
             var redirect = ReadEndpoint(reader, mapping.Required("redirect"), minimumPort: 1);
             var intercept = ReadIntercept(reader, mapping.Optional("intercept"), plugins);
             var limits = ReadLimits(reader, mapping.Optional("limits"));
+            var listenTls = ReadListenTls(reader, listen.Tls, baseDirectory);
+            var upstreamTls = ReadUpstreamTls(reader, redirect.Tls, baseDirectory);
+            var auth = ReadAuth(reader, mapping.Optional("auth"), baseDirectory);
 
             if (listen is { Endpoint: { } endpoint, Node: { } listenNode })
             {
@@ -305,27 +311,130 @@ public static class ConfigLoader
                 listen.Endpoint ?? new EndpointConfig("", "", 0),
                 redirect.Endpoint ?? new EndpointConfig("", "", 0),
                 intercept,
-                limits));
+                limits)
+            {
+                ListenTls = listenTls,
+                UpstreamTls = upstreamTls,
+                Auth = auth,
+            });
         }
 
         return instances;
     }
 
-    private static (EndpointConfig? Endpoint, ConfigNode? Node) ReadEndpoint(ConfigNodeReader reader, ConfigNode? node, int minimumPort)
+    private static (EndpointConfig? Endpoint, ConfigNode? Node, ConfigNode? Tls) ReadEndpoint(ConfigNodeReader reader, ConfigNode? node, int minimumPort)
     {
         if (node is not { } section)
         {
-            return (null, null);
+            return (null, null, null);
         }
 
         var mapping = reader.Mapping(section, EndpointKeys);
         var name = Read(mapping.Required("name"), reader.Text);
         var host = Read(mapping.Required("host"), reader.Text);
         var port = Read(mapping.Required("port"), value => reader.Integer(value, minimumPort, 65535));
+        var tls = mapping.Optional("tls");
         return name is not null && host is not null && port is not null
-            ? (new EndpointConfig(name, host, port.Value), section)
-            : (null, section);
+            ? (new EndpointConfig(name, host, port.Value), section, tls)
+            : (null, section, tls);
     }
+
+    private static ListenTlsConfig ReadListenTls(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
+    {
+        if (node is not { } section)
+        {
+            return ListenTlsConfig.Disabled;
+        }
+
+        var mapping = reader.Mapping(section, ListenTlsKeys);
+        var config = new ListenTlsConfig
+        {
+            Mode = Read(mapping.Optional("mode"), value => reader.Choice(value, ConfigValueParsers.ListenTlsModes)) ?? ListenTlsMode.Disable,
+            CertFile = ReadPath(reader, mapping.Optional("cert-file"), baseDirectory),
+            KeyFile = ReadPath(reader, mapping.Optional("key-file"), baseDirectory),
+            KeyPassword = Read(mapping.Optional("key-password"), reader.Text),
+        };
+
+        // A server certificate is needed as soon as TLS is offered; half a pair is a mistake in any mode.
+        if (config.Enabled || config.CertFile is not null || config.KeyFile is not null)
+        {
+            RequirePair(reader, mapping, config.CertFile, config.KeyFile, config.Enabled ? $"mode {Describe(config.Mode)} needs" : "a TLS certificate needs");
+        }
+
+        return config;
+    }
+
+    private static UpstreamTlsConfig ReadUpstreamTls(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
+    {
+        if (node is not { } section)
+        {
+            return UpstreamTlsConfig.Default;
+        }
+
+        var mapping = reader.Mapping(section, UpstreamTlsKeys);
+        var config = new UpstreamTlsConfig
+        {
+            Mode = Read(mapping.Optional("mode"), value => reader.Choice(value, ConfigValueParsers.UpstreamTlsModes)) ?? UpstreamTlsMode.Prefer,
+            CaFile = ReadPath(reader, mapping.Optional("ca-file"), baseDirectory),
+            CertFile = ReadPath(reader, mapping.Optional("cert-file"), baseDirectory),
+            KeyFile = ReadPath(reader, mapping.Optional("key-file"), baseDirectory),
+        };
+
+        if (config.CertFile is not null || config.KeyFile is not null)
+        {
+            RequirePair(reader, mapping, config.CertFile, config.KeyFile, "a client certificate needs");
+        }
+
+        return config;
+    }
+
+    private static void RequirePair(ConfigNodeReader reader, ConfigMapping mapping, string? certFile, string? keyFile, string why)
+    {
+        if (certFile is null)
+        {
+            reader.Report(mapping.PathOf("cert-file"), mapping.Owner, $"{why} both cert-file and key-file; cert-file is missing");
+        }
+
+        if (keyFile is null)
+        {
+            reader.Report(mapping.PathOf("key-file"), mapping.Owner, $"{why} both cert-file and key-file; key-file is missing");
+        }
+    }
+
+    private static AuthConfig? ReadAuth(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
+    {
+        if (node is not { } section)
+        {
+            return null;
+        }
+
+        var mapping = reader.Mapping(section, AuthKeys);
+        var authFile = ReadPath(reader, mapping.Optional("auth-file"), baseDirectory);
+        var authQuery = Read(mapping.Optional("auth-query"), reader.Text);
+        var authUser = Read(mapping.Optional("auth-user"), reader.Text);
+        var authPassword = Read(mapping.Optional("auth-password"), reader.Text);
+        bool usesQuery = authQuery is not null || authUser is not null || authPassword is not null;
+        if (authFile is not null && usesQuery)
+        {
+            reader.Report(mapping.Path, mapping.Owner, "set either auth-file, or auth-user (with auth-query and auth-password), not both");
+        }
+        else if (authFile is null && authUser is null)
+        {
+            reader.Report(mapping.Path, mapping.Owner, usesQuery
+                ? "auth-query needs auth-user, the role that runs it"
+                : "set auth-file, or auth-user (with auth-query and auth-password)");
+        }
+
+        return new AuthConfig
+        {
+            AuthFile = authFile,
+            AuthQuery = authQuery ?? AuthConfig.DefaultAuthQuery,
+            AuthUser = authUser,
+            AuthPassword = authPassword,
+        };
+    }
+
+    private static string Describe(ListenTlsMode mode) => mode.ToString().ToLowerInvariant();
 
     private static InterceptConfig ReadIntercept(ConfigNodeReader reader, ConfigNode? node, List<PluginReference> plugins)
     {

@@ -217,6 +217,9 @@ internal sealed class ConfigMapping
 
     public string Path => _node.Path;
 
+    /// <summary>Where the key that introduced this mapping is: errors about the mapping as a whole point here.</summary>
+    public Mark Owner => _node.Owner;
+
     /// <summary>The value of an optional key; null when absent or YAML null, so the default applies.</summary>
     public ConfigNode? Optional(string key)
     {

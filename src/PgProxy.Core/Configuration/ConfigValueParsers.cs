@@ -41,6 +41,25 @@ internal static partial class ConfigValueParsers
             ["daily"] = LogRotation.Daily,
         };
 
+    public static IReadOnlyDictionary<string, ListenTlsMode> ListenTlsModes { get; } =
+        new Dictionary<string, ListenTlsMode>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["disable"] = ListenTlsMode.Disable,
+            ["allow"] = ListenTlsMode.Allow,
+            ["require"] = ListenTlsMode.Require,
+        };
+
+    /// <summary>libpq's sslmode names, except allow, which tries plain text first and has no use in front of a proxy.</summary>
+    public static IReadOnlyDictionary<string, UpstreamTlsMode> UpstreamTlsModes { get; } =
+        new Dictionary<string, UpstreamTlsMode>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["disable"] = UpstreamTlsMode.Disable,
+            ["prefer"] = UpstreamTlsMode.Prefer,
+            ["require"] = UpstreamTlsMode.Require,
+            ["verify-ca"] = UpstreamTlsMode.VerifyCa,
+            ["verify-full"] = UpstreamTlsMode.VerifyFull,
+        };
+
     private static readonly Dictionary<string, long> SizeUnits = new(StringComparer.OrdinalIgnoreCase)
     {
         [""] = 1,

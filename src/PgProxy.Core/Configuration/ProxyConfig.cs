@@ -78,7 +78,17 @@ public sealed record InstanceConfig(
     EndpointConfig Listen,
     EndpointConfig Redirect,
     InterceptConfig Intercept,
-    InstanceLimits Limits);
+    InstanceLimits Limits)
+{
+    /// <summary><c>listen.tls</c>: disabled unless set.</summary>
+    public ListenTlsConfig ListenTls { get; init; } = ListenTlsConfig.Disabled;
+
+    /// <summary><c>redirect.tls</c>: prefer unless set, as libpq.</summary>
+    public UpstreamTlsConfig UpstreamTls { get; init; } = UpstreamTlsConfig.Default;
+
+    /// <summary><c>auth</c>: null when absent.</summary>
+    public AuthConfig? Auth { get; init; }
+}
 
 /// <summary><c>listen</c> or <c>redirect</c>: a name for logs and errors, a host and a port.</summary>
 public sealed record EndpointConfig(string Name, string Host, int Port);
@@ -113,4 +123,96 @@ public sealed record InstanceLimits
     public int MaxConnections { get; init; }
 
     public static InstanceLimits Default { get; } = new();
+}
+
+/// <summary><c>listen.tls.mode</c>: whether clients may, or must, use TLS.</summary>
+public enum ListenTlsMode
+{
+    /// <summary>SSLRequest is answered 'N'; direct TLS is refused. The default.</summary>
+    Disable,
+
+    /// <summary>TLS when the client asks for it, plain text otherwise.</summary>
+    Allow,
+
+    /// <summary>TLS only: a plain-text StartupMessage is refused with 28000.</summary>
+    Require,
+}
+
+/// <summary><c>listen.tls</c>: TLS between clients and the proxy.</summary>
+public sealed record ListenTlsConfig
+{
+    public static ListenTlsConfig Disabled { get; } = new();
+
+    public ListenTlsMode Mode { get; init; } = ListenTlsMode.Disable;
+
+    /// <summary><c>cert-file</c>: PEM certificate (leaf first, then any intermediates), absolute.</summary>
+    public string? CertFile { get; init; }
+
+    /// <summary><c>key-file</c>: PEM private key of the certificate, absolute.</summary>
+    public string? KeyFile { get; init; }
+
+    /// <summary><c>key-password</c>: password of an encrypted key-file; null when the key is not encrypted.</summary>
+    public string? KeyPassword { get; init; }
+
+    /// <summary>True when the proxy ends TLS from clients (mode allow or require).</summary>
+    public bool Enabled => Mode != ListenTlsMode.Disable;
+}
+
+/// <summary><c>redirect.tls.mode</c>: libpq's sslmode, for the proxy's connections to its upstream.</summary>
+public enum UpstreamTlsMode
+{
+    /// <summary>Plain text only.</summary>
+    Disable,
+
+    /// <summary>TLS if the server accepts SSLRequest, plain text if it answers 'N'. The default, as in libpq.</summary>
+    Prefer,
+
+    /// <summary>TLS or nothing; the certificate is checked only when a ca-file is given (as libpq does with a root certificate).</summary>
+    Require,
+
+    /// <summary>TLS, with the server certificate's chain checked against ca-file.</summary>
+    VerifyCa,
+
+    /// <summary>As verify-ca, and the certificate must name the redirect host.</summary>
+    VerifyFull,
+}
+
+/// <summary><c>redirect.tls</c>: TLS between the proxy and its upstream.</summary>
+public sealed record UpstreamTlsConfig
+{
+    public static UpstreamTlsConfig Default { get; } = new();
+
+    public UpstreamTlsMode Mode { get; init; } = UpstreamTlsMode.Prefer;
+
+    /// <summary><c>ca-file</c>: PEM roots trusted for the server certificate, absolute; null means the system's roots.</summary>
+    public string? CaFile { get; init; }
+
+    /// <summary><c>cert-file</c>: PEM client certificate presented to the server, absolute; optional.</summary>
+    public string? CertFile { get; init; }
+
+    /// <summary><c>key-file</c>: PEM key of the client certificate, absolute.</summary>
+    public string? KeyFile { get; init; }
+}
+
+/// <summary>
+/// <c>auth</c>: where SCRAM verifiers come from when the proxy must end SCRAM itself (TLS on both legs).
+/// Either <see cref="AuthFile"/>, or <see cref="AuthUser"/> with <see cref="AuthQuery"/>.
+/// </summary>
+public sealed record AuthConfig
+{
+    /// <summary>The query run when <c>auth-query</c> is not set: the user's verifier from pg_authid, if the role may log in and has not expired.</summary>
+    public const string DefaultAuthQuery =
+        "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname = $1 AND rolcanlogin";
+
+    /// <summary><c>auth-file</c>: lines <c>"user" "SCRAM-SHA-256$..."</c>, absolute.</summary>
+    public string? AuthFile { get; init; }
+
+    /// <summary><c>auth-query</c>: run on the upstream with the user name as $1; the row's last column is the verifier.</summary>
+    public string AuthQuery { get; init; } = DefaultAuthQuery;
+
+    /// <summary><c>auth-user</c>: the role that runs auth-query.</summary>
+    public string? AuthUser { get; init; }
+
+    /// <summary><c>auth-password</c>: that role's password; null when it needs none.</summary>
+    public string? AuthPassword { get; init; }
 }

@@ -59,4 +59,22 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 450, Level = LogLevel.Information, Message = "Plugin {Plugin} loaded ({Kind}) from {Path} in {Milliseconds:0} ms")]
     public static partial void PluginLoaded(ILogger logger, string plugin, PgProxy.Core.Plugins.PluginKind kind, string path, double milliseconds);
+
+    [LoggerMessage(EventId = 500, Level = LogLevel.Debug, Message = "Session {SessionId}: client {Client} TLS handshake done ({Protocol}, {How})")]
+    public static partial void ClientTlsEstablished(ILogger logger, long sessionId, string client, System.Security.Authentication.SslProtocols protocol, string how);
+
+    [LoggerMessage(EventId = 501, Level = LogLevel.Information, Message = "Session {SessionId}: client {Client} TLS handshake failed: {Reason}")]
+    public static partial void ClientTlsFailed(ILogger logger, long sessionId, string client, string reason);
+
+    [LoggerMessage(EventId = 502, Level = LogLevel.Debug, Message = "Session {SessionId}: upstream {Upstream} connection is {Encryption}")]
+    public static partial void UpstreamEncryption(ILogger logger, long sessionId, string upstream, string encryption);
+
+    [LoggerMessage(EventId = 503, Level = LogLevel.Debug, Message = "Session {SessionId}: SCRAM for user {User} ended at the proxy with a verifier from {Source}")]
+    public static partial void ScramTerminated(ILogger logger, long sessionId, string user, string source);
+
+    [LoggerMessage(EventId = 504, Level = LogLevel.Warning, Message = "Session {SessionId}: SCRAM for user {User} refused at the proxy: {Reason}")]
+    public static partial void ScramRefused(ILogger logger, long sessionId, string user, string reason);
+
+    [LoggerMessage(EventId = 505, Level = LogLevel.Information, Message = "Instance {Instance}: certificates and verifiers reloaded")]
+    public static partial void SecurityReloaded(ILogger logger, string instance);
 }

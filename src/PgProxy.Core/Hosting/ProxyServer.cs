@@ -5,6 +5,7 @@ using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
 using PgProxy.Core.Listening;
 using PgProxy.Core.Sessions;
+using PgProxy.Core.Tls;
 
 namespace PgProxy.Core.Hosting;
 
@@ -55,12 +56,23 @@ public sealed class ProxyServer : IAsyncDisposable
         {
             foreach (InstanceConfig instance in config.Instances)
             {
+                InstanceSecurity security;
+                try
+                {
+                    security = InstanceSecurity.Load(instance);
+                }
+                catch (SecurityMaterialException e)
+                {
+                    throw new InvalidOperationException(e.Message, e);
+                }
+
                 var environment = new SessionEnvironment(
                     instance,
                     loggerFactory.CreateLogger($"PgProxy.Instance.{instance.Listen.Name}"),
                     loggerFactory.CreateLogger(InterceptLog.Category),
                     metrics,
-                    interceptors(instance));
+                    interceptors(instance),
+                    security);
                 var listener = new InstanceListener(environment, sessions);
                 listeners.Add(listener);
                 await listener.BindAsync(cancellationToken).ConfigureAwait(false);
@@ -101,6 +113,70 @@ public sealed class ProxyServer : IAsyncDisposable
                 listener.Interceptors = replacement;
             }
         }
+    }
+
+    /// <summary>
+    /// Reads every certificate, key, CA and auth file the configuration names, as start-up would; returns one line
+    /// per problem, each naming the instance, the key and the file. Empty when all of them are usable.
+    /// </summary>
+    public static IReadOnlyList<string> CheckSecurityFiles(ProxyConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var problems = new List<string>();
+        foreach (InstanceConfig instance in config.Instances)
+        {
+            try
+            {
+                InstanceSecurity.Load(instance);
+            }
+            catch (SecurityMaterialException e)
+            {
+                problems.Add(e.Message);
+            }
+        }
+
+        return problems;
+    }
+
+    /// <summary>
+    /// Reads the certificates, keys and verifiers again (from <paramref name="next"/>'s settings for each running
+    /// instance of the same name) and gives them to new sessions; open sessions keep theirs. All or nothing: if any
+    /// file is unusable nothing changes, and the problems are returned.
+    /// </summary>
+    public IReadOnlyList<string> ReloadSecurity(ProxyConfig next)
+    {
+        ArgumentNullException.ThrowIfNull(next);
+        var problems = new List<string>();
+        var loaded = new List<(InstanceListener Listener, InstanceSecurity Security)>();
+        foreach (InstanceListener listener in listeners)
+        {
+            InstanceConfig? instance = next.Instances.FirstOrDefault(i => i.Listen.Name == listener.InstanceName);
+            if (instance is null)
+            {
+                continue;
+            }
+
+            try
+            {
+                // The redirect address is read at start only; the new TLS and auth settings apply to the running one.
+                loaded.Add((listener, InstanceSecurity.Load(instance with { Redirect = listener.Redirect, Limits = listener.Limits })));
+            }
+            catch (SecurityMaterialException e)
+            {
+                problems.Add(e.Message);
+            }
+        }
+
+        if (problems.Count == 0)
+        {
+            foreach ((InstanceListener listener, InstanceSecurity security) in loaded)
+            {
+                listener.Security = security;
+                Log.SecurityReloaded(logger, listener.InstanceName);
+            }
+        }
+
+        return problems;
     }
 
     /// <summary>

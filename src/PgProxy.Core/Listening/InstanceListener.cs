@@ -39,6 +39,19 @@ internal sealed class InstanceListener : IAsyncDisposable
         set => environment.Interceptors = value;
     }
 
+    /// <summary>Certificates and verifiers new sessions of this instance get; replaced by a reload.</summary>
+    public Tls.InstanceSecurity Security
+    {
+        get => environment.Security;
+        set => environment.Security = value;
+    }
+
+    /// <summary>The upstream this instance relays to, as it started.</summary>
+    public EndpointConfig Redirect => environment.Instance.Redirect;
+
+    /// <summary>The limits this instance runs with, as it started.</summary>
+    public InstanceLimits Limits => environment.Instance.Limits;
+
     /// <summary>Binds every address of the instance's <c>listen</c> host; throws if one cannot be bound.</summary>
     public async Task BindAsync(CancellationToken cancellationToken)
     {

@@ -1,9 +1,14 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using PgProxy.Core.Authentication;
+using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
+using PgProxy.Core.Tls;
 using PgProxy.Core.Upstream;
 using PgProxy.Protocol.Backend;
 using PgProxy.Protocol.Frontend;
@@ -28,6 +33,13 @@ internal sealed class ProxySession : IDisposable
     private readonly string clientAddress;
     private readonly SessionState state = new();
     private readonly CancellationTokenSource stopping = new();
+    private readonly InstanceSecurity security;
+
+    // The client's stream and reader: the socket's, or TLS over it once negotiated.
+    private Stream clientStream = Stream.Null;
+    private PipeReader? clientReader;
+    private bool clientEncrypted;
+    private long authenticationBytesToClient; // what the authentication exchange wrote before the pumps
     private int shutdownMode; // 0 none, 1 at the next idle point, 2 now
     private int relaying;
 
@@ -37,6 +49,7 @@ internal sealed class ProxySession : IDisposable
         this.environment = environment;
         this.clientSocket = clientSocket;
         clientAddress = clientSocket.RemoteEndPoint?.ToString() ?? "unknown";
+        security = environment.Security;
     }
 
     public long Id { get; }
@@ -78,11 +91,16 @@ internal sealed class ProxySession : IDisposable
     public async Task RunAsync()
     {
         clientSocket.NoDelay = true;
-        var clientStream = new NetworkStream(clientSocket, ownsSocket: true);
-        PipeReader clientReader = PipeReader.Create(clientStream, SessionEnvironment.ReaderOptions);
+        clientStream = new NetworkStream(clientSocket, ownsSocket: true);
         try
         {
-            StartupPacket? startup = await ReadStartupAsync(clientStream, clientReader).ConfigureAwait(false);
+            if (security.Server is { } tls && !await AcceptDirectTlsAsync(tls).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            clientReader ??= PipeReader.Create(clientStream, SessionEnvironment.ReaderOptions);
+            StartupPacket? startup = await ReadStartupAsync().ConfigureAwait(false);
             if (startup is not null)
             {
                 await RelayAsync(startup, clientStream, clientReader).ConfigureAwait(false);
@@ -94,16 +112,87 @@ internal sealed class ProxySession : IDisposable
         }
         finally
         {
-            await clientReader.CompleteAsync().ConfigureAwait(false);
+            if (clientReader is not null)
+            {
+                await clientReader.CompleteAsync().ConfigureAwait(false);
+            }
+
             await clientStream.DisposeAsync().ConfigureAwait(false);
         }
     }
 
     /// <summary>
-    /// Reads start-up packets until a StartupMessage arrives: encryption requests are answered 'N' here, a cancel
-    /// request is forwarded, anything invalid is refused with PostgreSQL's error. Null means the session is over.
+    /// PostgreSQL 17's direct TLS: a connection that opens with a TLS handshake record instead of a start-up packet.
+    /// The first byte is peeked, not read, so either way the stream starts where the client started. False means
+    /// the session is over (the handshake failed, or the client did not announce ALPN "postgresql").
     /// </summary>
-    private async Task<StartupPacket?> ReadStartupAsync(NetworkStream clientStream, PipeReader clientReader)
+    private async Task<bool> AcceptDirectTlsAsync(ServerTls tls)
+    {
+        const byte TlsHandshakeRecord = 0x16;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token);
+        deadline.CancelAfter(environment.Instance.Limits.StartupTimeout);
+        byte[] first = new byte[1];
+        try
+        {
+            int peeked = await clientSocket.ReceiveAsync(first, SocketFlags.Peek, deadline.Token).ConfigureAwait(false);
+            if (peeked == 0 || first[0] != TlsHandshakeRecord)
+            {
+                return true; // a start-up packet, or a close the start-up reader will notice
+            }
+        }
+        catch (OperationCanceledException) when (!stopping.IsCancellationRequested)
+        {
+            Log.StartupRefused(environment.Logger, Id, clientAddress, SqlStates.ProtocolViolation, "timeout waiting for the startup packet");
+            return false;
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException)
+        {
+            return true; // the start-up reader reports it
+        }
+
+        if (!await HandshakeAsync(tls, "direct", deadline.Token).ConfigureAwait(false))
+        {
+            return false;
+        }
+
+        // As PostgreSQL does: direct TLS without ALPN could be some other protocol's client (or an attack on one).
+        if (((SslStream)clientStream).NegotiatedApplicationProtocol != ServerTls.PostgresProtocol)
+        {
+            Log.ClientTlsFailed(environment.Logger, Id, clientAddress, "direct TLS connection without ALPN protocol \"postgresql\"");
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>Runs the server side of a TLS handshake on the client stream, which then is TLS for the rest of the session.</summary>
+    private async Task<bool> HandshakeAsync(ServerTls tls, string how, CancellationToken cancellationToken)
+    {
+        var ssl = new SslStream(clientStream, leaveInnerStreamOpen: false);
+        clientStream = ssl;
+        try
+        {
+            await ssl.AuthenticateAsServerAsync(tls.Options(), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException)
+        {
+            Log.ClientTlsFailed(environment.Logger, Id, clientAddress, e is OperationCanceledException ? "timed out" : e.Message);
+            return false;
+        }
+
+        clientEncrypted = true;
+        clientReader = PipeReader.Create(ssl, SessionEnvironment.ReaderOptions);
+        Log.ClientTlsEstablished(environment.Logger, Id, clientAddress, ssl.SslProtocol, how);
+        return true;
+    }
+
+    /// <summary>
+    /// Reads start-up packets until a StartupMessage arrives: an SSLRequest is answered 'S' and the handshake run when
+    /// the instance offers TLS, encryption requests are otherwise answered 'N', a cancel request is forwarded, anything
+    /// invalid (or plain text under listen.tls.mode require) is refused with PostgreSQL's error. Null means the session
+    /// is over.
+    /// </summary>
+    private async Task<StartupPacket?> ReadStartupAsync()
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token);
         deadline.CancelAfter(environment.Instance.Limits.StartupTimeout);
@@ -113,12 +202,13 @@ internal sealed class ProxySession : IDisposable
         {
             while (true)
             {
-                ReadResult result = await clientReader.ReadAsync(deadline.Token).ConfigureAwait(false);
+                PipeReader reader = clientReader!;
+                ReadResult result = await reader.ReadAsync(deadline.Token).ConfigureAwait(false);
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 StartupReadStatus status = StartupPacketReader.TryRead(ref buffer, out StartupPacket? packet, out ProtocolError? error);
                 if (status == StartupReadStatus.Incomplete)
                 {
-                    clientReader.AdvanceTo(buffer.Start, buffer.End);
+                    reader.AdvanceTo(buffer.Start, buffer.End);
                     if (result.IsCompleted)
                     {
                         Log.ClosedBeforeStartup(environment.Logger, Id, clientAddress);
@@ -128,7 +218,8 @@ internal sealed class ProxySession : IDisposable
                     continue;
                 }
 
-                clientReader.AdvanceTo(buffer.Start);
+                bool moreBuffered = !buffer.IsEmpty;
+                reader.AdvanceTo(buffer.Start);
                 if (status == StartupReadStatus.Invalid)
                 {
                     await RefuseAsync(clientStream, error!).ConfigureAwait(false);
@@ -150,6 +241,26 @@ internal sealed class ProxySession : IDisposable
 
                         sslRequested |= isSsl;
                         gssRequested |= !isSsl;
+                        if (isSsl && security.Server is { } tls && !clientEncrypted)
+                        {
+                            // Bytes after the SSLRequest would be plain text the client sent before the handshake:
+                            // PostgreSQL refuses them (CVE-2021-23214), and so does the proxy.
+                            if (moreBuffered)
+                            {
+                                await RefuseAsync(clientStream, new ProtocolError(SqlStates.ProtocolViolation, "received unencrypted data after SSL request")).ConfigureAwait(false);
+                                return null;
+                            }
+
+                            await clientStream.WriteAsync(PregeneratedMessages.EncryptionAccepted, deadline.Token).ConfigureAwait(false);
+                            await reader.CompleteAsync().ConfigureAwait(false);
+                            clientReader = null;
+                            if (!await HandshakeAsync(tls, "SSLRequest", deadline.Token).ConfigureAwait(false))
+                            {
+                                return null;
+                            }
+
+                            continue;
+                        }
 
                         Log.EncryptionRefused(environment.Logger, Id, clientAddress, packet.Kind == StartupPacketKind.SslRequest ? "SSLRequest" : "GSSENCRequest");
                         await clientStream.WriteAsync(PregeneratedMessages.EncryptionRefused, deadline.Token).ConfigureAwait(false);
@@ -158,6 +269,12 @@ internal sealed class ProxySession : IDisposable
                         await ForwardCancelAsync(packet).ConfigureAwait(false);
                         return null;
                     default:
+                        if (security.Server is { Mode: ListenTlsMode.Require } && !clientEncrypted)
+                        {
+                            await RefuseAsync(clientStream, new ProtocolError(SqlStates.InvalidAuthorizationSpecification, "TLS is required")).ConfigureAwait(false);
+                            return null;
+                        }
+
                         return packet;
                 }
             }
@@ -178,7 +295,7 @@ internal sealed class ProxySession : IDisposable
     }
 
     /// <summary>Connects upstream, relays the start-up untouched, then pumps both ways until either side ends.</summary>
-    private async Task RelayAsync(StartupPacket startup, NetworkStream clientStream, PipeReader clientReader)
+    private async Task RelayAsync(StartupPacket startup, Stream clientStream, PipeReader clientReader)
     {
         InstanceInterceptors interceptors = environment.Interceptors;
         SessionContext? context = null;
@@ -201,10 +318,11 @@ internal sealed class ProxySession : IDisposable
 
         string user = context?.User ?? startup.GetParameter("user") ?? "";
         string database = context?.Database ?? startup.GetParameter("database") ?? user;
-        Socket upstreamSocket;
+        Stream upstreamStream;
+        bool upstreamEncrypted;
         try
         {
-            upstreamSocket = await UpstreamConnector.ConnectAsync(environment.Instance.Redirect, environment.Instance.Limits.ConnectTimeout, stopping.Token).ConfigureAwait(false);
+            (upstreamStream, upstreamEncrypted) = await ConnectUpstreamAsync(stopping.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -220,7 +338,6 @@ internal sealed class ProxySession : IDisposable
         }
 
         Volatile.Write(ref relaying, 1);
-        var upstreamStream = new NetworkStream(upstreamSocket, ownsSocket: true);
         PipeReader upstreamReader = PipeReader.Create(upstreamStream, SessionEnvironment.ReaderOptions);
         long started = Stopwatch.GetTimestamp();
         environment.Metrics.SessionOpened(environment.InstanceName);
@@ -250,6 +367,40 @@ internal sealed class ProxySession : IDisposable
         try
         {
             await upstreamStream.WriteAsync(startupBytes, stopping.Token).ConfigureAwait(false);
+            if (clientEncrypted || upstreamEncrypted)
+            {
+                var exchange = new AuthenticationExchange(
+                    clientReader,
+                    clientStream,
+                    upstreamReader,
+                    upstreamStream,
+                    clientEncrypted,
+                    upstreamEncrypted,
+                    security.Verifiers,
+                    new SessionIdentity(Id, user, database, environment.InstanceName, environment.Instance.Redirect.Name, environment.Logger));
+                ExchangeOutcome outcome;
+                try
+                {
+                    outcome = await exchange.RunAsync(stopping.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    authenticationBytesToClient = exchange.BytesToClient;
+                }
+
+                if (outcome != ExchangeOutcome.Relay)
+                {
+                    if (exchange.Refusal is { } refusal)
+                    {
+                        await RefuseAsync(clientStream, refusal).ConfigureAwait(false);
+                    }
+
+                    await TryWriteAsync(upstreamStream, FrontendMessages.Terminate).ConfigureAwait(false);
+                    reason = outcome == ExchangeOutcome.Refuse ? $"refused during authentication: {exchange.Refusal!.Message}" : "closed during authentication";
+                    return;
+                }
+            }
+
             Task<PumpStop> frontendRun = frontend.RunAsync(stopping.Token);
             Task<PumpStop> backendRun = backend.RunAsync(stopping.Token);
             await Task.WhenAny(frontendRun, backendRun).ConfigureAwait(false);
@@ -275,6 +426,10 @@ internal sealed class ProxySession : IDisposable
         {
             reason = "upstream connection failed";
         }
+        catch (InvalidDataException e)
+        {
+            reason = $"invalid message during authentication: {e.Message}";
+        }
         finally
         {
             responses?.Abandon();
@@ -292,8 +447,8 @@ internal sealed class ProxySession : IDisposable
         PumpStop backendStop,
         ForwardingPump frontend,
         ForwardingPump backend,
-        NetworkStream clientStream,
-        NetworkStream upstreamStream)
+        Stream clientStream,
+        Stream upstreamStream)
     {
         ProtocolError? toClient = null;
         string reason;
@@ -325,7 +480,7 @@ internal sealed class ProxySession : IDisposable
             reason = "proxy shutting down";
             toClient = new ProtocolError(SqlStates.AdminShutdown, "terminating connection due to administrator command");
         }
-        else if (backend.BytesForwarded == 0)
+        else if (backend.BytesForwarded == 0 && authenticationBytesToClient == 0)
         {
             // The server went away before answering the start-up: the client would otherwise see a silent drop.
             reason = "upstream closed before answering the start-up";
@@ -383,7 +538,7 @@ internal sealed class ProxySession : IDisposable
     }
 
     /// <summary>Sends a FATAL error before the client is closed, as PostgreSQL does for a refused connection.</summary>
-    private async Task RefuseAsync(NetworkStream clientStream, ProtocolError error)
+    private async Task RefuseAsync(Stream clientStream, ProtocolError error)
     {
         Log.StartupRefused(environment.Logger, Id, clientAddress, error.SqlState, error.Message);
         environment.Metrics.ClientError(environment.InstanceName, error.SqlState);
@@ -395,9 +550,9 @@ internal sealed class ProxySession : IDisposable
         string upstreamName = environment.Instance.Redirect.Name;
         try
         {
-            using Socket socket = await UpstreamConnector.ConnectAsync(environment.Instance.Redirect, environment.Instance.Limits.ConnectTimeout, CancellationToken.None).ConfigureAwait(false);
-            await using var stream = new NetworkStream(socket, ownsSocket: false);
-            using var deadline = new CancellationTokenSource(ErrorWriteTimeout);
+            using var deadline = new CancellationTokenSource(ErrorWriteTimeout + environment.Instance.Limits.ConnectTimeout);
+            (Stream stream, _) = await ConnectUpstreamAsync(deadline.Token).ConfigureAwait(false);
+            await using var owned = stream.ConfigureAwait(false);
             await stream.WriteAsync(cancel.RawBytes, deadline.Token).ConfigureAwait(false);
 
             // PostgreSQL answers a cancel request by closing; waiting for that keeps the request from being cut short.
@@ -411,7 +566,39 @@ internal sealed class ProxySession : IDisposable
         }
     }
 
-    private static async Task TryWriteAsync(NetworkStream stream, ReadOnlyMemory<byte> message)
+    /// <summary>
+    /// Opens the upstream connection with the encryption <c>redirect.tls</c> asks for, within connect-timeout. A TLS
+    /// failure is reported as the upstream being unreachable, with the reason (08001 to the client).
+    /// </summary>
+    private async Task<(Stream Stream, bool Encrypted)> ConnectUpstreamAsync(CancellationToken cancellationToken)
+    {
+        EndpointConfig redirect = environment.Instance.Redirect;
+        TimeSpan timeout = environment.Instance.Limits.ConnectTimeout;
+        Socket socket = await UpstreamConnector.ConnectAsync(redirect, timeout, cancellationToken).ConfigureAwait(false);
+        if (security.Upstream.Mode == UpstreamTlsMode.Disable)
+        {
+            return (new NetworkStream(socket, ownsSocket: true), false);
+        }
+
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        try
+        {
+            (Stream stream, bool encrypted) = await security.Upstream.NegotiateAsync(socket, redirect.Host, deadline.Token).ConfigureAwait(false);
+            Log.UpstreamEncryption(environment.Logger, Id, redirect.Name, encrypted ? $"TLS ({((SslStream)stream).SslProtocol})" : "plain text");
+            return (stream, encrypted);
+        }
+        catch (UpstreamTlsException e)
+        {
+            throw new UpstreamUnreachableException($"could not connect to upstream \"{redirect.Name}\" at {redirect.Host}:{redirect.Port}: {e.Message}", e);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new UpstreamUnreachableException($"could not connect to upstream \"{redirect.Name}\" at {redirect.Host}:{redirect.Port}: SSL negotiation timed out after {timeout.TotalSeconds:0.###} s");
+        }
+    }
+
+    private static async Task TryWriteAsync(Stream stream, ReadOnlyMemory<byte> message)
     {
         try
         {

@@ -3,11 +3,12 @@ using Microsoft.Extensions.Logging;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
+using PgProxy.Core.Tls;
 
 namespace PgProxy.Core.Sessions;
 
 /// <summary>What every session of one instance shares: its configuration, logger and metrics.</summary>
-internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger, ILogger interceptLogger, ProxyMetrics metrics, InstanceInterceptors interceptors)
+internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger, ILogger interceptLogger, ProxyMetrics metrics, InstanceInterceptors interceptors, InstanceSecurity security)
 {
     /// <summary>
     /// Reads wait with a zero-byte read before renting a buffer, so an idle session holds no receive buffer;
@@ -41,5 +42,17 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
     {
         get => Volatile.Read(ref interceptors);
         set => Volatile.Write(ref interceptors, value);
+    }
+
+    private InstanceSecurity security = security;
+
+    /// <summary>
+    /// Certificates, upstream TLS and verifiers for new sessions. A reload replaces them; a session reads them once,
+    /// when it starts, and keeps those to its end.
+    /// </summary>
+    public InstanceSecurity Security
+    {
+        get => Volatile.Read(ref security);
+        set => Volatile.Write(ref security, value);
     }
 }

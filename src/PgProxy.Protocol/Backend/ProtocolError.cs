@@ -13,6 +13,7 @@ public static class SqlStates
     public const string SqlClientUnableToEstablishSqlConnection = "08001";
     public const string FeatureNotSupported = "0A000";
     public const string InvalidAuthorizationSpecification = "28000";
+    public const string InvalidPassword = "28P01";
     public const string TooManyConnections = "53300";
     public const string AdminShutdown = "57P01";
     public const string InternalError = "XX000";

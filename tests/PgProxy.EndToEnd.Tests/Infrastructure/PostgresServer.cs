@@ -8,7 +8,7 @@ namespace PgProxy.EndToEnd.Tests.Infrastructure;
 /// <summary>
 /// A throwaway PostgreSQL server of the machine's own installation: its own data directory in a
 /// temporary folder, a free port on 127.0.0.1, one role per authentication method, and the
-/// <c>hll</c> extension when it is installed. Start one with <see cref="StartNewAsync"/>;
+/// <c>hll</c> extension when it is installed. Start one with <see cref="StartNewAsync(CancellationToken)"/>;
 /// most tests share the one of <see cref="PostgresFixture"/> instead.
 /// </summary>
 public sealed class PostgresServer : IAsyncDisposable
@@ -29,12 +29,14 @@ public sealed class PostgresServer : IAsyncDisposable
 
     private readonly string _binDirectory;
     private readonly string _rootDirectory;
+    private readonly PostgresServerOptions _options;
     private bool _running;
 
-    private PostgresServer(string binDirectory, string rootDirectory)
+    private PostgresServer(string binDirectory, string rootDirectory, PostgresServerOptions options)
     {
         _binDirectory = binDirectory;
         _rootDirectory = rootDirectory;
+        _options = options;
     }
 
     public string Host { get; } = IPAddress.Loopback.ToString();
@@ -55,11 +57,16 @@ public sealed class PostgresServer : IAsyncDisposable
     /// Creates, configures and starts a new server. Throws <see cref="InvalidOperationException"/> naming
     /// the packages to install, with the server log's tail, when PostgreSQL is missing or will not start.
     /// </summary>
-    public static async Task<PostgresServer> StartNewAsync(CancellationToken cancellationToken = default)
+    public static Task<PostgresServer> StartNewAsync(CancellationToken cancellationToken = default) =>
+        StartNewAsync(new PostgresServerOptions(), cancellationToken);
+
+    /// <summary>As <see cref="StartNewAsync(CancellationToken)"/>, with more files and settings (TLS, say).</summary>
+    public static async Task<PostgresServer> StartNewAsync(PostgresServerOptions options, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(options);
         var binDirectory = PostgresInstallation.FindBinDirectory();
         var rootDirectory = Directory.CreateTempSubdirectory("pgproxy-pg-").FullName;
-        var server = new PostgresServer(binDirectory, rootDirectory);
+        var server = new PostgresServer(binDirectory, rootDirectory, options);
         try
         {
             await server.InitializeDataDirectoryAsync(cancellationToken);
@@ -168,6 +175,17 @@ public sealed class PostgresServer : IAsyncDisposable
         }
 
         await File.WriteAllTextAsync(Path.Combine(DataDirectory, "pg_hba.conf"), HostBasedAuthentication, cancellationToken);
+        foreach (var (name, content) in _options.Files)
+        {
+            // Owner-only: PostgreSQL refuses a private key others can read.
+            var file = Path.Combine(_rootDirectory, name);
+            await File.WriteAllTextAsync(file, content, cancellationToken);
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+        }
+
         await File.AppendAllTextAsync(
             Path.Combine(DataDirectory, "postgresql.conf"),
             $"\n# Settings of the PgProxy test fixture (port and sockets vary per run).\ninclude '{SettingsFile}'\n",
@@ -211,7 +229,8 @@ public sealed class PostgresServer : IAsyncDisposable
 
     private async Task WriteSettingsAsync(CancellationToken cancellationToken)
     {
-        var settings = string.Join('\n',
+        string[] lines =
+        [
             "listen_addresses = '127.0.0.1'",
             $"port = {Port.ToString(CultureInfo.InvariantCulture)}",
             $"unix_socket_directories = '{_rootDirectory}'",
@@ -223,7 +242,10 @@ public sealed class PostgresServer : IAsyncDisposable
             "full_page_writes = off",
             "log_min_messages = warning",
             "log_line_prefix = '%m [%p] %u@%d '",
-            string.Empty);
+            .. _options.Settings.Select(setting => setting.Replace("{root}", _rootDirectory, StringComparison.Ordinal)),
+            string.Empty,
+        ];
+        var settings = string.Join('\n', lines);
         await File.WriteAllTextAsync(SettingsFile, settings, cancellationToken);
         await PostgresInstallation.GiveToServerUserAsync(_rootDirectory, cancellationToken);
     }
@@ -304,6 +326,30 @@ public sealed class PostgresServer : IAsyncDisposable
         }
     }
 
+    /// <summary>The superuser's query result as bare text (psql -At), for fixtures that read catalogs.</summary>
+    public async Task<string> QueryAsSuperuserAsync(string sql, CancellationToken cancellationToken = default)
+    {
+        var result = await Psql.RunAsync(
+            PsqlTarget(Superuser), sql + "\n", new PsqlOptions { Arguments = ["-A", "-t"] }, cancellationToken);
+        if (!result.Succeeded)
+        {
+            throw Failure($"Query failed: {sql}", result);
+        }
+
+        return result.StandardOutput.Trim();
+    }
+
     private static string Seconds(TimeSpan duration) =>
         ((int)duration.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// More for a test server: files written into its directory before it starts (owner-only, given to the server's
+/// user), and settings lines added to its configuration, where <c>{root}</c> stands for that directory.
+/// </summary>
+public sealed record PostgresServerOptions
+{
+    public IReadOnlyDictionary<string, string> Files { get; init; } = new Dictionary<string, string>();
+
+    public IReadOnlyList<string> Settings { get; init; } = [];
 }

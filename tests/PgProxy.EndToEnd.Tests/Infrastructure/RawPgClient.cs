@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Net.Security;
 using System.Net.Sockets;
 using System.Text;
 
@@ -34,7 +35,7 @@ public sealed class RawPgClient : IAsyncDisposable
 {
     private static readonly TimeSpan DefaultDeadline = TimeSpan.FromSeconds(20);
     private readonly Socket socket;
-    private readonly NetworkStream stream;
+    private Stream stream;
 
     private RawPgClient(Socket socket)
     {
@@ -43,6 +44,39 @@ public sealed class RawPgClient : IAsyncDisposable
     }
 
     public Socket Socket => socket;
+
+    /// <summary>SHA-1 hash of the certificate the server showed in <see cref="StartTlsAsync"/>; null before.</summary>
+    public string? ServerCertificateHash { get; private set; }
+
+    /// <summary>
+    /// Switches to TLS: after an SSLRequest answered 'S', or at once (<paramref name="direct"/>, PostgreSQL 17's direct
+    /// TLS). Any server certificate is accepted: tests of verification use real clients.
+    /// </summary>
+    public async Task StartTlsAsync(bool direct, params string[] alpn)
+    {
+        if (!direct)
+        {
+            await SendAsync([0, 0, 0, 8, 0x04, 0xD2, 0x16, 0x2F]);
+            char answer = await ReadByteAsync();
+            if (answer != 'S')
+            {
+                throw new InvalidOperationException($"SSLRequest answered '{answer}'");
+            }
+        }
+
+        var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+        using var deadline = new CancellationTokenSource(DefaultDeadline);
+        await ssl.AuthenticateAsClientAsync(
+            new SslClientAuthenticationOptions
+            {
+                TargetHost = "localhost",
+                ApplicationProtocols = alpn.Length == 0 ? null : [.. alpn.Select(name => new SslApplicationProtocol(name))],
+                RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate is not null,
+            },
+            deadline.Token);
+        stream = ssl;
+        ServerCertificateHash = ssl.RemoteCertificate?.GetCertHashString();
+    }
 
     public static async Task<RawPgClient> ConnectAsync(string host, int port, int? receiveBufferSize = null)
     {

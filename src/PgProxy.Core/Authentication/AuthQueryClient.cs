@@ -1,0 +1,302 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using PgProxy.Core.Configuration;
+using PgProxy.Core.Tls;
+using PgProxy.Core.Upstream;
+using PgProxy.Protocol;
+using PgProxy.Protocol.Authentication;
+using PgProxy.Protocol.Startup;
+
+namespace PgProxy.Core.Authentication;
+
+/// <summary>auth-query could not run: the message says why (never with a password or SASL content in it).</summary>
+internal sealed class AuthQueryException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// A minimal PostgreSQL client for <c>auth-query</c>: logs in as <c>auth-user</c> (trust, password, md5 or
+/// SCRAM-SHA-256 with <c>auth-password</c>), runs the query with the user name as its one text parameter, and
+/// returns the last column of the first row. One short connection per lookup; this is the login path, not the
+/// relay path.
+/// </summary>
+internal static class AuthQueryClient
+{
+    private const int MaxMessageLength = 1 << 20;
+
+    public static async Task<string?> RunAsync(
+        AuthConfig config,
+        EndpointConfig upstream,
+        UpstreamTls tls,
+        TimeSpan connectTimeout,
+        string database,
+        string user,
+        CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(connectTimeout);
+        string authUser = config.AuthUser!;
+        Stream stream;
+        try
+        {
+            Socket socket = await UpstreamConnector.ConnectAsync(upstream, connectTimeout, deadline.Token).ConfigureAwait(false);
+            (stream, _) = await tls.NegotiateAsync(socket, upstream.Host, deadline.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is UpstreamUnreachableException or UpstreamTlsException)
+        {
+            throw new AuthQueryException(e.Message, e);
+        }
+
+        await using (stream.ConfigureAwait(false))
+        {
+            try
+            {
+                await stream.WriteAsync(StartupPacketWriter.Build(StartupCodes.Protocol30, [new("user", authUser), new("database", database), new("application_name", "pgproxy auth-query")]), deadline.Token).ConfigureAwait(false);
+                await LogInAsync(stream, authUser, config.AuthPassword, deadline.Token).ConfigureAwait(false);
+                await stream.WriteAsync(ExtendedQuery(config.AuthQuery, user), deadline.Token).ConfigureAwait(false);
+                string? verifier = null;
+                bool sawRow = false;
+                while (true)
+                {
+                    (byte code, byte[] body) = await ReadAsync(stream, deadline.Token).ConfigureAwait(false);
+                    if (code == (byte)BackendMessageCode.DataRow && !sawRow)
+                    {
+                        sawRow = true;
+                        verifier = LastColumn(body);
+                    }
+                    else if (code == (byte)BackendMessageCode.ReadyForQuery)
+                    {
+                        await stream.WriteAsync(Protocol.Frontend.FrontendMessages.Terminate, deadline.Token).ConfigureAwait(false);
+                        return verifier;
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new AuthQueryException($"no answer within {connectTimeout.TotalSeconds:0.###} s");
+            }
+            catch (IOException e)
+            {
+                throw new AuthQueryException($"the connection failed: {e.Message}", e);
+            }
+        }
+    }
+
+    private static async Task LogInAsync(Stream stream, string user, string? password, CancellationToken cancellationToken)
+    {
+        ScramClient? scram = null;
+        while (true)
+        {
+            (byte code, byte[] body) = await ReadAsync(stream, cancellationToken).ConfigureAwait(false);
+            if (code == (byte)BackendMessageCode.ReadyForQuery)
+            {
+                return;
+            }
+
+            if (code != (byte)BackendMessageCode.Authentication)
+            {
+                continue; // ParameterStatus, BackendKeyData, notices
+            }
+
+            int request = BinaryPrimitives.ReadInt32BigEndian(body);
+            ReadOnlySpan<byte> data = body.AsSpan(4);
+            switch (request)
+            {
+                case AuthenticationCodes.Ok:
+                    break;
+                case AuthenticationCodes.CleartextPassword:
+                    await stream.WriteAsync(PasswordMessage(Need(password, user)), cancellationToken).ConfigureAwait(false);
+                    break;
+                case AuthenticationCodes.Md5Password:
+                    await stream.WriteAsync(PasswordMessage(Md5(Need(password, user), user, data)), cancellationToken).ConfigureAwait(false);
+                    break;
+                case AuthenticationCodes.Sasl when SaslMessages.ReadMechanisms(data).Contains(SaslMessages.ScramSha256):
+                    scram = new ScramClient(Need(password, user));
+                    await stream.WriteAsync(SaslMessages.BuildInitialResponse(SaslMessages.ScramSha256, Encoding.UTF8.GetBytes(scram.ClientFirst)), cancellationToken).ConfigureAwait(false);
+                    break;
+                case AuthenticationCodes.SaslContinue when scram is not null:
+                    string final = scram.ClientFinal(Encoding.UTF8.GetString(data))
+                        ?? throw new AuthQueryException("the server's SCRAM message is malformed");
+                    await stream.WriteAsync(SaslMessages.BuildResponse(Encoding.UTF8.GetBytes(final)), cancellationToken).ConfigureAwait(false);
+                    break;
+                case AuthenticationCodes.SaslFinal when scram is not null:
+                    if (!scram.ServerFinalValid(Encoding.UTF8.GetString(data)))
+                    {
+                        throw new AuthQueryException("the server's SCRAM signature is wrong");
+                    }
+
+                    break;
+                default:
+                    throw new AuthQueryException($"authentication request {request} for auth-user \"{user}\" is not supported");
+            }
+        }
+    }
+
+    private static string Need(string? password, string user) =>
+        password ?? throw new AuthQueryException($"the server asks a password of auth-user \"{user}\": set auth-password");
+
+    // PostgreSQL's md5 method is MD5 by definition; the server chose it, not us.
+#pragma warning disable CA5351
+    private static string Md5(string password, string user, ReadOnlySpan<byte> salt)
+    {
+        string inner = Convert.ToHexStringLower(MD5.HashData(Encoding.UTF8.GetBytes(password + user)));
+        byte[] outer = [.. Encoding.ASCII.GetBytes(inner), .. salt];
+        return "md5" + Convert.ToHexStringLower(MD5.HashData(outer));
+    }
+#pragma warning restore CA5351
+
+    private static byte[] PasswordMessage(string password) => SaslMessages.BuildResponse([.. Encoding.UTF8.GetBytes(password), 0]);
+
+    /// <summary>Parse, Bind (one text parameter), Execute and Sync, unnamed, in one buffer.</summary>
+    private static byte[] ExtendedQuery(string query, string parameter)
+    {
+        byte[] queryBytes = Encoding.UTF8.GetBytes(query);
+        byte[] parameterBytes = Encoding.UTF8.GetBytes(parameter);
+        var message = new MemoryStream();
+
+        // Parse: name "", query, no parameter types.
+        Begin(message, 'P', 1 + queryBytes.Length + 1 + 2);
+        message.WriteByte(0);
+        message.Write(queryBytes);
+        message.WriteByte(0);
+        WriteInt16(message, 0);
+
+        // Bind: portal "", statement "", no parameter formats (text), one parameter, no result formats (text).
+        Begin(message, 'B', 1 + 1 + 2 + 2 + 4 + parameterBytes.Length + 2);
+        message.WriteByte(0);
+        message.WriteByte(0);
+        WriteInt16(message, 0);
+        WriteInt16(message, 1);
+        WriteInt32(message, parameterBytes.Length);
+        message.Write(parameterBytes);
+        WriteInt16(message, 0);
+
+        // Execute: portal "", all rows. Sync.
+        Begin(message, 'E', 1 + 4);
+        message.WriteByte(0);
+        WriteInt32(message, 0);
+        Begin(message, 'S', 0);
+        return message.ToArray();
+    }
+
+    private static void Begin(MemoryStream message, char code, int bodyLength)
+    {
+        message.WriteByte((byte)code);
+        WriteInt32(message, 4 + bodyLength);
+    }
+
+    private static void WriteInt16(MemoryStream message, short value)
+    {
+        Span<byte> bytes = stackalloc byte[2];
+        BinaryPrimitives.WriteInt16BigEndian(bytes, value);
+        message.Write(bytes);
+    }
+
+    private static void WriteInt32(MemoryStream message, int value)
+    {
+        Span<byte> bytes = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32BigEndian(bytes, value);
+        message.Write(bytes);
+    }
+
+    /// <summary>The last column of a DataRow, or null when it is SQL NULL.</summary>
+    private static string? LastColumn(byte[] body)
+    {
+        int columns = BinaryPrimitives.ReadInt16BigEndian(body);
+        int offset = 2;
+        string? value = null;
+        for (int i = 0; i < columns; i++)
+        {
+            int length = BinaryPrimitives.ReadInt32BigEndian(body.AsSpan(offset));
+            offset += 4;
+            value = length < 0 ? null : Encoding.UTF8.GetString(body, offset, length);
+            offset += Math.Max(length, 0);
+        }
+
+        return value;
+    }
+
+    /// <summary>Reads one message; an ErrorResponse becomes an exception carrying the server's message.</summary>
+    private static async Task<(byte Code, byte[] Body)> ReadAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        byte[] header = new byte[5];
+        await stream.ReadExactlyAsync(header, cancellationToken).ConfigureAwait(false);
+        int length = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(1));
+        if (length is < 4 or > MaxMessageLength)
+        {
+            throw new AuthQueryException($"the server sent an invalid message length {length}");
+        }
+
+        byte[] body = new byte[length - 4];
+        await stream.ReadExactlyAsync(body, cancellationToken).ConfigureAwait(false);
+        if (header[0] == (byte)BackendMessageCode.ErrorResponse)
+        {
+            throw new AuthQueryException(ErrorMessageOf(body));
+        }
+
+        return (header[0], body);
+    }
+
+    private static string ErrorMessageOf(byte[] body)
+    {
+        string sqlState = "";
+        string message = "";
+        int i = 0;
+        while (i < body.Length && body[i] != 0)
+        {
+            byte field = body[i++];
+            int end = Array.IndexOf(body, (byte)0, i);
+            if (end < 0)
+            {
+                break;
+            }
+
+            string value = Encoding.UTF8.GetString(body, i, end - i);
+            if (field == (byte)'C')
+            {
+                sqlState = value;
+            }
+            else if (field == (byte)'M')
+            {
+                message = value;
+            }
+
+            i = end + 1;
+        }
+
+        return $"the server answered {sqlState} {message}";
+    }
+
+    /// <summary>SCRAM-SHA-256 from a password, without channel binding (the gs2 header "n,,").</summary>
+    private sealed class ScramClient(string password)
+    {
+        private const string Gs2Header = "n,,";
+        private readonly string nonce = Scram.NewNonce();
+        private byte[]? expectedServerSignature;
+
+        public string ClientFirst => Gs2Header + Bare;
+
+        private string Bare => $"n=,r={nonce}";
+
+        public string? ClientFinal(string serverFirstText)
+        {
+            if (!ScramServerFirst.TryParse(serverFirstText, out ScramServerFirst? serverFirst)
+                || !serverFirst!.Nonce.StartsWith(nonce, StringComparison.Ordinal))
+            {
+                return null;
+            }
+
+            ScramVerifier keys = ScramVerifier.FromPassword(password, serverFirst.Salt, serverFirst.Iterations);
+            byte[] clientKey = Scram.ClientKeyFromPassword(password, serverFirst.Salt, serverFirst.Iterations);
+            string withoutProof = $"c={Scram.ChannelBindingOf(Gs2Header)},r={serverFirst.Nonce}";
+            byte[] authMessage = Scram.AuthMessage(Bare, serverFirstText, withoutProof);
+            expectedServerSignature = Scram.ServerSignature(keys.ServerKey, authMessage);
+            string proof = Convert.ToBase64String(Scram.ClientProof(clientKey, authMessage));
+            CryptographicOperations.ZeroMemory(clientKey);
+            return $"{withoutProof},p={proof}";
+        }
+
+        public bool ServerFinalValid(string serverFinal) =>
+            expectedServerSignature is not null && Scram.ServerFinalMatches(serverFinal, expectedServerSignature);
+    }
+}

@@ -1,0 +1,60 @@
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using PgProxy.Core.Configuration;
+
+namespace PgProxy.Core.Tls;
+
+/// <summary>
+/// The TLS a listener offers its clients: the certificate loaded when the instance starts (or reloads) and the
+/// handshake options built from it. Sessions take the one current when they start and keep it.
+/// </summary>
+internal sealed class ServerTls
+{
+    /// <summary>The ALPN protocol of PostgreSQL; a direct TLS connection must announce it.</summary>
+    public static readonly SslApplicationProtocol PostgresProtocol = new("postgresql");
+
+    private readonly SslStreamCertificateContext certificateContext;
+
+    private ServerTls(ListenTlsMode mode, SslStreamCertificateContext certificateContext, X509Certificate2 certificate)
+    {
+        Mode = mode;
+        this.certificateContext = certificateContext;
+        Certificate = certificate;
+    }
+
+    public ListenTlsMode Mode { get; }
+
+    public X509Certificate2 Certificate { get; }
+
+    /// <summary>Loads the certificate and key; null when the mode is disable.</summary>
+    /// <exception cref="SecurityMaterialException">A file is missing, unreadable or not a certificate or key.</exception>
+    public static ServerTls? Load(ListenTlsConfig config)
+    {
+        if (!config.Enabled)
+        {
+            return null;
+        }
+
+        (X509Certificate2 certificate, X509Certificate2Collection intermediates) = TlsFiles.LoadCertificateWithKey(
+            "listen.tls", config.CertFile!, config.KeyFile!, config.KeyPassword);
+        if (!certificate.HasPrivateKey)
+        {
+            throw new SecurityMaterialException($"listen.tls.key-file {config.KeyFile}: holds no private key for {config.CertFile}");
+        }
+
+        // offline: the chain is what the files give; building it must not wait on the network.
+        var context = SslStreamCertificateContext.Create(certificate, intermediates, offline: true);
+        return new ServerTls(config.Mode, context, certificate);
+    }
+
+    /// <summary>Handshake options for one session: TLS 1.2 or later, ALPN "postgresql", no client certificate asked for.</summary>
+    public SslServerAuthenticationOptions Options() => new()
+    {
+        ServerCertificateContext = certificateContext,
+        EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+        ApplicationProtocols = [PostgresProtocol],
+        ClientCertificateRequired = false,
+        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+    };
+}

@@ -1,0 +1,158 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+
+namespace PgProxy.Protocol.Authentication;
+
+/// <summary>The request codes an Authentication ('R') message carries in its first four body bytes.</summary>
+public static class AuthenticationCodes
+{
+    public const int Ok = 0;
+    public const int CleartextPassword = 3;
+    public const int Md5Password = 5;
+    public const int Sasl = 10;
+    public const int SaslContinue = 11;
+    public const int SaslFinal = 12;
+}
+
+/// <summary>Reading and writing the messages of SASL authentication: AuthenticationSASL/Continue/Final and the client's 'p' answers.</summary>
+public static class SaslMessages
+{
+    public const string ScramSha256 = "SCRAM-SHA-256";
+    public const string ScramSha256Plus = "SCRAM-SHA-256-PLUS";
+
+    /// <summary>The request code of a whole Authentication frame (type byte and length included), or -1 if it is not one.</summary>
+    public static int AuthenticationCode(in ReadOnlySequence<byte> frame)
+    {
+        if (frame.Length < 9 || frame.FirstSpan[0] != (byte)BackendMessageCode.Authentication)
+        {
+            return -1;
+        }
+
+        Span<byte> code = stackalloc byte[4];
+        frame.Slice(5, 4).CopyTo(code);
+        return BinaryPrimitives.ReadInt32BigEndian(code);
+    }
+
+    /// <summary>The mechanisms of an AuthenticationSASL body (after the request code): NUL-terminated names ending with an empty one.</summary>
+    /// <exception cref="FormatException">The list is not terminated.</exception>
+    public static List<string> ReadMechanisms(ReadOnlySpan<byte> data)
+    {
+        var mechanisms = new List<string>();
+        while (true)
+        {
+            int end = data.IndexOf((byte)0);
+            if (end < 0)
+            {
+                throw new FormatException("AuthenticationSASL mechanism list is not terminated");
+            }
+
+            if (end == 0)
+            {
+                return mechanisms;
+            }
+
+            mechanisms.Add(Encoding.UTF8.GetString(data[..end]));
+            data = data[(end + 1)..];
+        }
+    }
+
+    /// <summary>A whole AuthenticationSASL message offering <paramref name="mechanisms"/>.</summary>
+    public static byte[] BuildAuthenticationSasl(IReadOnlyList<string> mechanisms)
+    {
+        ArgumentNullException.ThrowIfNull(mechanisms);
+        int dataLength = 1;
+        foreach (string mechanism in mechanisms)
+        {
+            dataLength += Encoding.UTF8.GetByteCount(mechanism) + 1;
+        }
+
+        byte[] message = StartAuthentication(AuthenticationCodes.Sasl, dataLength, out Span<byte> data);
+        foreach (string mechanism in mechanisms)
+        {
+            int written = Encoding.UTF8.GetBytes(mechanism, data);
+            data[written] = 0;
+            data = data[(written + 1)..];
+        }
+
+        data[0] = 0;
+        return message;
+    }
+
+    /// <summary>A whole AuthenticationSASLContinue message.</summary>
+    public static byte[] BuildAuthenticationSaslContinue(ReadOnlySpan<byte> payload) => BuildWithPayload(AuthenticationCodes.SaslContinue, payload);
+
+    /// <summary>A whole AuthenticationSASLFinal message.</summary>
+    public static byte[] BuildAuthenticationSaslFinal(ReadOnlySpan<byte> payload) => BuildWithPayload(AuthenticationCodes.SaslFinal, payload);
+
+    /// <summary>Reads a SASLInitialResponse body: mechanism name, then an Int32 length (-1 for none) and that many bytes.</summary>
+    public static bool TryReadInitialResponse(ReadOnlySpan<byte> body, out string mechanism, out byte[] payload)
+    {
+        mechanism = "";
+        payload = [];
+        int end = body.IndexOf((byte)0);
+        if (end < 0 || body.Length < end + 5)
+        {
+            return false;
+        }
+
+        mechanism = Encoding.UTF8.GetString(body[..end]);
+        int length = BinaryPrimitives.ReadInt32BigEndian(body[(end + 1)..]);
+        ReadOnlySpan<byte> rest = body[(end + 5)..];
+        if (length == -1 && rest.IsEmpty)
+        {
+            return true;
+        }
+
+        if (length < 0 || length != rest.Length)
+        {
+            return false;
+        }
+
+        payload = rest.ToArray();
+        return true;
+    }
+
+    /// <summary>A whole SASLInitialResponse message.</summary>
+    public static byte[] BuildInitialResponse(string mechanism, ReadOnlySpan<byte> payload)
+    {
+        ArgumentNullException.ThrowIfNull(mechanism);
+        int nameLength = Encoding.UTF8.GetByteCount(mechanism);
+        int bodyLength = nameLength + 1 + 4 + payload.Length;
+        byte[] message = new byte[1 + 4 + bodyLength];
+        message[0] = (byte)FrontendMessageCode.Password;
+        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), 4 + bodyLength);
+        Encoding.UTF8.GetBytes(mechanism, message.AsSpan(5));
+        message[5 + nameLength] = 0;
+        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(6 + nameLength), payload.Length);
+        payload.CopyTo(message.AsSpan(10 + nameLength));
+        return message;
+    }
+
+    /// <summary>A whole SASLResponse message (also the shape of a PasswordMessage, with a NUL-terminated password).</summary>
+    public static byte[] BuildResponse(ReadOnlySpan<byte> payload)
+    {
+        byte[] message = new byte[5 + payload.Length];
+        message[0] = (byte)FrontendMessageCode.Password;
+        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), 4 + payload.Length);
+        payload.CopyTo(message.AsSpan(5));
+        return message;
+    }
+
+    private static byte[] BuildWithPayload(int code, ReadOnlySpan<byte> payload)
+    {
+        byte[] message = StartAuthentication(code, payload.Length, out Span<byte> data);
+        payload.CopyTo(data);
+        return message;
+    }
+
+    private static byte[] StartAuthentication(int code, int dataLength, out Span<byte> data)
+    {
+        byte[] message = new byte[1 + 4 + 4 + dataLength];
+        message[0] = (byte)BackendMessageCode.Authentication;
+        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), message.Length - 1);
+        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(5), code);
+        data = message.AsSpan(9);
+        return message;
+    }
+}
