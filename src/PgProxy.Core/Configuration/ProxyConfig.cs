@@ -27,6 +27,13 @@ public sealed record PluginReference(string Name, int Line, IReadOnlyDictionary<
         : this(name, line, new Dictionary<string, string>(StringComparer.Ordinal))
     {
     }
+
+    /// <summary>Equal when name, line and every setting are equal (a reload compares configurations).</summary>
+    public bool Equals(PluginReference? other) =>
+        other is not null && Name == other.Name && Line == other.Line && Settings.Count == other.Settings.Count
+        && Settings.All(setting => other.Settings.TryGetValue(setting.Key, out string? value) && value == setting.Value);
+
+    public override int GetHashCode() => HashCode.Combine(Name, Line, Settings.Count);
 }
 
 /// <summary>The <c>settings</c> section.</summary>

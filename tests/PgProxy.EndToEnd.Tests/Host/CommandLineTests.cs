@@ -119,26 +119,42 @@ public sealed class CommandLineTests
     }
 
     [Fact]
-    public async Task Check_refuses_the_original_config_without_its_plugin_file_naming_the_plugin_and_its_line()
+    public async Task Check_refuses_a_plugin_found_nowhere_naming_the_plugin_and_its_line()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig.Replace("tableau_hll", "reporting_rules", StringComparison.Ordinal));
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("pgproxy: plugin \"reporting_rules\" (config line 2) not found: looked for ", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains(Path.Combine(directory.Path, "plugins", "reporting_rules.cs"), result.StandardError, StringComparison.Ordinal);
+        Assert.Contains(Path.Combine(AppContext.BaseDirectory, "plugins", "reporting_rules", "reporting_rules.dll"), result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Running_with_a_plugin_found_nowhere_fails_at_start_up()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig.Replace("tableau_hll", "reporting_rules", StringComparison.Ordinal));
+
+        ProcessResult result = await ProxyProcess.RunToEndAsync("--config", directory.ConfigFile);
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("plugin \"reporting_rules\" (config line 2) not found", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Check_accepts_the_original_config_as_is_with_the_plugin_that_ships_with_pgproxy()
     {
         using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig);
 
         ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
 
-        Assert.Equal(1, result.ExitCode);
-        Assert.Contains("pgproxy: plugin \"tableau_hll\" (config line 2) not found: looked for ", result.StandardError, StringComparison.Ordinal);
-        Assert.Contains(Path.Combine(directory.Path, "plugins", "tableau_hll.cs"), result.StandardError, StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task Running_the_original_config_without_its_plugin_file_fails_at_start_up()
-    {
-        using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig);
-
-        ProcessResult result = await ProxyProcess.RunToEndAsync("--config", directory.ConfigFile);
-
-        Assert.NotEqual(0, result.ExitCode);
-        Assert.Contains("plugin \"tableau_hll\" (config line 2) not found", result.StandardError, StringComparison.Ordinal);
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Contains(
+            $"plugin \"tableau_hll\": compiled assembly {Path.Combine(AppContext.BaseDirectory, "plugins", "tableau_hll", "tableau_hll.dll")}",
+            result.StandardOutput,
+            StringComparison.Ordinal);
+        Assert.Contains("queries: tableau_hll.rewrite_query -> PgProxy.Plugins.TableauHll.TableauHll.RewriteQuery(QueryMessage, ISessionContext, CancellationToken)", result.StandardOutput, StringComparison.Ordinal);
     }
 
     [Fact]
