@@ -4,7 +4,8 @@
 # shared machine hits all of them alike. Prints medians, ratios to direct, and each
 # proxy's own CPU time per transaction (from /proc/PID/stat), which is steadier than
 # throughput on a busy machine. Also: new connection per transaction (-C), bulk
-# streaming (COPY TO STDOUT, a large SELECT), idle-session memory, and select-only over TLS
+# streaming (COPY TO STDOUT, a large SELECT), idle-session memory, select-only with the
+# tableau_hll plugin configured (against plain pass-through), and select-only over TLS
 # (sslmode=require direct to PostgreSQL against PgProxy with TLS on both legs).
 #
 #   bench/compare.sh                    # 3 rounds of 10 s per cell
@@ -27,6 +28,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # --- prerequisites, from Debian packages when missing.
 need=()
 [[ -n "$(newest_pg_bin)" ]] || need+=(postgresql)
+[[ -f /usr/include/pg_query/pg_query.proto ]] || need+=(libpg-query-dev)
 command -v pgbouncer >/dev/null || need+=(pgbouncer)
 if (( ${#need[@]} > 0 )); then
     if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -59,7 +61,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pg_port="$(free_port)"; bouncer_port="$(free_port)"; proxy_port="$(free_port)"; intercepted_port="$(free_port)"; tls_port="$(free_port)"
+pg_port="$(free_port)"; bouncer_port="$(free_port)"; proxy_port="$(free_port)"; intercepted_port="$(free_port)"; tls_port="$(free_port)"; tableau_port="$(free_port)"
 say "PostgreSQL on $pg_port, PgBouncer on $bouncer_port, PgProxy on $proxy_port (TLS: $tls_port)"
 as_postgres "$pg_bin/initdb" -D "$work/data" -A trust -U postgres --encoding=UTF8 --locale=C >/dev/null
 # One self-signed certificate serves PostgreSQL and PgProxy's TLS instance.
@@ -102,7 +104,7 @@ public static class Passthrough
 }
 CS
 cat >"$work/pgproxy.yml" <<YAML
-plugins: [passthrough]
+plugins: [passthrough, tableau_hll]
 settings:
   log-level: warning
   plugin-dir: plugins
@@ -117,6 +119,12 @@ instances:
       commands:
         queries:
           - { plugin: passthrough, function: rewrite_query }
+  - listen: { name: tableau, host: 127.0.0.1, port: $tableau_port }
+    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }
+    intercept:
+      commands:
+        queries:
+          - { plugin: tableau_hll, function: rewrite_query }
 YAML
 dotnet build "$repo_root/src/PgProxy/PgProxy.csproj" -c Release -nologo -v q >/dev/null
 dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll" --config "$work/pgproxy.yml" >"$work/pgproxy.log" 2>&1 &
@@ -127,14 +135,16 @@ wait_port() { for _ in $(seq 1 100); do "$psql" -h 127.0.0.1 -p "$1" -U postgres
 wait_port "$bouncer_port" || { say "PgBouncer did not start"; cat "$work/pgbouncer.log" >&2; exit 1; }
 wait_port "$proxy_port" || { say "PgProxy did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
 wait_port "$intercepted_port" || { say "PgProxy's intercepted instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
+wait_port "$tableau_port" || { say "PgProxy's tableau_hll instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
 PGSSLMODE=require wait_port "$tls_port" || { say "PgProxy's TLS instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
 bouncer_pid="$(cat "$work/pgbouncer.pid")"
 pids+=("$bouncer_pid")
 
-declare -A port_of=([direct]=$pg_port [pgbouncer]=$bouncer_port [pgproxy]=$proxy_port [intercepted]=$intercepted_port [pgproxy-tls]=$tls_port)
-declare -A pid_of=([pgbouncer]=$bouncer_pid [pgproxy]=$proxy_pid [intercepted]=$proxy_pid [pgproxy-tls]=$proxy_pid)
-# The TLS instance's cells fill the pgproxy column of their own row.
-declare -A record_as=([pgproxy-tls]=pgproxy)
+declare -A port_of=([direct]=$pg_port [pgbouncer]=$bouncer_port [pgproxy]=$proxy_port [intercepted]=$intercepted_port [pgproxy-tls]=$tls_port [tableau]=$tableau_port)
+declare -A pid_of=([pgbouncer]=$bouncer_pid [pgproxy]=$proxy_pid [intercepted]=$proxy_pid [pgproxy-tls]=$proxy_pid [tableau]=$proxy_pid)
+# The TLS instance's cells fill the pgproxy column of their own row; the tableau_hll instance's fill the icpt columns
+# of its rows, so icpt/pgp is what configuring the plugin costs.
+declare -A record_as=([pgproxy-tls]=pgproxy [tableau]=intercepted)
 ticks_per_second="$(getconf CLK_TCK)"
 cpu_ticks() { [[ -n "${1:-}" ]] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
@@ -166,6 +176,12 @@ for round in $(seq 1 "$rounds"); do
     done
     for target in direct pgbouncer pgproxy; do
         run_cell "connect-per-tx" "$target" -S -C -c 4
+    done
+    # The tableau_hll plugin on pgbench's queries (which it leaves alone): its cost against plain pass-through.
+    for mode in simple extended; do
+        for target in direct pgproxy tableau; do
+            run_cell "tableau_hll/$mode" "$target" -S -M "$mode" -c "$clients"
+        done
     done
     # sslmode=require: direct TLS to PostgreSQL against TLS to PgProxy and from it to PostgreSQL.
     for target in direct pgproxy-tls; do
