@@ -179,7 +179,10 @@ public static unsafe partial class PostgresParser
         }
         catch (Exception exception) when (exception is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
         {
-            return $"the PostgreSQL parser library libpg_query could not be loaded ({exception.Message.Split('\n')[0].Trim()}); {InstallHint}";
+            string? own = Environment.GetEnvironmentVariable(PgQueryNative.LibraryPathVariable);
+            return string.IsNullOrEmpty(own)
+                ? $"the PostgreSQL parser library libpg_query could not be loaded ({exception.Message.Split('\n')[0].Trim()}); {InstallHint}"
+                : $"the PostgreSQL parser library libpg_query could not be loaded from {own} (named by {PgQueryNative.LibraryPathVariable}); unset it to use the distribution's, or {InstallHint}";
         }
     }
 

@@ -12,6 +12,9 @@ internal static unsafe partial class PgQueryNative
     /// <summary>The name given to <see cref="LibraryImportAttribute"/>; resolved to the installed file by <see cref="Resolve"/>.</summary>
     public const string LibraryName = "pg_query";
 
+    /// <summary>The environment variable that names the libpg_query file to load instead of the distribution's.</summary>
+    public const string LibraryPathVariable = "PGPROXY_LIBPG_QUERY";
+
     /// <summary>File names tried in order: the versioned runtime library (package libpg-query1504.0) first, so only the runtime package is needed to run.</summary>
     internal static readonly string[] CandidateFileNames = ["libpg_query.so.1504.0", "libpg_query.so", "libpg_query.dylib", "pg_query"];
 
@@ -134,6 +137,13 @@ internal static unsafe partial class PgQueryNative
         if (!string.Equals(libraryName, LibraryName, StringComparison.Ordinal))
         {
             return IntPtr.Zero;
+        }
+
+        // An operator can point at a libpg_query of their own (built elsewhere, or a newer one); then only that file is tried.
+        if (Environment.GetEnvironmentVariable(LibraryPathVariable) is { Length: > 0 } path)
+        {
+            // Zero would let the runtime fall back to its own search and quietly load the distribution's library.
+            return NativeLibrary.TryLoad(path, out IntPtr own) ? own : throw new DllNotFoundException($"{path} cannot be loaded");
         }
 
         foreach (string candidate in CandidateFileNames)

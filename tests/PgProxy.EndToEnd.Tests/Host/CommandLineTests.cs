@@ -158,6 +158,24 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public async Task Without_the_parser_library_check_names_the_package_and_instances_without_sql_plugins_still_pass()
+    {
+        var missingLibrary = new Dictionary<string, string?> { ["PGPROXY_LIBPG_QUERY"] = "/nonexistent/libpg_query.so" };
+        using ConfigDirectory withPlugin = ConfigDirectory.Create(SeedConfig);
+        using ConfigDirectory withoutPlugin = ConfigDirectory.Create(SeedConfigWithoutPlugin);
+
+        ProcessResult refused = await ProcessRunner.RunAsync(
+            "dotnet", [ProxyProcess.AssemblyPath, "check", "--config", withPlugin.ConfigFile], TimeSpan.FromSeconds(60), environment: missingLibrary);
+        ProcessResult accepted = await ProcessRunner.RunAsync(
+            "dotnet", [ProxyProcess.AssemblyPath, "check", "--config", withoutPlugin.ConfigFile], TimeSpan.FromSeconds(60), environment: missingLibrary);
+
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("plugin \"tableau_hll\" (config line 2) needs the PostgreSQL parser: the PostgreSQL parser library libpg_query could not be loaded from /nonexistent/libpg_query.so", refused.StandardError, StringComparison.Ordinal);
+        Assert.Contains("apt-get install libpg-query-dev", refused.StandardError, StringComparison.Ordinal);
+        Assert.True(accepted.Succeeded, accepted.ToString());
+    }
+
+    [Fact]
     public async Task Check_loads_the_original_config_with_a_seed_style_plugin_and_prints_its_function()
     {
         using ConfigDirectory directory = ConfigDirectory.Create(SeedConfig);
