@@ -29,32 +29,7 @@ public sealed class CommandLineTests
         """;
 
     /// <summary>The original proxy's config.yml, exactly as it was shipped.</summary>
-    private const string SeedConfig = """
-        plugins:
-          - tableau_hll
-
-        settings:
-          log-level: debug
-          intercept-log: logs/intercept.log
-          general-log: logs/general.log
-
-        instances:
-          - listen:
-              name: proxy
-              host: 127.0.0.1
-              port: 5111
-            redirect:
-              name: postgresql
-              host: 127.0.0.1
-              port: 5432
-            intercept:
-              commands:
-                queries:
-                  - plugin: tableau_hll
-                    function: rewrite_query
-                connects:
-              responses:
-        """;
+    private const string SeedConfig = SeedConfiguration.Yaml;
 
     [Fact]
     public async Task Version_prints_a_version_and_exits_0()

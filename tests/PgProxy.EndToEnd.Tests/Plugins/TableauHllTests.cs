@@ -26,32 +26,7 @@ public sealed class TableauHllTests(PostgresFixture fixture)
         + "GROUP BY 1;fetch 2048 in \"SQL_CUR0x7fb46c01e3b0\"";
 
     /// <summary>The original proxy's configuration, as its README gives it, with the ports of this test.</summary>
-    private string SeedConfiguration(string plugins = "  - tableau_hll") => string.Create(CultureInfo.InvariantCulture, $"""
-        plugins:
-        {plugins}
-
-        settings:
-          log-level: debug
-          intercept-log: logs/intercept.log
-          general-log: logs/general.log
-
-        instances:
-          - listen:
-              name: proxy
-              host: 127.0.0.1
-              port: 0
-            redirect:
-              name: postgresql
-              host: 127.0.0.1
-              port: {fixture.Server.Port}
-            intercept:
-              commands:
-                queries:
-                  - plugin: tableau_hll
-                    function: rewrite_query
-                connects:
-              responses:
-        """);
+    private string SeedConfiguration(string plugins = "  - tableau_hll") => Infrastructure.SeedConfiguration.For(fixture.Server, plugins);
 
     [Fact]
     public async Task The_original_configuration_rewrites_tableau_queries_to_the_right_answer()
