@@ -14,14 +14,25 @@ internal static class UpstreamConnector
     /// <exception cref="UpstreamUnreachableException">Refused, unresolvable or timed out.</exception>
     public static async Task<Socket> ConnectAsync(EndpointConfig upstream, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        // An address gets a socket of its own family; a host name, a dual-mode socket that can reach whichever
+        // address it resolves to. Dual mode costs four more system calls per connection (IPV6_V6ONLY set and read).
+        EndPoint endpoint;
+        Socket socket;
+        if (IPAddress.TryParse(upstream.Host, out IPAddress? address))
+        {
+            endpoint = new IPEndPoint(address, upstream.Port);
+            socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        }
+        else
+        {
+            endpoint = new DnsEndPoint(upstream.Host, upstream.Port);
+            socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        }
+
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
         try
         {
-            EndPoint endpoint = IPAddress.TryParse(upstream.Host, out IPAddress? address)
-                ? new IPEndPoint(address, upstream.Port)
-                : new DnsEndPoint(upstream.Host, upstream.Port);
             await socket.ConnectAsync(endpoint, deadline.Token).ConfigureAwait(false);
             return socket;
         }
