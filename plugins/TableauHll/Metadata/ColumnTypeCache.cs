@@ -17,6 +17,12 @@ internal sealed class ColumnTypeCache(TimeSpan timeToLive, TimeProvider time)
 
     private readonly ConcurrentDictionary<Key, Entry> entries = new();
 
+    /// <summary>The most tables (per database, and per user for unqualified names) whose column types are kept.</summary>
+    public int MaxEntries { get; init; } = 50_000;
+
+    /// <summary>How many tables' column types are kept now.</summary>
+    public int Count => entries.Count;
+
     public TimeSpan TimeToLive { get; } = timeToLive;
 
     /// <summary>The column types of <paramref name="relations"/> as this session sees them, asking the server for those not known or expired.</summary>
@@ -74,7 +80,9 @@ internal sealed class ColumnTypeCache(TimeSpan timeToLive, TimeProvider time)
                 columns[position][row[1]!] = row[2] == "t";
             }
 
-            long expiresAt = time.GetTimestamp() + (long)(TimeToLive.TotalSeconds * time.TimestampFrequency);
+            long now = time.GetTimestamp();
+            long expiresAt = now + (long)(TimeToLive.TotalSeconds * time.TimestampFrequency);
+            MakeRoom(now, missing.Count);
             for (int index = 0; index < missing.Count; index++)
             {
                 entries[KeyOf(missing[index], session)] = new Entry(columns[index], expiresAt);
@@ -82,6 +90,32 @@ internal sealed class ColumnTypeCache(TimeSpan timeToLive, TimeProvider time)
         }
 
         return view;
+    }
+
+    /// <summary>
+    /// Clients choose the table names a query mentions, so without a bound they could grow the cache without end (a
+    /// name that does not exist is cached too). When <paramref name="adding"/> more would pass <see cref="MaxEntries"/>,
+    /// expired entries go, then everything.
+    /// </summary>
+    private void MakeRoom(long now, int adding)
+    {
+        if (entries.Count + adding <= MaxEntries)
+        {
+            return;
+        }
+
+        foreach (KeyValuePair<Key, Entry> entry in entries)
+        {
+            if (entry.Value.ExpiresAt <= now)
+            {
+                entries.TryRemove(entry);
+            }
+        }
+
+        if (entries.Count + adding > MaxEntries)
+        {
+            entries.Clear();
+        }
     }
 
     private static Key KeyOf(RelationName relation, ISessionContext session) =>
