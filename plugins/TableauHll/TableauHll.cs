@@ -63,7 +63,36 @@ public static class TableauHll
             return new(QueryDecision.Continue);
         }
 
-        QueryAnalysis analysis = analyses.GetOrAdd(query.Text, QueryAnalyzer.Analyze);
+        if (!analyses.TryGetValue(query.Text, out QueryAnalysis? analysis))
+        {
+            ValueTask<QueryAnalysis> analyzing = QueryAnalyzer.AnalyzeAsync(query.Text, cancellationToken);
+            if (!analyzing.IsCompletedSuccessfully)
+            {
+                return AnalyzeAndRewriteAsync(query.Text, analyzing, context, cancellationToken);
+            }
+
+            analysis = Remember(query.Text, analyzing.Result);
+        }
+
+        return Decide(query.Text, analysis, context, cancellationToken);
+    }
+
+    internal static ColumnTypeCache ColumnTypes => columnTypes;
+
+    /// <summary>Keeps an analysis by its text; when another session stored one meanwhile, that one is used.</summary>
+    private static QueryAnalysis Remember(string text, QueryAnalysis analysis) =>
+        analyses.GetOrAdd(text, analysis, static (_, analysis) => analysis);
+
+    private static async ValueTask<QueryDecision> AnalyzeAndRewriteAsync(
+        string text, ValueTask<QueryAnalysis> analyzing, ISessionContext context, CancellationToken cancellationToken)
+    {
+        QueryAnalysis analysis = Remember(text, await analyzing.ConfigureAwait(false));
+        return await Decide(text, analysis, context, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>With the query's analysis known: nothing to do, or the column types to learn and the rewrite.</summary>
+    private static ValueTask<QueryDecision> Decide(string text, QueryAnalysis analysis, ISessionContext context, CancellationToken cancellationToken)
+    {
         if (analysis.Calls.Count == 0)
         {
             return new(QueryDecision.Continue);
@@ -80,11 +109,9 @@ public static class TableauHll
         }
 
         return types.IsCompletedSuccessfully
-            ? new(Rewrite(query.Text, analysis, types.Result, context))
-            : AwaitAndRewriteAsync(query.Text, analysis, types, context);
+            ? new(Rewrite(text, analysis, types.Result, context))
+            : AwaitAndRewriteAsync(text, analysis, types, context);
     }
-
-    internal static ColumnTypeCache ColumnTypes => columnTypes;
 
     /// <summary>The query with each call over an hll column replaced; the same text when there is none.</summary>
     internal static string Apply(string text, QueryAnalysis analysis, IColumnTypes types)

@@ -44,6 +44,18 @@ internal static class DeepStack
         return item.Result!;
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> on the deep-stack thread without blocking the caller: the task completes (on the
+    /// thread pool, never on the deep-stack thread) with its result or its exception.
+    /// </summary>
+    public static Task<TResult> RunAsync<TState, TResult>(TState state, Func<TState, TResult> work)
+    {
+        _ = Worker.Value;
+        var item = new AsyncWorkItem<TState, TResult>(state, work);
+        Queue.Add(item);
+        return item.Completion.Task;
+    }
+
     private static Thread StartWorker()
     {
         var thread = new Thread(RunQueue, StackBytes) { IsBackground = true, Name = "PgProxy.Sql deep parser" };
@@ -62,15 +74,34 @@ internal static class DeepStack
 
     private abstract class WorkItem
     {
-        public ManualResetEventSlim Done { get; } = new();
-
-        public ExceptionDispatchInfo? Error { get; protected set; }
-
         public abstract void Execute();
+    }
+
+    private sealed class AsyncWorkItem<TState, TResult>(TState state, Func<TState, TResult> work) : WorkItem
+    {
+        public TaskCompletionSource<TResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public override void Execute()
+        {
+            try
+            {
+                Completion.SetResult(work(state));
+            }
+#pragma warning disable CA1031 // Every failure is handed back to the awaiting caller.
+            catch (Exception exception)
+#pragma warning restore CA1031
+            {
+                Completion.SetException(exception);
+            }
+        }
     }
 
     private sealed class WorkItem<TState, TResult>(TState state, Func<TState, TResult> work) : WorkItem
     {
+        public ManualResetEventSlim Done { get; } = new();
+
+        public ExceptionDispatchInfo? Error { get; private set; }
+
         public TResult? Result { get; private set; }
 
         public override void Execute()

@@ -65,17 +65,46 @@ public static unsafe partial class PostgresParser
             }
         }
 
-        return DeepStack.Run(sql, static sql =>
+        return DeepStack.Run(sql, ParseDeep);
+    }
+
+    /// <summary>The parse of a query that may nest deeply, on the deep-stack thread.</summary>
+    private static PgQuery.ParseResult ParseDeep(string sql)
+    {
+        try
+        {
+            return ParseCore(sql, DeepRecursionLimit);
+        }
+        catch (InvalidProtocolBufferException exception)
+        {
+            throw new SqlParseException($"The query nests more than {DeepRecursionLimit} levels deep, beyond what PgProxy reads.", exception);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Parse"/> for callers that must not block, such as interceptors on a session's I/O thread (which
+    /// other sessions share): an ordinary query is parsed at once on the caller's thread; one that may nest deeply
+    /// is handed to the deep-stack thread and awaited, where <see cref="Parse"/> would block the caller meanwhile.
+    /// </summary>
+    /// <exception cref="SqlParseException">The query is not valid PostgreSQL SQL.</exception>
+    /// <exception cref="SqlParserUnavailableException">libpg_query is not installed.</exception>
+    public static ValueTask<PgQuery.ParseResult> ParseAsync(string sql, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(sql);
+        EnsureAvailable();
+        if (!MayNestDeeply(sql))
         {
             try
             {
-                return ParseCore(sql, DeepRecursionLimit);
+                return new(ParseCore(sql, InlineRecursionLimit));
             }
-            catch (InvalidProtocolBufferException exception)
+            catch (InvalidProtocolBufferException)
             {
-                throw new SqlParseException($"The query nests more than {DeepRecursionLimit} levels deep, beyond what PgProxy reads.", exception);
+                // Deeper than the token count predicted: read it again where the stack allows.
             }
-        });
+        }
+
+        return new(DeepStack.RunAsync(sql, ParseDeep).WaitAsync(cancellationToken));
     }
 
     private static PgQuery.ParseResult ParseCore(string sql, int recursionLimit)

@@ -73,6 +73,19 @@ public sealed class DeepNestingTests
         Assert.True(PostgresParser.MayNestDeeply(Nest("chain", PostgresParser.InlineNestingTokens + 1)));
     }
 
+    [Fact]
+    public async Task ParseAsync_parses_ordinary_queries_at_once_and_awaits_deep_ones_without_blocking()
+    {
+        ValueTask<PgQuery.ParseResult> ordinary = PostgresParser.ParseAsync("SELECT count(DISTINCT s.v) FROM s");
+        Assert.True(ordinary.IsCompletedSuccessfully);
+        Assert.Single((await ordinary).Stmts);
+
+        PgQuery.ParseResult deep = await PostgresParser.ParseAsync(Nest("subqueries", 500));
+        Assert.Single(deep.Stmts);
+
+        await Assert.ThrowsAsync<SqlParseException>(async () => await PostgresParser.ParseAsync("SELECT FROM WHERE"));
+    }
+
     internal static string Nest(string shape, int depth) => shape switch
     {
         "parentheses" => "SELECT " + new string('(', depth) + "1" + new string(')', depth),

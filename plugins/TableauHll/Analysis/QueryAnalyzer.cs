@@ -25,7 +25,32 @@ internal static class QueryAnalyzer
     public static bool MayContainDistinctCount(string sql) =>
         sql.Contains("distinct", StringComparison.OrdinalIgnoreCase) && sql.Contains("count", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Analyzes a query; a query PostgreSQL cannot parse has nothing to rewrite (the server will say what is wrong).</summary>
+    /// <summary>
+    /// Analyzes a query without blocking: an ordinary query at once, one that nests deeply after the parser's
+    /// deep-stack thread has read it. A query PostgreSQL cannot parse has nothing to rewrite (the server will say
+    /// what is wrong).
+    /// </summary>
+    public static ValueTask<QueryAnalysis> AnalyzeAsync(string sql, CancellationToken cancellationToken)
+    {
+        if (!MayContainDistinctCount(sql))
+        {
+            return new(QueryAnalysis.Nothing);
+        }
+
+        ValueTask<ParseResult> parsing;
+        try
+        {
+            parsing = PostgresParser.ParseAsync(sql, cancellationToken);
+        }
+        catch (SqlParseException)
+        {
+            return new(QueryAnalysis.Nothing);
+        }
+
+        return parsing.IsCompletedSuccessfully ? new(Analyze(sql, parsing.Result)) : AwaitParseAsync(sql, parsing);
+    }
+
+    /// <summary>The same, blocking the caller while a deep query is parsed (for tests and benchmarks).</summary>
     public static QueryAnalysis Analyze(string sql)
     {
         if (!MayContainDistinctCount(sql))
@@ -33,21 +58,30 @@ internal static class QueryAnalyzer
             return QueryAnalysis.Nothing;
         }
 
-        ParseResult tree;
         try
         {
-            tree = PostgresParser.Parse(sql);
+            return Analyze(sql, PostgresParser.Parse(sql));
         }
         catch (SqlParseException)
         {
             return QueryAnalysis.Nothing;
         }
-        catch (InvalidProtocolBufferException)
+    }
+
+    private static async ValueTask<QueryAnalysis> AwaitParseAsync(string sql, ValueTask<ParseResult> parsing)
+    {
+        try
         {
-            // Nested beyond what the tree reader accepts: leave the query to the server.
+            return Analyze(sql, await parsing.ConfigureAwait(false));
+        }
+        catch (SqlParseException)
+        {
             return QueryAnalysis.Nothing;
         }
+    }
 
+    private static QueryAnalysis Analyze(string sql, ParseResult tree)
+    {
         var walk = new Walk(sql);
         try
         {

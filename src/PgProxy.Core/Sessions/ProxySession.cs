@@ -407,7 +407,7 @@ internal sealed class ProxySession : IDisposable
             Task<PumpStop> frontendRun = frontend.RunAsync(stopping.Token);
             Task<PumpStop> backendRun = backend.RunAsync(stopping.Token);
             Task<PumpStop> firstStopped = await Task.WhenAny(frontendRun, backendRun).ConfigureAwait(false);
-            if (firstStopped == frontendRun && frontendRun.Result == PumpStop.Terminated)
+            if (firstStopped == frontendRun && await frontendRun.ConfigureAwait(false) == PumpStop.Terminated)
             {
                 await AwaitUpstreamCloseAsync(backendRun).ConfigureAwait(false);
             }

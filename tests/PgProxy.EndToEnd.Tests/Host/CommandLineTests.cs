@@ -5,28 +5,10 @@ namespace PgProxy.EndToEnd.Tests.Host;
 /// <summary>The pgproxy command line as users meet it: --version, --help, check, and the errors of a bad file.</summary>
 public sealed class CommandLineTests
 {
-    /// <summary>The original proxy's config.yml, exactly, without the plugin it names.</summary>
-    private const string SeedConfigWithoutPlugin = """
-        settings:
-          log-level: debug
-          intercept-log: logs/intercept.log
-          general-log: logs/general.log
-
-        instances:
-          - listen:
-              name: proxy
-              host: 127.0.0.1
-              port: 5111
-            redirect:
-              name: postgresql
-              host: 127.0.0.1
-              port: 5432
-            intercept:
-              commands:
-                queries:
-                connects:
-              responses:
-        """;
+    /// <summary>The original proxy's config.yml without the plugin it names: no plugins list, no interceptor entry.</summary>
+    private static readonly string SeedConfigWithoutPlugin = SeedConfiguration.Yaml
+        .Replace("plugins:\n  - tableau_hll\n\n", "", StringComparison.Ordinal)
+        .Replace("          - plugin: tableau_hll\n            function: rewrite_query\n", "", StringComparison.Ordinal);
 
     /// <summary>The original proxy's config.yml, exactly as it was shipped.</summary>
     private const string SeedConfig = SeedConfiguration.Yaml;

@@ -162,6 +162,21 @@ public sealed class RewriteTests
     }
 
     [Fact]
+    public async Task A_long_dashboard_query_parsed_off_the_callers_thread_is_still_rewritten()
+    {
+        // Forty parenthesized predicates: more operators and brackets than PgProxy.Sql parses on the caller's thread,
+        // so the analysis awaits the parser's deep-stack thread instead of blocking.
+        string predicates = string.Join(" AND ", Enumerable.Range(1, 40).Select(i => $"(day <> {i})"));
+        string input = $"SELECT count(DISTINCT visitors) AS n FROM events WHERE {predicates}";
+
+        QueryAnalysis analysis = await QueryAnalyzer.AnalyzeAsync(input, CancellationToken.None);
+
+        Assert.Equal(
+            input.Replace("count(DISTINCT visitors)", "hll_cardinality(hll_union_agg(visitors))::bigint", StringComparison.Ordinal),
+            Plugin.Apply(input, analysis, Crm));
+    }
+
+    [Fact]
     public void Keeps_multibyte_text_around_the_call()
     {
         const string input = "SELECT 'héllo 😀' AS greeting, count(DISTINCT \"événements\".visitors) AS n /* ünïcode */ FROM events \"événements\"";
