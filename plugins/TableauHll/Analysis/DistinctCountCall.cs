@@ -14,8 +14,8 @@ namespace PgProxy.Plugins.TableauHll.Analysis;
 /// </param>
 internal sealed record DistinctCountCall(int Start, int End, string ColumnText, bool NameAsCount, ColumnReference Column)
 {
-    /// <summary>The text that replaces the call when the column is of type hll.</summary>
-    public string Replacement => NameAsCount
+    /// <summary>The text that replaces the call when the column is of type hll; built once, as the analysis is cached.</summary>
+    public string Replacement { get; } = NameAsCount
         ? $"hll_cardinality(hll_union_agg({ColumnText}))::bigint AS count"
         : $"hll_cardinality(hll_union_agg({ColumnText}))::bigint";
 }
