@@ -21,6 +21,7 @@ internal static class Commands
     public static int Check(FileInfo configFile)
     {
         if (!TryLoad(configFile, out ProxyConfig? config)
+            || !TryEnvironment(out _)
             || !TrySecurityFiles(config)
             || !TryLoadPlugins(config, NullLoggerFactory.Instance, out PluginCatalog? catalog, out Interceptors? interceptors))
         {
@@ -52,7 +53,7 @@ internal static class Commands
     /// <summary><c>pgproxy</c>: run every instance until SIGINT or SIGTERM, then drain and exit 0.</summary>
     public static async Task<int> RunAsync(FileInfo configFile, CancellationToken cancellationToken)
     {
-        if (!TryLoad(configFile, out ProxyConfig? config))
+        if (!TryLoad(configFile, out ProxyConfig? config) || !TryEnvironment(out int eventLoops))
         {
             return Failure;
         }
@@ -88,6 +89,7 @@ internal static class Commands
         }
 
         HostLog.Started(logger, config.Instances.Count, ThisAssembly.Version);
+        HostLog.EventLoops(logger, eventLoops);
         try
         {
             await Task.Delay(Timeout.Infinite, shutdown.Token).ConfigureAwait(false);
@@ -187,6 +189,18 @@ internal static class Commands
         {
             yield return "logging or shutdown settings changed";
         }
+    }
+
+    /// <summary>The environment variables PgProxy reads (PGPROXY_EVENT_LOOPS), refused with the reason when malformed.</summary>
+    private static bool TryEnvironment(out int eventLoops)
+    {
+        eventLoops = ProxyServer.EventLoopCount(out string? problem);
+        if (problem is not null)
+        {
+            Console.Error.WriteLine($"pgproxy: {problem}");
+        }
+
+        return problem is null;
     }
 
     /// <summary>Reads every certificate, key, CA and auth file, so a bad path is reported by check, naming the file.</summary>

@@ -8,6 +8,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "PgProxy {Version} running {Instances} instance(s)")]
     public static partial void Started(ILogger logger, int instances, string version);
 
+    [LoggerMessage(EventId = 9, Level = LogLevel.Information, Message = "Relaying on {Loops} event loop(s) (0: .NET's socket engine; PGPROXY_EVENT_LOOPS sets it)")]
+    public static partial void EventLoops(ILogger logger, int loops);
+
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Signal} received: stopping")]
     public static partial void StopSignal(ILogger logger, System.Runtime.InteropServices.PosixSignal signal);
 

@@ -39,8 +39,9 @@ internal static class AuthQueryClient
         Stream stream;
         try
         {
-            Socket socket = await UpstreamConnector.ConnectAsync(upstream, connectTimeout, deadline.Token).ConfigureAwait(false);
-            (stream, _) = await tls.NegotiateAsync(socket, upstream.Host, deadline.Token).ConfigureAwait(false);
+            // Off the event loops: one short exchange per connection, not on the relay's hot path.
+            Stream plain = await UpstreamConnector.ConnectAsync(upstream, connectTimeout, loop: null, deadline.Token).ConfigureAwait(false);
+            (stream, _) = await tls.NegotiateAsync(plain, upstream.Host, deadline.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is UpstreamUnreachableException or UpstreamTlsException)
         {

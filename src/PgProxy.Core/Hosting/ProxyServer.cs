@@ -7,6 +7,8 @@ using PgProxy.Core.Listening;
 using PgProxy.Core.Sessions;
 using PgProxy.Core.Tls;
 
+using PgProxy.Core.Transport;
+
 namespace PgProxy.Core.Hosting;
 
 /// <summary>
@@ -43,6 +45,12 @@ public sealed class ProxyServer : IAsyncDisposable
 
     /// <summary>Client sessions open now, on every instance.</summary>
     public int ActiveSessions => sessions.Count;
+
+    /// <summary>
+    /// How many epoll event loops sessions relay on (0: .NET's socket engine), from <c>PGPROXY_EVENT_LOOPS</c> or the
+    /// default; a malformed value is described in <paramref name="problem"/>.
+    /// </summary>
+    public static int EventLoopCount(out string? problem) => EventLoops.ConfiguredCount(out problem);
 
     /// <summary>Binds every instance's listening address, then starts accepting. Fails if any address cannot be bound.</summary>
     public async Task StartAsync(CancellationToken cancellationToken = default)

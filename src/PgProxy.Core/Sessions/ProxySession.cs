@@ -9,6 +9,7 @@ using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
 using PgProxy.Core.Tls;
+using PgProxy.Core.Transport;
 using PgProxy.Core.Upstream;
 using PgProxy.Protocol.Backend;
 using PgProxy.Protocol.Frontend;
@@ -37,6 +38,10 @@ internal sealed class ProxySession : IDisposable
     private readonly SessionState state = new();
     private readonly CancellationTokenSource stopping = new();
     private readonly InstanceSecurity security;
+
+    // Both of the session's sockets are on this loop (null: on .NET's socket engine), so a message crosses the proxy
+    // on one thread.
+    private readonly EventLoop? loop = EventLoops.Next();
 
     // The client's stream and reader: the socket's, or TLS over it once negotiated.
     private Stream clientStream = Stream.Null;
@@ -94,7 +99,7 @@ internal sealed class ProxySession : IDisposable
     public async Task RunAsync()
     {
         clientSocket.NoDelay = true;
-        clientStream = new NetworkStream(clientSocket, ownsSocket: true);
+        clientStream = loop is null ? new NetworkStream(clientSocket, ownsSocket: true) : new LoopSocketStream(clientSocket, loop);
         try
         {
             if (security.Server is { } tls && !await AcceptDirectTlsAsync(tls).ConfigureAwait(false))
@@ -137,7 +142,9 @@ internal sealed class ProxySession : IDisposable
         byte[] first = new byte[1];
         try
         {
-            int peeked = await clientSocket.ReceiveAsync(first, SocketFlags.Peek, deadline.Token).ConfigureAwait(false);
+            int peeked = clientStream is LoopSocketStream onLoop
+                ? await onLoop.PeekAsync(first, deadline.Token).ConfigureAwait(false)
+                : await clientSocket.ReceiveAsync(first, SocketFlags.Peek, deadline.Token).ConfigureAwait(false);
             if (peeked == 0 || first[0] != TlsHandshakeRecord)
             {
                 return true; // a start-up packet, or a close the start-up reader will notice
@@ -600,17 +607,17 @@ internal sealed class ProxySession : IDisposable
     {
         EndpointConfig redirect = environment.Instance.Redirect;
         TimeSpan timeout = environment.Instance.Limits.ConnectTimeout;
-        Socket socket = await UpstreamConnector.ConnectAsync(redirect, timeout, cancellationToken).ConfigureAwait(false);
+        Stream plain = await UpstreamConnector.ConnectAsync(redirect, timeout, loop, cancellationToken).ConfigureAwait(false);
         if (security.Upstream.Mode == UpstreamTlsMode.Disable)
         {
-            return (new NetworkStream(socket, ownsSocket: true), false);
+            return (plain, false);
         }
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
         try
         {
-            (Stream stream, bool encrypted) = await security.Upstream.NegotiateAsync(socket, redirect.Host, deadline.Token).ConfigureAwait(false);
+            (Stream stream, bool encrypted) = await security.Upstream.NegotiateAsync(plain, redirect.Host, deadline.Token).ConfigureAwait(false);
             Log.UpstreamEncryption(environment.Logger, Id, redirect.Name, encrypted ? $"TLS ({((SslStream)stream).SslProtocol})" : "plain text");
             return (stream, encrypted);
         }

@@ -53,14 +53,13 @@ internal sealed class UpstreamTls
     }
 
     /// <summary>
-    /// Negotiates encryption on a freshly connected socket. Returns the stream to speak the protocol on (a
-    /// <see cref="SslStream"/>, or the plain stream under prefer when the server declines) and whether it is encrypted.
-    /// The stream owns the socket.
+    /// Negotiates encryption on a freshly connected plain stream. Returns the stream to speak the protocol on (a
+    /// <see cref="SslStream"/> over the plain one, or the plain one when the mode is disable or the server declines
+    /// under prefer) and whether it is encrypted. The returned stream owns the plain one; on failure it is disposed.
     /// </summary>
     /// <exception cref="UpstreamTlsException">The server declined or the handshake or verification failed.</exception>
-    public async Task<(Stream Stream, bool Encrypted)> NegotiateAsync(Socket socket, string host, CancellationToken cancellationToken)
+    public async Task<(Stream Stream, bool Encrypted)> NegotiateAsync(Stream plain, string host, CancellationToken cancellationToken)
     {
-        var plain = new NetworkStream(socket, ownsSocket: true);
         if (config.Mode == UpstreamTlsMode.Disable)
         {
             return (plain, false);
@@ -99,7 +98,7 @@ internal sealed class UpstreamTls
         }
     }
 
-    private async Task<SslStream> HandshakeAsync(NetworkStream plain, string host, CancellationToken cancellationToken)
+    private async Task<SslStream> HandshakeAsync(Stream plain, string host, CancellationToken cancellationToken)
     {
         string? verificationFailure = null;
         var ssl = new SslStream(plain, leaveInnerStreamOpen: false);

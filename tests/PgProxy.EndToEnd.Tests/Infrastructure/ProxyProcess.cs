@@ -44,8 +44,11 @@ public sealed partial class ProxyProcess : IAsyncDisposable
     public static Task<ProcessResult> RunToEndAsync(params string[] arguments) =>
         ProcessRunner.RunAsync("dotnet", [AssemblyPath, .. arguments], TimeSpan.FromSeconds(60));
 
-    /// <summary>Starts <c>pgproxy --config FILE</c> and waits until every instance in it reports its listening port.</summary>
-    public static async Task<ProxyProcess> StartAsync(string configFile, int instances, string? workingDirectory = null)
+    /// <summary>
+    /// Starts <c>pgproxy --config FILE</c> (with extra <paramref name="environment"/> variables) and waits until every
+    /// instance in it reports its listening port.
+    /// </summary>
+    public static async Task<ProxyProcess> StartAsync(string configFile, int instances, string? workingDirectory = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var startInfo = new ProcessStartInfo("dotnet")
         {
@@ -57,6 +60,11 @@ public sealed partial class ProxyProcess : IAsyncDisposable
         startInfo.ArgumentList.Add(AssemblyPath);
         startInfo.ArgumentList.Add("--config");
         startInfo.ArgumentList.Add(configFile);
+        foreach ((string name, string value) in environment ?? new Dictionary<string, string>())
+        {
+            startInfo.Environment[name] = value;
+        }
+
         var proxy = new ProxyProcess(new Process { StartInfo = startInfo });
         proxy.process.OutputDataReceived += (_, e) => proxy.OnLine(e.Data);
         proxy.process.ErrorDataReceived += (_, e) => proxy.OnLine(e.Data);

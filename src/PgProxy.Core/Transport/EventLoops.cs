@@ -1,0 +1,68 @@
+using System.Globalization;
+
+namespace PgProxy.Core.Transport;
+
+/// <summary>
+/// The process's event loops, started at the first session: one per two cores by default (at least one), since most
+/// of a relay's cost is the kernel's TCP work done in the loops' own system calls, and the clients, the server or
+/// the kernel's network processing need the other cores; fewer loops also batch more events per epoll_wait. Each
+/// session takes the next loop in turn for both of its sockets. <c>PGPROXY_EVENT_LOOPS</c> sets how many; 0 (or a
+/// system without epoll) leaves sockets to .NET's own socket engine.
+/// </summary>
+internal static class EventLoops
+{
+    /// <summary>The environment variable that sets the number of loops.</summary>
+    public const string CountVariable = "PGPROXY_EVENT_LOOPS";
+
+    private static readonly Lazy<EventLoop[]> Loops = new(Start);
+    private static int next = -1;
+
+    /// <summary>The loop for a new session's sockets, or null when sockets use .NET's engine.</summary>
+    public static EventLoop? Next()
+    {
+        EventLoop[] loops = Loops.Value;
+        return loops.Length == 0 ? null : loops[(uint)Interlocked.Increment(ref next) % (uint)loops.Length];
+    }
+
+    /// <summary>
+    /// How many loops sessions use: <c>PGPROXY_EVENT_LOOPS</c> when set, else the default; 0 when sockets stay on
+    /// .NET's engine. A value that is not a whole number from 0 to 256 is reported in <paramref name="problem"/>
+    /// (and the default used).
+    /// </summary>
+    public static int ConfiguredCount(out string? problem)
+    {
+        problem = null;
+        int count = Math.Max(1, Environment.ProcessorCount / 2);
+        string? configured = Environment.GetEnvironmentVariable(CountVariable);
+        if (!string.IsNullOrWhiteSpace(configured))
+        {
+            if (int.TryParse(configured, NumberStyles.None, CultureInfo.InvariantCulture, out int parsed) && parsed <= 256)
+            {
+                count = parsed;
+            }
+            else
+            {
+                problem = $"{CountVariable}=\"{configured}\": expected the number of event loops, 0 to 256 (0: .NET's socket engine)";
+            }
+        }
+
+        return LinuxSockets.IsSupported ? count : 0;
+    }
+
+    private static EventLoop[] Start()
+    {
+        int count = ConfiguredCount(out _);
+        if (count == 0)
+        {
+            return [];
+        }
+
+        var loops = new EventLoop[count];
+        for (int i = 0; i < count; i++)
+        {
+            loops[i] = EventLoop.Start($"PgProxy loop {i}");
+        }
+
+        return loops;
+    }
+}
