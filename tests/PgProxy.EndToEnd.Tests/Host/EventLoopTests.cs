@@ -48,8 +48,8 @@ public sealed class EventLoopTests(PostgresFixture fixture)
 
         int loops = Directory.EnumerateDirectories($"/proc/{proxy.ProcessId}/task")
             .Count(task => File.ReadAllText(Path.Combine(task, "comm")).StartsWith("PgProxy loop", StringComparison.Ordinal));
-        // The default: one loop per two cores, at least one.
-        Assert.Equal(expectedLoops < 0 ? Math.Max(1, Environment.ProcessorCount / 2) : expectedLoops, loops);
+        // The default: one loop per core.
+        Assert.Equal(expectedLoops < 0 ? Environment.ProcessorCount : expectedLoops, loops);
     }
 
     [Theory]
