@@ -98,8 +98,19 @@ internal sealed class ProxySession : IDisposable
 
     public async Task RunAsync()
     {
-        clientSocket.NoDelay = true;
-        clientStream = loop is null ? new NetworkStream(clientSocket, ownsSocket: true) : new LoopSocketStream(clientSocket, loop);
+        try
+        {
+            clientSocket.NoDelay = true;
+            clientStream = loop is null ? new NetworkStream(clientSocket, ownsSocket: true) : new LoopSocketStream(clientSocket, loop);
+        }
+        catch (Exception e) when (e is IOException or SocketException)
+        {
+            // The client reset already, or the loop could not take the socket (epoll's watch limit reached).
+            Log.SessionFailed(environment.Logger, Id, e);
+            clientSocket.Dispose();
+            return;
+        }
+
         try
         {
             if (security.Server is { } tls && !await AcceptDirectTlsAsync(tls).ConfigureAwait(false))
