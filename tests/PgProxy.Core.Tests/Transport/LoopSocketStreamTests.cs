@@ -234,6 +234,41 @@ public sealed class LoopSocketStreamTests : IAsyncLifetime, IDisposable
         Assert.Contains($"127.0.0.1:{port}", refused.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task An_upstream_connect_on_a_loop_that_gets_no_answer_times_out()
+    {
+        // A listener whose accept queue is full drops new SYNs, so a further connect gets no answer at all.
+        using var full = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        full.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        full.Listen(1);
+        var port = ((IPEndPoint)full.LocalEndPoint!).Port;
+        var queued = new List<Stream>();
+        try
+        {
+            var upstream = new EndpointConfig("test", "127.0.0.1", port);
+            UpstreamUnreachableException? timedOut = null;
+            for (int attempt = 0; attempt < 8 && timedOut is null; attempt++)
+            {
+                try
+                {
+                    Stream connected = await UpstreamConnector.ConnectAsync(upstream, TimeSpan.FromMilliseconds(300), SharedLoop.Value, CancellationToken.None);
+                    queued.Add(connected); // taken into the accept queue
+                }
+                catch (UpstreamUnreachableException e)
+                {
+                    timedOut = e;
+                }
+            }
+
+            Assert.NotNull(timedOut);
+            Assert.Contains("timed out after 0.3 s", timedOut.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            queued.ForEach(stream => stream.Dispose());
+        }
+    }
+
     private async Task<int> ReadAtLeastAsync(byte[] buffer, int count)
     {
         int total = 0;
