@@ -1,9 +1,10 @@
 using System.CommandLine;
 using PgProxy.Host;
 
-// Before any socket exists: run socket completions on the I/O thread instead of hopping to the thread pool. The
-// session pumps never block, and the hop is a large share of a relayed round trip (about 15% more transactions
-// per second in bench/compare.sh). An explicit DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=0 keeps the hop.
+// Before any socket exists: run .NET socket completions on the I/O thread instead of hopping to the thread pool.
+// Sessions relay on PgProxy's own event loops; this serves the sockets left on .NET's engine (listeners, auth-query,
+// and every session under PGPROXY_EVENT_LOOPS=0, where the hop cost about 15% of the transactions per second in
+// bench/compare.sh). An explicit DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=0 keeps the hop.
 const string InlineCompletions = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
 if (Environment.GetEnvironmentVariable(InlineCompletions) is null)
 {
