@@ -64,33 +64,9 @@ GROUP BY day;
 SQL
 answer="$(psql_pg -At -c 'SELECT hll_cardinality(hll_union_agg("Set of Customers"))::bigint FROM crm_dim.crm_data_source')"
 
-# The original proxy's configuration, as its README gives it, on the demo's ports.
-cat >"$work/config.yml" <<YAML
-plugins:
-  - tableau_hll
-
-settings:
-  log-level: info
-  intercept-log: logs/intercept.log
-  general-log: logs/general.log
-
-instances:
-  - listen:
-      name: proxy
-      host: 127.0.0.1
-      port: $proxy_port
-    redirect:
-      name: postgresql
-      host: 127.0.0.1
-      port: $pg_port
-    intercept:
-      commands:
-        queries:
-          - plugin: tableau_hll
-            function: rewrite_query
-        connects:
-      responses:
-YAML
+# The original proxy's configuration, shipped beside the plugin, on the demo's ports and logging at info.
+sed -e "s/port: 5111/port: $proxy_port/" -e "s/port: 5432/port: $pg_port/" -e "s/log-level: debug/log-level: info/" \
+    "$repo_root/plugins/TableauHll/config.yml" >"$work/config.yml"
 
 tableau_query='SELECT COUNT(DISTINCT "crm_data_source"."Set of Customers") AS "ctd:Set of Customers:ok" FROM "crm_dim"."crm_data_source" "crm_data_source" HAVING (COUNT(1) > 0);'
 

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Configuration;
+using PgProxy.TestSupport;
 
 namespace PgProxy.Core.Tests.Configuration;
 
@@ -8,33 +9,11 @@ public sealed class ConfigLoaderTests
     // Never created: Parse only resolves paths against it.
     private static readonly string BaseDirectory = Path.Combine(Path.GetTempPath(), "pgproxy-config-tests-base");
 
-    /// <summary>The original's config.yml, byte for byte as the seed gives it.</summary>
-    private const string SeedConfig = """
-        plugins:
-          - tableau_hll
-
-        settings:
-          log-level: debug
-          intercept-log: logs/intercept.log
-          general-log: logs/general.log
-
-        instances:
-          - listen:
-              name: proxy
-              host: 127.0.0.1
-              port: 5111
-            redirect:
-              name: postgresql
-              host: 127.0.0.1
-              port: 5432
-            intercept:
-              commands:
-                queries:
-                  - plugin: tableau_hll
-                    function: rewrite_query
-                connects:
-              responses:
-        """;
+    /// <summary>
+    /// The original's config.yml, byte for byte as the seed gives it: shipped with the plugin it configures as
+    /// plugins/TableauHll/config.yml, which the end-to-end tests and scripts/demo.sh also run.
+    /// </summary>
+    private static readonly string SeedConfig = File.ReadAllText(Path.Combine(RepositoryRoot.Path, "plugins", "TableauHll", "config.yml"));
 
     /// <summary>The smallest valid file: one instance, everything else defaulted.</summary>
     private const string MinimalConfig = """

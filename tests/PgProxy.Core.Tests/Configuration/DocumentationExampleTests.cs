@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using PgProxy.Core.Configuration;
+using PgProxy.TestSupport;
 
 namespace PgProxy.Core.Tests.Configuration;
 
@@ -11,7 +12,7 @@ public partial class DocumentationExampleTests
         var data = new TheoryData<string, int>();
         foreach (string document in new[] { "README.md", "docs/configuration.md", "docs/plugins/tableau-hll.md" })
         {
-            string text = File.ReadAllText(Path.Combine(RepositoryRoot(), document));
+            string text = File.ReadAllText(Path.Combine(RepositoryRoot.Path, document));
             int index = 0;
             foreach (Match block in YamlBlock().Matches(text))
             {
@@ -30,7 +31,7 @@ public partial class DocumentationExampleTests
     [MemberData(nameof(WholeFileExamples))]
     public void Example_loads_without_errors(string document, int blockNumber)
     {
-        string text = File.ReadAllText(Path.Combine(RepositoryRoot(), document));
+        string text = File.ReadAllText(Path.Combine(RepositoryRoot.Path, document));
         string yaml = YamlBlock().Matches(text)[blockNumber - 1].Groups["body"].Value;
 
         ProxyConfig config = ConfigLoader.Parse(yaml, Path.GetTempPath(), $"{document} block {blockNumber}");
@@ -41,7 +42,7 @@ public partial class DocumentationExampleTests
     [Fact]
     public void The_documented_error_example_gives_exactly_the_documented_errors()
     {
-        string text = File.ReadAllText(Path.Combine(RepositoryRoot(), "docs/configuration.md"));
+        string text = File.ReadAllText(Path.Combine(RepositoryRoot.Path, "docs/configuration.md"));
         Match example = YamlBlock().Matches(text).Single(m => m.Groups["errors"].Success);
 
         var exception = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(example.Groups["body"].Value, Path.GetTempPath(), "config.yml"));
@@ -50,18 +51,16 @@ public partial class DocumentationExampleTests
     }
 
     [Fact]
-    public void The_documents_hold_whole_file_examples() => Assert.True(WholeFileExamples().Count >= 3);
-
-    private static string RepositoryRoot()
+    public void The_documented_original_configuration_is_the_file_shipped_with_the_plugin()
     {
-        var directory = new DirectoryInfo(AppContext.BaseDirectory);
-        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "PgProxy.slnx")))
-        {
-            directory = directory.Parent;
-        }
+        string text = File.ReadAllText(Path.Combine(RepositoryRoot.Path, "docs/plugins/tableau-hll.md"));
+        string documented = YamlBlock().Matches(text)[0].Groups["body"].Value;
 
-        return directory?.FullName ?? throw new InvalidOperationException("PgProxy.slnx not found above " + AppContext.BaseDirectory);
+        Assert.Equal(File.ReadAllText(Path.Combine(RepositoryRoot.Path, "plugins/TableauHll/config.yml")), documented);
     }
+
+    [Fact]
+    public void The_documents_hold_whole_file_examples() => Assert.True(WholeFileExamples().Count >= 3);
 
     [GeneratedRegex("```yaml\\n(?<body>.*?)```(\\s*is rejected with:\\s*```\\n(?<errors>.*?)```)?", RegexOptions.Singleline)]
     private static partial Regex YamlBlock();

@@ -11,7 +11,7 @@ public sealed class CommandLineTests
         .Replace("          - plugin: tableau_hll\n            function: rewrite_query\n", "", StringComparison.Ordinal);
 
     /// <summary>The original proxy's config.yml, exactly as it was shipped.</summary>
-    private const string SeedConfig = SeedConfiguration.Yaml;
+    private static readonly string SeedConfig = SeedConfiguration.Yaml;
 
     [Fact]
     public async Task Version_prints_a_version_and_exits_0()

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Npgsql;
 using PgProxy.EndToEnd.Tests.Infrastructure;
+using PgProxy.TestSupport;
 
 namespace PgProxy.EndToEnd.Tests.Host;
 
@@ -11,21 +12,7 @@ namespace PgProxy.EndToEnd.Tests.Host;
 [Collection(SharedPostgres.Name)]
 public sealed class ExamplePluginsTests(PostgresFixture fixture)
 {
-    private static string RepositoryRoot
-    {
-        get
-        {
-            var directory = new DirectoryInfo(AppContext.BaseDirectory);
-            while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "PgProxy.slnx")))
-            {
-                directory = directory.Parent;
-            }
-
-            return directory?.FullName ?? throw new InvalidOperationException("PgProxy.slnx not found");
-        }
-    }
-
-    private static string Examples => Path.Combine(RepositoryRoot, "plugins", "examples");
+    private static string Examples => Path.Combine(RepositoryRoot.Path, "plugins", "examples");
 
     /// <summary>The examples' config.yml with its instance pointed at the test server and a free port.</summary>
     private ConfigDirectory ExamplesConfig()

@@ -1,37 +1,16 @@
 using System.Globalization;
+using PgProxy.TestSupport;
 
 namespace PgProxy.EndToEnd.Tests.Infrastructure;
 
-/// <summary>The original proxy's config.yml (../shared/seed/tableau_hll.md), which PgProxy must run as it is.</summary>
+/// <summary>The original proxy's config.yml, which PgProxy must run as it is.</summary>
 public static class SeedConfiguration
 {
-    /// <summary>The file exactly as it was shipped: listens on 5111, relays to 5432.</summary>
-    public const string Yaml = """
-        plugins:
-          - tableau_hll
-
-        settings:
-          log-level: debug
-          intercept-log: logs/intercept.log
-          general-log: logs/general.log
-
-        instances:
-          - listen:
-              name: proxy
-              host: 127.0.0.1
-              port: 5111
-            redirect:
-              name: postgresql
-              host: 127.0.0.1
-              port: 5432
-            intercept:
-              commands:
-                queries:
-                  - plugin: tableau_hll
-                    function: rewrite_query
-                connects:
-              responses:
-        """;
+    /// <summary>
+    /// The file exactly as it was shipped (listens on 5111, relays to 5432), kept once in the repository beside the
+    /// plugin it configures.
+    /// </summary>
+    public static string Yaml { get; } = File.ReadAllText(Path.Combine(RepositoryRoot.Path, "plugins", "TableauHll", "config.yml"));
 
     /// <summary>
     /// The same file, listening on a free port and relaying to <paramref name="server"/>; <paramref name="plugins"/>
