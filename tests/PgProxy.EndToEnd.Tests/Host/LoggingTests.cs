@@ -49,8 +49,8 @@ public sealed class LoggingTests(PostgresFixture fixture)
         }
 
         // Both sessions closed before the stop signal: their "closed" lines are written by the sessions themselves.
-        await Waiting.WaitUntilAsync(
-            () => Task.FromResult(Regex.Count(proxy.Output, @"Session \d+ closed:") >= 2),
+        await proxy.WaitForOutputAsync(
+            output => Regex.Count(output, @"Session \d+ closed:") >= 2,
             TimeSpan.FromSeconds(20),
             "both sessions are logged as closed on the console");
         await proxy.SignalAsync(PosixSignal.SIGTERM);

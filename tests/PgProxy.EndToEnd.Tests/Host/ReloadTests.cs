@@ -43,8 +43,8 @@ public sealed class ReloadTests(PostgresFixture fixture)
     private static async Task ReloadAsync(ProxyProcess proxy, string outcome, int occurrence)
     {
         await proxy.SignalAsync(PosixSignal.SIGHUP);
-        await Waiting.WaitUntilAsync(
-            () => Task.FromResult(CountOf(proxy.Output, outcome) >= occurrence || proxy.HasExited),
+        await proxy.WaitForOutputAsync(
+            output => CountOf(output, outcome) >= occurrence,
             Deadline,
             $"pgproxy logs \"{outcome}\"");
         Assert.False(proxy.HasExited, proxy.Output);

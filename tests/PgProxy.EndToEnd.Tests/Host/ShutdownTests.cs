@@ -141,8 +141,8 @@ public sealed class ShutdownTests(PostgresFixture fixture)
         await using ProxyProcess proxy = await ProxyProcess.StartAsync(directory.ConfigFile, instances: 1);
 
         await proxy.SignalAsync(PosixSignal.SIGHUP);
-        await Waiting.WaitUntilAsync(
-            () => Task.FromResult(proxy.Output.Contains("Configuration reloaded", StringComparison.Ordinal) || proxy.HasExited),
+        await proxy.WaitForOutputAsync(
+            output => output.Contains("Configuration reloaded", StringComparison.Ordinal),
             TimeSpan.FromSeconds(10),
             "pgproxy logs that it reloaded");
         Assert.False(proxy.HasExited, proxy.Output);

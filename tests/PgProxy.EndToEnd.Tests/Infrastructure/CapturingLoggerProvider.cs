@@ -7,8 +7,13 @@ namespace PgProxy.EndToEnd.Tests.Infrastructure;
 public sealed class CapturingLoggerProvider : ILoggerProvider
 {
     private readonly ConcurrentQueue<string> lines = new();
+    private readonly Changes changes = new();
 
     public IReadOnlyList<string> Lines => lines.ToArray();
+
+    /// <summary>Returns once a line matching <paramref name="match"/> is logged; checked at each line, with a deadline.</summary>
+    public Task WaitForLineAsync(Func<string, bool> match, TimeSpan deadline, string what) =>
+        changes.WaitUntilAsync(() => lines.Any(match), deadline, what);
 
     public ILogger CreateLogger(string categoryName) => new CapturingLogger(this);
 
@@ -23,7 +28,10 @@ public sealed class CapturingLoggerProvider : ILoggerProvider
 
         public bool IsEnabled(LogLevel logLevel) => true;
 
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
             owner.lines.Enqueue($"[{logLevel}] {formatter(state, exception)}{(exception is null ? string.Empty : " " + exception)}");
+            owner.changes.Announce();
+        }
     }
 }

@@ -17,6 +17,7 @@ public sealed partial class ProxyProcess : IAsyncDisposable
     private readonly StringBuilder output = new();
     private readonly Dictionary<string, int> ports = [];
     private readonly object gate = new();
+    private readonly Changes outputChanges = new();
 
     private ProxyProcess(Process process)
     {
@@ -66,6 +67,8 @@ public sealed partial class ProxyProcess : IAsyncDisposable
         }
 
         var proxy = new ProxyProcess(new Process { StartInfo = startInfo });
+        proxy.process.EnableRaisingEvents = true;
+        proxy.process.Exited += (_, _) => proxy.outputChanges.Announce();
         proxy.process.OutputDataReceived += (_, e) => proxy.OnLine(e.Data);
         proxy.process.ErrorDataReceived += (_, e) => proxy.OnLine(e.Data);
         proxy.process.Start();
@@ -73,8 +76,8 @@ public sealed partial class ProxyProcess : IAsyncDisposable
         proxy.process.BeginErrorReadLine();
         try
         {
-            await Waiting.WaitUntilAsync(
-                () => Task.FromResult(proxy.ListeningCount() >= instances || proxy.process.HasExited),
+            await proxy.outputChanges.WaitUntilAsync(
+                () => proxy.ListeningCount() >= instances || proxy.process.HasExited,
                 StartDeadline,
                 "pgproxy to listen");
             if (proxy.process.HasExited)
@@ -151,10 +154,19 @@ public sealed partial class ProxyProcess : IAsyncDisposable
         process.Dispose();
     }
 
+    /// <summary>
+    /// Returns once <paramref name="condition"/> holds for the output so far, or the process has exited (callers
+    /// assert on <see cref="HasExited"/>); checked at each line, a TimeoutException naming <paramref name="what"/>
+    /// after <paramref name="deadline"/>.
+    /// </summary>
+    public Task WaitForOutputAsync(Func<string, bool> condition, TimeSpan deadline, string what) =>
+        outputChanges.WaitUntilAsync(() => condition(Output) || process.HasExited, deadline, what);
+
     private void OnLine(string? line)
     {
         if (line is null)
         {
+            outputChanges.Announce();
             return;
         }
 
@@ -167,6 +179,8 @@ public sealed partial class ProxyProcess : IAsyncDisposable
                 ports[match.Groups["name"].Value] = int.Parse(match.Groups["port"].Value, CultureInfo.InvariantCulture);
             }
         }
+
+        outputChanges.Announce();
     }
 
     private int ListeningCount()

@@ -1,6 +1,10 @@
 namespace PgProxy.EndToEnd.Tests.Infrastructure;
 
-/// <summary>The one sanctioned way for a test to wait: on a condition, with a deadline.</summary>
+/// <summary>
+/// Waiting, with a deadline, on state that announces nothing when it changes (pg_stat_activity, a server coming back,
+/// the proxy's session count, a cache entry expiring): the condition is checked again every few milliseconds. What
+/// announces its changes (a process's output, a log) is waited on through <see cref="Changes"/>, without polling.
+/// </summary>
 public static class Waiting
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(25);

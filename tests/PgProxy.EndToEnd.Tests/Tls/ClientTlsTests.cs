@@ -164,8 +164,8 @@ public sealed class ClientTlsTests(TlsPostgresFixture fixture)
         // No pg_hba.conf line names this user: the server's first answer is its refusal.
         await client.SendAsync(RawPgClient.StartupPacket(3 << 16, ("user", "no_such_user"), ("database", PostgresServer.Database)));
         RawMessage error = await client.ReadMessageAsync();
-        await Waiting.WaitUntilAsync(
-            () => Task.FromResult(proxy.Logs.Lines.Any(line => line.Contains("closed: client", StringComparison.Ordinal))),
+        await proxy.Logs.WaitForLineAsync(
+            line => line.Contains("closed: client", StringComparison.Ordinal),
             TimeSpan.FromSeconds(20),
             "the session's close is logged");
 

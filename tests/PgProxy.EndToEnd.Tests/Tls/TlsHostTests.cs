@@ -70,8 +70,8 @@ public sealed class TlsHostTests(TlsPostgresFixture fixture)
 
         string second = fixture.Certificates.Issue("localhost", serverAuth: true, certFile, keyFile);
         await proxy.SignalAsync(PosixSignal.SIGHUP);
-        await Waiting.WaitUntilAsync(
-            () => Task.FromResult(proxy.Output.Contains("Configuration reloaded", StringComparison.Ordinal) || proxy.HasExited),
+        await proxy.WaitForOutputAsync(
+            output => output.Contains("Configuration reloaded", StringComparison.Ordinal),
             Deadline,
             "pgproxy logs \"Configuration reloaded\"");
         await using RawPgClient after = await TlsSessionAsync(proxy);
