@@ -31,7 +31,7 @@ internal sealed class ServerResponseHandler(SessionState state, SessionContext c
     {
         var diversion = new Diversion(group, DiversionKind.Metadata, null, null);
         diversions.Enqueue(diversion);
-        return diversion.Result.Task;
+        return diversion.Rows.Task;
     }
 
     /// <summary>Registers the response group <paramref name="group"/> as holding a refusal raised by the server on the proxy's behalf.</summary>
@@ -181,7 +181,7 @@ internal sealed class ServerResponseHandler(SessionState state, SessionContext c
 
         public DiversionKind Kind { get; } = kind;
 
-        public TaskCompletionSource<UpstreamQueryResult> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource<UpstreamQueryResult> Rows { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public void Collect(byte code, ReadOnlySequence<byte> body, System.Text.Encoding encoding)
         {
@@ -206,15 +206,15 @@ internal sealed class ServerResponseHandler(SessionState state, SessionContext c
         {
             if (error is not null)
             {
-                Result.TrySetException(error);
+                Rows.TrySetException(error);
             }
             else
             {
-                Result.TrySetResult(new UpstreamQueryResult(columns, rows));
+                Rows.TrySetResult(new UpstreamQueryResult(columns, rows));
             }
         }
 
-        public void Fail(Exception exception) => Result.TrySetException(exception);
+        public void Fail(Exception exception) => Rows.TrySetException(exception);
 
         /// <summary>
         /// Whether an ErrorResponse is the refusal the proxy asked the server to raise (same SQLSTATE and message, from
