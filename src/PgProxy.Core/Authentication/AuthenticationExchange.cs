@@ -1,9 +1,12 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Diagnostics;
+using PgProxy.Core.Sessions;
+using PgProxy.Core.Upstream;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Authentication;
 using PgProxy.Protocol.Backend;
@@ -24,21 +27,35 @@ internal enum ExchangeOutcome
 }
 
 /// <summary>
+/// How the exchange may open the server connection again in plain text, under <c>redirect.tls.mode: prefer</c>
+/// only: <paramref name="ConnectAsync"/> opens a plain TCP connection, <paramref name="StartupPacket"/> is sent on it
+/// again, and <paramref name="FirstForInstance"/> says whether this is the instance's first fallback (logged at
+/// warning once).
+/// </summary>
+internal sealed record PlainTextFallback(Func<CancellationToken, Task<Stream>> ConnectAsync, byte[] StartupPacket, Func<bool> FirstForInstance);
+
+/// <summary>
 /// The start of authentication for a session with TLS on either leg. Channel binding ties SCRAM to one TLS
 /// connection, so it cannot cross the proxy: SCRAM-SHA-256-PLUS is removed from the server's offer (libpq refuses
-/// an offer of it on a plain connection, and a TLS client could not bind to the server's connection anyway). When
-/// both legs are encrypted (where PostgreSQL rejects a client that could bind but did not) SCRAM is ended here: the client's proof is checked against the user's verifier, the ClientKey it carries is recovered,
-/// and the proxy logs in upstream with that key. No password is known or stored. Every other method (trust,
-/// password, md5) is relayed as it comes.
+/// an offer of it on a plain connection, and a TLS client could not bind to the server's connection anyway).
+/// <para>
+/// A client offered SCRAM-SHA-256 alone answers with the GS2 flag <c>n</c> ("I do not bind") or <c>y</c> ("I could
+/// bind, but you cannot"). The exchange reads that answer before the server sees it. <c>n</c>, and <c>y</c> to a
+/// server that offered no binding (a plain-text upstream), are relayed untouched. A server that offered binding
+/// reads <c>y</c> as a downgrade attack and refuses, so for that client SCRAM is ended here when the instance has an
+/// <c>auth</c> section (the client's proof is checked against the user's verifier, the ClientKey it carries is
+/// recovered, and the proxy logs in upstream with that key; no password is known or stored). Without one, under
+/// <c>prefer</c>, the server connection is opened again in plain text, where <c>y</c> is accepted, and SCRAM is
+/// relayed over it; under the modes that require TLS the client is refused naming the setting to add. Every other
+/// method (trust, password, md5) is relayed as it comes.
+/// </para>
 /// </summary>
 internal sealed class AuthenticationExchange(
     PipeReader clientReader,
     Stream clientStream,
-    PipeReader upstreamReader,
-    Stream upstreamStream,
-    bool clientEncrypted,
-    bool upstreamEncrypted,
+    UpstreamLeg upstream,
     IVerifierSource? verifiers,
+    PlainTextFallback? fallback,
     SessionIdentity identity)
 {
     /// <summary>Why the client is refused, when <see cref="RunAsync"/> returns <see cref="ExchangeOutcome.Refuse"/>.</summary>
@@ -51,7 +68,7 @@ internal sealed class AuthenticationExchange(
     {
         while (true)
         {
-            byte[]? frame = await AuthenticationFrames.ReadAsync(upstreamReader, cancellationToken).ConfigureAwait(false);
+            byte[]? frame = await AuthenticationFrames.ReadAsync(upstream.Reader, cancellationToken).ConfigureAwait(false);
             if (frame is null)
             {
                 return ExchangeOutcome.Relay; // the pumps see the closed upstream and say so
@@ -76,42 +93,20 @@ internal sealed class AuthenticationExchange(
             }
 
             List<string> mechanisms = SaslMessages.ReadMechanisms(frame.AsSpan(9));
-            if (clientEncrypted && upstreamEncrypted && mechanisms.Contains(SaslMessages.ScramSha256))
+            bool serverBinds = mechanisms.Remove(SaslMessages.ScramSha256Plus);
+            await ToClientAsync(SaslMessages.BuildAuthenticationSasl(mechanisms), cancellationToken).ConfigureAwait(false);
+            if (!serverBinds || !mechanisms.Contains(SaslMessages.ScramSha256))
             {
-                return await TerminateScramAsync(cancellationToken).ConfigureAwait(false);
+                return ExchangeOutcome.Relay; // whatever the client answers, the server can take it as it is
             }
 
-            mechanisms.Remove(SaslMessages.ScramSha256Plus);
-            await ToClientAsync(SaslMessages.BuildAuthenticationSasl(mechanisms), cancellationToken).ConfigureAwait(false);
-            return ExchangeOutcome.Relay;
+            return await AnswerClientFirstAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
-    private ExchangeOutcome Refuse(string sqlState, string message)
+    /// <summary>Reads the client's SASLInitialResponse and relays it, ends SCRAM here, or falls back to plain text.</summary>
+    private async Task<ExchangeOutcome> AnswerClientFirstAsync(CancellationToken cancellationToken)
     {
-        Refusal = new ProtocolError(sqlState, message);
-        return ExchangeOutcome.Refuse;
-    }
-
-    private ExchangeOutcome PasswordFailed(string reason)
-    {
-        Log.ScramRefused(identity.Logger, identity.SessionId, identity.User, reason);
-        return Refuse(SqlStates.InvalidPassword, $"password authentication failed for user \"{identity.User}\"");
-    }
-
-    private async Task<ExchangeOutcome> TerminateScramAsync(CancellationToken cancellationToken)
-    {
-        if (verifiers is null)
-        {
-            Log.ScramRefused(identity.Logger, identity.SessionId, identity.User, "TLS on both legs and no auth section");
-            return Refuse(
-                SqlStates.InvalidAuthorizationSpecification,
-                $"PgProxy cannot pass SCRAM authentication of user \"{identity.User}\" through TLS on both legs without the instance's auth section: " +
-                $"set auth.auth-file or auth.auth-user for instance \"{identity.Instance}\"");
-        }
-
-        // 1. Offer the client SCRAM-SHA-256 without binding, and read its client-first-message.
-        await ToClientAsync(SaslMessages.BuildAuthenticationSasl([SaslMessages.ScramSha256]), cancellationToken).ConfigureAwait(false);
         byte[]? initial = await ReadClientResponseAsync(cancellationToken).ConfigureAwait(false);
         if (initial is null)
         {
@@ -133,7 +128,144 @@ internal sealed class AuthenticationExchange(
             return Refuse(SqlStates.ProtocolViolation, "malformed SCRAM message");
         }
 
-        // 2. The user's verifier.
+        if (clientFirst.ChannelBindingFlag == 'n')
+        {
+            await upstream.Stream.WriteAsync(initial, cancellationToken).ConfigureAwait(false);
+            return ExchangeOutcome.Relay;
+        }
+
+        if (verifiers is not null)
+        {
+            return await TerminateScramAsync(clientFirst, verifiers, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (fallback is not null)
+        {
+            return await FallBackToPlainTextAsync(fallback, initial, cancellationToken).ConfigureAwait(false);
+        }
+
+        Log.ScramRefused(identity.Logger, identity.SessionId, identity.User, $"the client offers channel binding, the upstream's TLS (redirect.tls.mode {identity.UpstreamTlsMode}) allows no plain-text fallback, and the instance has no auth section");
+        return NeedsAuthSection($"the upstream connection must be TLS (redirect.tls.mode {identity.UpstreamTlsMode})");
+    }
+
+    /// <summary>The 28000 that names the setting a client offering channel binding needs when SCRAM cannot be relayed.</summary>
+    private ExchangeOutcome NeedsAuthSection(string why) =>
+        Refuse(
+            SqlStates.InvalidAuthorizationSpecification,
+            $"PgProxy cannot relay SCRAM authentication of user \"{identity.User}\": the client offers channel binding, which cannot cross a proxy, and {why}; " +
+            $"set auth.auth-file or auth.auth-user for instance \"{identity.Instance}\"");
+
+    /// <summary>
+    /// Opens the server connection again in plain text, where a client's <c>y</c> is accepted, and relays SCRAM over
+    /// it. The server has not seen the client's first SCRAM message on the TLS connection, which is closed.
+    /// </summary>
+    private async Task<ExchangeOutcome> FallBackToPlainTextAsync(PlainTextFallback plainText, byte[] initial, CancellationToken cancellationToken)
+    {
+        Stream stream;
+        try
+        {
+            stream = await plainText.ConnectAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (UpstreamUnreachableException e)
+        {
+            return Refuse(SqlStates.SqlClientUnableToEstablishSqlConnection, e.Message);
+        }
+
+        PipeReader reader = PipeReader.Create(stream, SessionEnvironment.ReaderOptions);
+        var candidate = new UpstreamLeg(stream, reader, encrypted: false);
+        bool taken = false;
+        try
+        {
+            await stream.WriteAsync(plainText.StartupPacket, cancellationToken).ConfigureAwait(false);
+            string? refusal = await AwaitScramOfferAsync(reader, cancellationToken).ConfigureAwait(false);
+            if (refusal is not null)
+            {
+                Log.ScramRefused(identity.Logger, identity.SessionId, identity.User, $"the plain-text fallback failed: {refusal}");
+                return NeedsAuthSection($"the server refused a plain-text connection ({refusal})");
+            }
+
+            // Closed without a Terminate: a server waiting for a SASL answer logs a Terminate as a protocol violation.
+            await upstream.ReplaceAsync(stream, reader, replacementEncrypted: false).ConfigureAwait(false);
+            taken = true;
+            await stream.WriteAsync(initial, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (!taken)
+            {
+                await candidate.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
+        if (plainText.FirstForInstance())
+        {
+            Log.PlainTextFallback(identity.Logger, identity.Instance, identity.Upstream);
+        }
+
+        Log.PlainTextFallbackUsed(identity.Logger, identity.SessionId, identity.User);
+        return ExchangeOutcome.Relay;
+    }
+
+    /// <summary>
+    /// Reads the plain-text connection's answer to the start-up: null when it asks for SCRAM-SHA-256, otherwise why
+    /// the fallback cannot go on (the server's error, or another method the client has not agreed to).
+    /// </summary>
+    private static async Task<string?> AwaitScramOfferAsync(PipeReader reader, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            byte[]? frame = await AuthenticationFrames.ReadAsync(reader, cancellationToken).ConfigureAwait(false);
+            if (frame is null)
+            {
+                return "it closed the connection";
+            }
+
+            switch ((BackendMessageCode)frame[0])
+            {
+                case BackendMessageCode.NegotiateProtocolVersion or BackendMessageCode.NoticeResponse:
+                    continue; // the client has had these from the first connection already
+                case BackendMessageCode.ErrorResponse:
+                    string? message = BackendMessages.ReadFields(new ReadOnlySequence<byte>(frame, 5, frame.Length - 5), Encoding.UTF8)
+                        .FirstOrDefault(field => field.Key == 'M').Value;
+                    return message ?? "an error without a message";
+                case BackendMessageCode.Authentication when frame.Length >= 9:
+                    int request = BinaryPrimitives.ReadInt32BigEndian(frame.AsSpan(5));
+                    if (request == AuthenticationCodes.Sasl && SaslMessages.ReadMechanisms(frame.AsSpan(9)).Contains(SaslMessages.ScramSha256))
+                    {
+                        return null;
+                    }
+
+                    return $"it asks for {MethodName(request)} instead of SCRAM-SHA-256";
+                default:
+                    return "it answered the start-up unexpectedly";
+            }
+        }
+    }
+
+    private ExchangeOutcome Refuse(string sqlState, string message)
+    {
+        Refusal = new ProtocolError(sqlState, message);
+        return ExchangeOutcome.Refuse;
+    }
+
+    private ExchangeOutcome PasswordFailed(string reason)
+    {
+        Log.ScramRefused(identity.Logger, identity.SessionId, identity.User, reason);
+        return Refuse(SqlStates.InvalidPassword, $"password authentication failed for user \"{identity.User}\"");
+    }
+
+    private static string MethodName(int request) => request switch
+    {
+        AuthenticationCodes.Ok => "no password (trust)",
+        AuthenticationCodes.CleartextPassword => "a cleartext password",
+        AuthenticationCodes.Md5Password => "an md5 password",
+        AuthenticationCodes.Sasl => "another SASL mechanism",
+        _ => $"authentication request {request}",
+    };
+
+    private async Task<ExchangeOutcome> TerminateScramAsync(ScramClientFirst clientFirst, IVerifierSource verifiers, CancellationToken cancellationToken)
+    {
+        // 1. The client's client-first-message has been read, and the server has not seen it. The user's verifier:
         VerifierLookup lookup = await verifiers.FindAsync(identity.User, identity.Database, cancellationToken).ConfigureAwait(false);
         if (lookup.Verifier is null)
         {
@@ -145,10 +277,10 @@ internal sealed class AuthenticationExchange(
             return PasswordFailed($"the verifier of user \"{identity.User}\" from {verifiers.Description} is not a SCRAM-SHA-256 verifier");
         }
 
-        // 3. Start SCRAM upstream; its salt and iteration count must be the verifier's, or the key will not fit.
+        // 2. Start SCRAM upstream; its salt and iteration count must be the verifier's, or the key will not fit.
         string upstreamNonce = Scram.NewNonce();
         string upstreamBare = $"n=,r={upstreamNonce}";
-        await upstreamStream.WriteAsync(SaslMessages.BuildInitialResponse(SaslMessages.ScramSha256, Encoding.UTF8.GetBytes("n,," + upstreamBare)), cancellationToken).ConfigureAwait(false);
+        await upstream.Stream.WriteAsync(SaslMessages.BuildInitialResponse(SaslMessages.ScramSha256, Encoding.UTF8.GetBytes("n,," + upstreamBare)), cancellationToken).ConfigureAwait(false);
         (ExchangeOutcome? stop, byte[]? upstreamFirstData) = await ReadUpstreamSaslAsync(AuthenticationCodes.SaslContinue, cancellationToken).ConfigureAwait(false);
         if (stop is { } outcome)
         {
@@ -169,12 +301,12 @@ internal sealed class AuthenticationExchange(
                 $"the SCRAM verifier of user \"{identity.User}\" in {verifiers.Description} does not match the server's (salt or iteration count differ): update it from pg_authid");
         }
 
-        // 4. Our server-first-message to the client, with the verifier's salt and count.
+        // 3. Our server-first-message to the client, with the verifier's salt and count.
         var serverFirst = new ScramServerFirst(clientFirst.Nonce + Scram.NewNonce(), verifier.Salt, verifier.Iterations);
         string serverFirstText = serverFirst.Text;
         await ToClientAsync(SaslMessages.BuildAuthenticationSaslContinue(Encoding.UTF8.GetBytes(serverFirstText)), cancellationToken).ConfigureAwait(false);
 
-        // 5. The client's proof: check it, and recover its ClientKey.
+        // 4. The client's proof: check it, and recover its ClientKey.
         byte[]? response = await ReadClientResponseAsync(cancellationToken).ConfigureAwait(false);
         if (response is null)
         {
@@ -205,11 +337,11 @@ internal sealed class AuthenticationExchange(
                 return PasswordFailed("the client's SCRAM proof does not match the verifier");
             }
 
-            // 6. Prove the same key upstream.
+            // 5. Prove the same key upstream.
             string upstreamWithoutProof = $"c={Scram.ChannelBindingOf("n,,")},r={upstreamFirst.Nonce}";
             byte[] upstreamAuthMessage = Scram.AuthMessage(upstreamBare, upstreamFirstText, upstreamWithoutProof);
             string upstreamFinal = $"{upstreamWithoutProof},p={Convert.ToBase64String(Scram.ClientProof(clientKey, upstreamAuthMessage))}";
-            await upstreamStream.WriteAsync(SaslMessages.BuildResponse(Encoding.UTF8.GetBytes(upstreamFinal)), cancellationToken).ConfigureAwait(false);
+            await upstream.Stream.WriteAsync(SaslMessages.BuildResponse(Encoding.UTF8.GetBytes(upstreamFinal)), cancellationToken).ConfigureAwait(false);
             (stop, byte[]? upstreamFinalData) = await ReadUpstreamSaslAsync(AuthenticationCodes.SaslFinal, cancellationToken).ConfigureAwait(false);
             if (stop is { } afterProof)
             {
@@ -226,7 +358,7 @@ internal sealed class AuthenticationExchange(
             CryptographicOperations.ZeroMemory(clientKey);
         }
 
-        // 7. Our server signature to the client; the upstream's AuthenticationOk and the rest are relayed.
+        // 6. Our server signature to the client; the upstream's AuthenticationOk and the rest are relayed.
         string serverFinal = "v=" + Convert.ToBase64String(Scram.ServerSignature(verifier.ServerKey, authMessage));
         await ToClientAsync(SaslMessages.BuildAuthenticationSaslFinal(Encoding.UTF8.GetBytes(serverFinal)), cancellationToken).ConfigureAwait(false);
         Log.ScramTerminated(identity.Logger, identity.SessionId, identity.User, verifiers.Description);
@@ -252,7 +384,7 @@ internal sealed class AuthenticationExchange(
     /// </summary>
     private async Task<(ExchangeOutcome? Stop, byte[]? Data)> ReadUpstreamSaslAsync(int expected, CancellationToken cancellationToken)
     {
-        byte[]? frame = await AuthenticationFrames.ReadAsync(upstreamReader, cancellationToken).ConfigureAwait(false);
+        byte[]? frame = await AuthenticationFrames.ReadAsync(upstream.Reader, cancellationToken).ConfigureAwait(false);
         if (frame is null)
         {
             return (ExchangeOutcome.Relay, null);
@@ -274,4 +406,4 @@ internal sealed class AuthenticationExchange(
 }
 
 /// <summary>Who a session is, for the exchange's errors and log lines.</summary>
-internal sealed record SessionIdentity(long SessionId, string User, string Database, string Instance, string Upstream, ILogger Logger);
+internal sealed record SessionIdentity(long SessionId, string User, string Database, string Instance, string Upstream, string UpstreamTlsMode, ILogger Logger);

@@ -77,4 +77,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 505, Level = LogLevel.Information, Message = "Instance {Instance}: certificates and verifiers reloaded")]
     public static partial void SecurityReloaded(ILogger logger, string instance);
+
+    [LoggerMessage(EventId = 506, Level = LogLevel.Warning, Message = "Instance {Instance}: SCRAM of a client that offers channel binding is relayed over a plain-text connection to {Upstream}, opened again for it (redirect.tls.mode prefer, no auth section); set auth.auth-file or auth.auth-user to keep these logins on TLS. Logged once per instance")]
+    public static partial void PlainTextFallback(ILogger logger, string instance, string upstream);
+
+    [LoggerMessage(EventId = 507, Level = LogLevel.Debug, Message = "Session {SessionId}: SCRAM for user {User} relayed over a plain-text upstream connection (redirect.tls.mode prefer, no auth section)")]
+    public static partial void PlainTextFallbackUsed(ILogger logger, long sessionId, string user);
 }

@@ -48,6 +48,7 @@ internal sealed class ProxySession : IDisposable
     private PipeReader? clientReader;
     private bool clientEncrypted;
     private long authenticationBytesToClient; // what the authentication exchange wrote before the pumps
+    private string? authenticationRefusal;
     private int shutdownMode; // 0 none, 1 at the next idle point, 2 now
     private int relaying;
 
@@ -359,67 +360,48 @@ internal sealed class ProxySession : IDisposable
         }
 
         Volatile.Write(ref relaying, 1);
-        PipeReader upstreamReader = PipeReader.Create(upstreamStream, SessionEnvironment.ReaderOptions);
+        var upstream = new UpstreamLeg(upstreamStream, PipeReader.Create(upstreamStream, SessionEnvironment.ReaderOptions), upstreamEncrypted);
         long started = Stopwatch.GetTimestamp();
         environment.Metrics.SessionOpened(environment.InstanceName);
         Log.SessionOpened(environment.Logger, Id, clientAddress, user, database, environment.InstanceName);
         ServerResponseHandler? responses = null;
-        ClientQueryHandler? queries = null;
-        if (context is not null && (interceptors.InterceptsQueries || interceptors.InterceptsResponses))
-        {
-            ResponseInterception? interception = interceptors.InterceptsResponses ? new ResponseInterception(context, interceptors) : null;
-            responses = new ServerResponseHandler(state, context, interception);
-            if (interceptors.InterceptsQueries || interception?.Tracker is not null)
-            {
-                queries = new ClientQueryHandler(state, context, responses, interceptors, interception?.Tracker);
-            }
-
-            context.Responses = responses;
-        }
-
-        var frontend = new ForwardingPump(clientReader, upstreamStream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, queries);
-        var backend = new ForwardingPump(upstreamReader, clientStream, state, PumpDirection.ServerToClient, long.MaxValue, responses);
-        if (context is not null)
-        {
-            // Metadata queries go through the frontend's batch, so they stay in order with the client's bytes.
-            context.Upstream = frontend.Destination;
-        }
+        ForwardingPump? frontend = null;
+        ForwardingPump? backend = null;
         string reason = "unknown";
         try
         {
-            await upstreamStream.WriteAsync(startupBytes, stopping.Token).ConfigureAwait(false);
-            if (clientEncrypted || upstreamEncrypted)
+            await upstream.Stream.WriteAsync(startupBytes, stopping.Token).ConfigureAwait(false);
+            if (clientEncrypted || upstream.Encrypted)
             {
-                var exchange = new AuthenticationExchange(
-                    clientReader,
-                    clientStream,
-                    upstreamReader,
-                    upstreamStream,
-                    clientEncrypted,
-                    upstreamEncrypted,
-                    security.Verifiers,
-                    new SessionIdentity(Id, user, database, environment.InstanceName, environment.Instance.Redirect.Name, environment.Logger));
-                ExchangeOutcome outcome;
-                try
-                {
-                    outcome = await exchange.RunAsync(stopping.Token).ConfigureAwait(false);
-                }
-                finally
-                {
-                    authenticationBytesToClient = exchange.BytesToClient;
-                }
-
+                ExchangeOutcome outcome = await AuthenticateAsync(upstream, startupBytes, user, database).ConfigureAwait(false);
                 if (outcome != ExchangeOutcome.Relay)
                 {
-                    if (exchange.Refusal is { } refusal)
-                    {
-                        await RefuseAsync(clientStream, refusal).ConfigureAwait(false);
-                    }
-
-                    await TryWriteAsync(upstreamStream, FrontendMessages.Terminate).ConfigureAwait(false);
-                    reason = outcome == ExchangeOutcome.Refuse ? $"refused during authentication: {exchange.Refusal!.Message}" : "closed during authentication";
+                    // Closed without a Terminate: a server waiting for a password logs a Terminate as a protocol violation.
+                    reason = outcome == ExchangeOutcome.Refuse ? $"refused during authentication: {authenticationRefusal}" : "closed during authentication";
                     return;
                 }
+            }
+
+            ClientQueryHandler? queries = null;
+            if (context is not null && (interceptors.InterceptsQueries || interceptors.InterceptsResponses))
+            {
+                ResponseInterception? interception = interceptors.InterceptsResponses ? new ResponseInterception(context, interceptors) : null;
+                responses = new ServerResponseHandler(state, context, interception);
+                if (interceptors.InterceptsQueries || interception?.Tracker is not null)
+                {
+                    queries = new ClientQueryHandler(state, context, responses, interceptors, interception?.Tracker);
+                }
+
+                context.Responses = responses;
+            }
+
+            // The pumps start after authentication: the plain-text fallback may have replaced the upstream connection.
+            frontend = new ForwardingPump(clientReader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, queries);
+            backend = new ForwardingPump(upstream.Reader, clientStream, state, PumpDirection.ServerToClient, long.MaxValue, responses);
+            if (context is not null)
+            {
+                // Metadata queries go through the frontend's batch, so they stay in order with the client's bytes.
+                context.Upstream = frontend.Destination;
             }
 
             Task<PumpStop> frontendRun = frontend.RunAsync(stopping.Token);
@@ -432,16 +414,16 @@ internal sealed class ProxySession : IDisposable
 
             // One side has ended: stop the other at once, so no upstream connection outlives its client.
             clientReader.CancelPendingRead();
-            upstreamReader.CancelPendingRead();
+            upstream.Reader.CancelPendingRead();
             // Cancel, not CancelAsync: the callbacks (the other pump's pending reads) are short, and running them
             // here spares a thread-pool hop per session.
             stopping.Cancel();
             PumpStop frontendStop = await frontendRun.ConfigureAwait(false);
             PumpStop backendStop = await backendRun.ConfigureAwait(false);
-            reason = await FinishAsync(frontendStop, backendStop, frontend, backend, clientStream, upstreamStream).ConfigureAwait(false);
+            reason = await FinishAsync(frontendStop, backendStop, frontend, backend, clientStream, upstream.Stream).ConfigureAwait(false);
             if (frontendStop is PumpStop.MessageTooLarge or PumpStop.InvalidMessage)
             {
-                await upstreamStream.DisposeAsync().ConfigureAwait(false);
+                await upstream.DisposeAsync().ConfigureAwait(false);
                 await DrainClientAsync(clientReader).ConfigureAwait(false);
             }
         }
@@ -460,12 +442,52 @@ internal sealed class ProxySession : IDisposable
         finally
         {
             responses?.Abandon();
-            await upstreamReader.CompleteAsync().ConfigureAwait(false);
-            await upstreamStream.DisposeAsync().ConfigureAwait(false);
+            await upstream.DisposeAsync().ConfigureAwait(false);
             double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-            environment.Metrics.SessionClosed(environment.InstanceName, seconds, frontend.BytesForwarded, backend.BytesForwarded);
-            Log.SessionClosed(environment.Logger, Id, clientAddress, user, database, seconds, frontend.BytesForwarded, backend.BytesForwarded, reason);
+            long fromClient = frontend?.BytesForwarded ?? 0;
+            long toClient = backend?.BytesForwarded ?? 0;
+            environment.Metrics.SessionClosed(environment.InstanceName, seconds, fromClient, toClient);
+            Log.SessionClosed(environment.Logger, Id, clientAddress, user, database, seconds, fromClient, toClient, reason);
         }
+    }
+
+    /// <summary>
+    /// The part of authentication the proxy takes part in when a leg is encrypted (see <see cref="AuthenticationExchange"/>).
+    /// A refusal is sent to the client here; <see cref="authenticationRefusal"/> keeps its text for the close line.
+    /// </summary>
+    private async Task<ExchangeOutcome> AuthenticateAsync(UpstreamLeg upstream, byte[] startupBytes, string user, string database)
+    {
+        InstanceConfig instance = environment.Instance;
+        PlainTextFallback? fallback = security.Upstream.Mode == UpstreamTlsMode.Prefer
+            ? new PlainTextFallback(
+                cancellationToken => UpstreamConnector.ConnectAsync(instance.Redirect, instance.Limits.ConnectTimeout, loop, cancellationToken),
+                startupBytes,
+                environment.ClaimPlainTextFallbackWarning)
+            : null;
+        var exchange = new AuthenticationExchange(
+            clientReader!,
+            clientStream,
+            upstream,
+            security.Verifiers,
+            fallback,
+            new SessionIdentity(Id, user, database, environment.InstanceName, instance.Redirect.Name, UpstreamTls.Name(security.Upstream.Mode), environment.Logger));
+        ExchangeOutcome outcome;
+        try
+        {
+            outcome = await exchange.RunAsync(stopping.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            authenticationBytesToClient = exchange.BytesToClient;
+        }
+
+        if (exchange.Refusal is { } refusal)
+        {
+            authenticationRefusal = refusal.Message;
+            await RefuseAsync(clientStream, refusal).ConfigureAwait(false);
+        }
+
+        return outcome;
     }
 
     /// <summary>

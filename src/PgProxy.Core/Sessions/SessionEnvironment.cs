@@ -55,4 +55,9 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
         get => Volatile.Read(ref security);
         set => Volatile.Write(ref security, value);
     }
+
+    private int plainTextFallbackWarned;
+
+    /// <summary>True the first time a session of the instance falls back to a plain-text upstream for SCRAM: it is logged once at warning.</summary>
+    public bool ClaimPlainTextFallbackWarning() => Interlocked.Exchange(ref plainTextFallbackWarned, 1) == 0;
 }

@@ -187,7 +187,7 @@ internal sealed class UpstreamTls
         return string.Join("; ", chain.ChainStatus.Select(status => status.StatusInformation.Trim()).Where(text => text.Length > 0).Distinct());
     }
 
-    private static string Name(UpstreamTlsMode mode) => mode switch
+    internal static string Name(UpstreamTlsMode mode) => mode switch
     {
         UpstreamTlsMode.VerifyCa => "verify-ca",
         UpstreamTlsMode.VerifyFull => "verify-full",

@@ -174,7 +174,10 @@ public sealed class PostgresServer : IAsyncDisposable
             throw Failure("initdb failed", result);
         }
 
-        await File.WriteAllTextAsync(Path.Combine(DataDirectory, "pg_hba.conf"), HostBasedAuthentication, cancellationToken);
+        await File.WriteAllTextAsync(
+            Path.Combine(DataDirectory, "pg_hba.conf"),
+            HostBasedAuthentication + string.Join('\n', _options.HostBasedAuthentication) + "\n",
+            cancellationToken);
         foreach (var (name, content) in _options.Files)
         {
             // Owner-only: PostgreSQL refuses a private key others can read.
@@ -267,6 +270,7 @@ public sealed class PostgresServer : IAsyncDisposable
             \connect {Database}
             GRANT ALL ON SCHEMA public TO {Md5User}, {ScramUser}, {CleartextUser};
             {(HasHll ? "CREATE EXTENSION hll;" : string.Empty)}
+            {_options.SetupSql}
             """;
         var result = await Psql.RunAsync(
             PsqlTarget(Superuser, database: "postgres"), script, cancellationToken: cancellationToken);
@@ -352,4 +356,10 @@ public sealed record PostgresServerOptions
     public IReadOnlyDictionary<string, string> Files { get; init; } = new Dictionary<string, string>();
 
     public IReadOnlyList<string> Settings { get; init; } = [];
+
+    /// <summary>pg_hba.conf lines after the fixture's own (one role each), for roles that <see cref="SetupSql"/> creates.</summary>
+    public IReadOnlyList<string> HostBasedAuthentication { get; init; } = [];
+
+    /// <summary>psql script run by the superuser in <see cref="PostgresServer.Database"/> once the fixture's roles exist.</summary>
+    public string SetupSql { get; init; } = string.Empty;
 }

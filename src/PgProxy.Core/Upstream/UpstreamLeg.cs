@@ -1,0 +1,32 @@
+using System.IO.Pipelines;
+
+namespace PgProxy.Core.Upstream;
+
+/// <summary>
+/// The session's connection to its server: the stream, the reader over it, and whether it is encrypted. The
+/// authentication exchange may replace it (the plain-text fallback of <c>redirect.tls.mode: prefer</c>) before the
+/// relay starts; whoever holds it disposes the current one.
+/// </summary>
+internal sealed class UpstreamLeg(Stream stream, PipeReader reader, bool encrypted) : IAsyncDisposable
+{
+    public Stream Stream { get; private set; } = stream;
+
+    public PipeReader Reader { get; private set; } = reader;
+
+    public bool Encrypted { get; private set; } = encrypted;
+
+    /// <summary>Closes the current connection and takes <paramref name="replacement"/> in its place.</summary>
+    public async ValueTask ReplaceAsync(Stream replacement, PipeReader replacementReader, bool replacementEncrypted)
+    {
+        await DisposeAsync().ConfigureAwait(false);
+        Stream = replacement;
+        Reader = replacementReader;
+        Encrypted = replacementEncrypted;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Reader.CompleteAsync().ConfigureAwait(false);
+        await Stream.DisposeAsync().ConfigureAwait(false);
+    }
+}
