@@ -90,7 +90,8 @@ public static class ErrorNoticeMessage
         var writer = MessageWriter.Start(output, code, bodyLength);
         foreach (KeyValuePair<char, string> field in list)
         {
-            writer.WriteByte(checked((byte)field.Key));
+            // Truncated to a byte as the engine always wrote it: checking the codes plugins set belongs to the plugin API.
+            writer.WriteByte((byte)field.Key);
             writer.WriteCString(field.Value, encoding);
         }
 
