@@ -13,6 +13,8 @@ public class RowDescriptionMessageTests
         FieldDescription.Text("computed"),
     ];
 
+    private static byte[] Body() => Written.Body(BackendMessageCode.RowDescription, output => RowDescriptionMessage.Write(output, Encoding.UTF8, Fields));
+
     [Fact]
     public void Writes_a_hand_computed_message()
     {
@@ -36,7 +38,7 @@ public class RowDescriptionMessageTests
     [Fact]
     public void Round_trips_every_field()
     {
-        byte[] body = Written.Body(BackendMessageCode.RowDescription, output => RowDescriptionMessage.Write(output, Encoding.UTF8, Fields));
+        byte[] body = Body();
 
         Assert.True(RowDescriptionMessage.TryRead(new ReadOnlySequence<byte>(body), Encoding.UTF8, out FieldDescription[] read));
         Assert.Equal(Fields, read);
@@ -45,7 +47,7 @@ public class RowDescriptionMessageTests
     [Fact]
     public void Reads_the_same_from_every_split_of_the_body()
     {
-        byte[] body = Written.Body(BackendMessageCode.RowDescription, output => RowDescriptionMessage.Write(output, Encoding.UTF8, Fields));
+        byte[] body = Body();
 
         foreach (ReadOnlySequence<byte> split in Written.Splits(body))
         {
@@ -57,7 +59,7 @@ public class RowDescriptionMessageTests
     [Fact]
     public void Every_truncation_is_rejected()
     {
-        byte[] body = Written.Body(BackendMessageCode.RowDescription, output => RowDescriptionMessage.Write(output, Encoding.UTF8, Fields));
+        byte[] body = Body();
 
         foreach (ReadOnlySequence<byte> prefix in Written.Prefixes(body))
         {
@@ -86,7 +88,7 @@ public class RowDescriptionMessageTests
     [Fact]
     public void The_old_column_name_reader_reads_through_it()
     {
-        byte[] body = Written.Body(BackendMessageCode.RowDescription, output => RowDescriptionMessage.Write(output, Encoding.UTF8, Fields));
+        byte[] body = Body();
 
         Assert.True(BackendMessages.TryReadColumnNames(new ReadOnlySequence<byte>(body), Encoding.UTF8, out string[] names));
         Assert.Equal(["id", "prénom", "computed"], names);
