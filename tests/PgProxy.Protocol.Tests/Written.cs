@@ -33,7 +33,7 @@ internal static class Written
         }
     }
 
-    /// <summary><paramref name="body"/> cut in two at every point, and cut at every byte.</summary>
+    /// <summary><paramref name="body"/> cut in two at every point, cut at every byte, and behind an empty segment.</summary>
     public static IEnumerable<ReadOnlySequence<byte>> Splits(byte[] body)
     {
         for (int cut = 1; cut < body.Length; cut++)
@@ -42,5 +42,6 @@ internal static class Written
         }
 
         yield return Segments.Split(body, [.. Enumerable.Range(1, Math.Max(body.Length - 1, 0))]);
+        yield return Segments.AfterEmptySegment(body);
     }
 }

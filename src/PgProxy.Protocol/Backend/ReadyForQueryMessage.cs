@@ -13,12 +13,15 @@ public static class ReadyForQueryMessage
     public static bool TryRead(in ReadOnlySequence<byte> body, out TransactionStatus status)
     {
         status = TransactionStatus.Unknown;
-        if (body.Length != BodyLength)
+
+        // Read through a SequenceReader, not FirstSpan: a sequence may open with an empty segment.
+        var reader = new SequenceReader<byte>(body);
+        if (body.Length != BodyLength || !reader.TryRead(out byte code))
         {
             return false;
         }
 
-        var read = (TransactionStatus)body.FirstSpan[0];
+        var read = (TransactionStatus)code;
         if (read is not (TransactionStatus.Idle or TransactionStatus.InTransaction or TransactionStatus.Failed))
         {
             return false;

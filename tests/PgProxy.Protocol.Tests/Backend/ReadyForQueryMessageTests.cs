@@ -16,6 +16,8 @@ public class ReadyForQueryMessageTests
         Assert.Equal(new byte[] { (byte)'Z', 0, 0, 0, 5, (byte)wire }, bytes);
         Assert.True(ReadyForQueryMessage.TryRead(new ReadOnlySequence<byte>(bytes, 5, 1), out TransactionStatus read));
         Assert.Equal(status, read);
+        Assert.True(ReadyForQueryMessage.TryRead(Segments.AfterEmptySegment([(byte)wire]), out read));
+        Assert.Equal(status, read);
     }
 
     [Theory]
