@@ -28,6 +28,14 @@ internal static class Segments
         return new ReadOnlySequence<byte>(first!, 0, last!, last!.Memory.Length);
     }
 
+    /// <summary><paramref name="bytes"/> behind an empty first segment, which a sequence may legally start with.</summary>
+    public static ReadOnlySequence<byte> AfterEmptySegment(byte[] bytes)
+    {
+        var first = new Segment(ReadOnlyMemory<byte>.Empty, 0);
+        Segment last = first.Append(bytes);
+        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
+    }
+
     private sealed class Segment : ReadOnlySequenceSegment<byte>
     {
         public Segment(ReadOnlyMemory<byte> memory, long runningIndex)

@@ -1,9 +1,9 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using System.Text;
 using PgProxy.Abstractions;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Backend;
+using PgProxy.Protocol.Framing;
 
 namespace PgProxy.Core.Interception;
 
@@ -92,7 +92,7 @@ internal sealed class ResponseInterception
     public async ValueTask WriteAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
     {
         ResponseKinds kind = KindOf(code);
-        if ((kind & interceptors.ResponseKinds) == 0 || Decode(code, kind, frame.Slice(5)) is not { } message)
+        if ((kind & interceptors.ResponseKinds) == 0 || Decode(code, kind, frame.Slice(MessageHeader.Size)) is not { } message)
         {
             await WriteRawAsync(destination, frame, cancellationToken).ConfigureAwait(false);
             return;
@@ -179,17 +179,16 @@ internal sealed class ResponseInterception
             switch (kind)
             {
                 case ResponseKinds.DataRow:
-                    return TryReadValues(body.ToArray(), out ReadOnlyMemory<byte>?[] values)
+                    return TryReadValues(body, out ReadOnlyMemory<byte>?[] values)
                         ? ResponseMessage.ForDataRow(Tracker?.ColumnsOfRow() ?? [], values, encoding)
                         : null;
                 case ResponseKinds.RowDescription:
                     return TryReadColumns(body, encoding, out ResponseColumn[] columns) ? ResponseMessage.ForRowDescription(columns, encoding) : null;
                 case ResponseKinds.CommandComplete:
-                    var reader = new SequenceReader<byte>(body);
-                    return TryReadCString(ref reader, encoding, out string tag) ? ResponseMessage.ForCommandComplete(tag, encoding) : null;
+                    return CommandCompleteMessage.TryRead(body, encoding, out string tag) ? ResponseMessage.ForCommandComplete(tag, encoding) : null;
                 case ResponseKinds.ErrorResponse:
                 case ResponseKinds.NoticeResponse:
-                    return ResponseMessage.ForFields(kind, BackendMessages.ReadFields(body, encoding), encoding);
+                    return ErrorNoticeMessage.TryRead(body, encoding, out ErrorFields fields) ? ResponseMessage.ForFields(kind, fields.All, encoding) : null;
                 case ResponseKinds.ParameterStatus:
                     return BackendMessages.TryReadParameterStatus(body, out string name, out string value)
                         ? ResponseMessage.ForParameterStatus(name, value, encoding)
@@ -210,36 +209,13 @@ internal sealed class ResponseInterception
         switch (message.Kind)
         {
             case ResponseKinds.DataRow:
-                int length = 4 + 2;
-                for (int i = 0; i < message.ValueCount; i++)
-                {
-                    length += 4 + (message.GetValue(i)?.Length ?? 0);
-                }
-
-                Span<byte> span = writer.GetSpan(1 + length);
-                span[0] = code;
-                BinaryPrimitives.WriteInt32BigEndian(span[1..], length);
-                BinaryPrimitives.WriteInt16BigEndian(span[5..], checked((short)message.ValueCount));
-                int offset = 7;
-                for (int i = 0; i < message.ValueCount; i++)
-                {
-                    ReadOnlyMemory<byte>? value = message.GetValue(i);
-                    BinaryPrimitives.WriteInt32BigEndian(span[offset..], value?.Length ?? -1);
-                    offset += 4;
-                    if (value is { } bytes)
-                    {
-                        bytes.Span.CopyTo(span[offset..]);
-                        offset += bytes.Length;
-                    }
-                }
-
-                writer.Advance(offset);
+                WriteDataRow(writer, message);
                 break;
             case ResponseKinds.CommandComplete:
-                WriteStrings(writer, code, encoding, message.CommandTag!);
+                CommandCompleteMessage.Write(writer, encoding, message.CommandTag!);
                 break;
             case ResponseKinds.ParameterStatus:
-                WriteStrings(writer, code, Encoding.UTF8, message.ParameterName!, message.ParameterValue!);
+                ParameterStatusMessage.Write(writer, message.ParameterName!, message.ParameterValue!);
                 break;
             case ResponseKinds.ErrorResponse:
             case ResponseKinds.NoticeResponse:
@@ -250,110 +226,56 @@ internal sealed class ResponseInterception
         }
     }
 
-    private static void WriteStrings(ArrayBufferWriter<byte> writer, byte code, Encoding encoding, params string[] values)
+    private static void WriteDataRow(ArrayBufferWriter<byte> writer, ResponseMessage message)
     {
-        int length = 4 + values.Sum(value => encoding.GetByteCount(value) + 1);
-        Span<byte> span = writer.GetSpan(1 + length);
-        span[0] = code;
-        BinaryPrimitives.WriteInt32BigEndian(span[1..], length);
-        int offset = 5;
-        foreach (string value in values)
+        // The values are lent for the write only: a pooled array spares a changed row one more allocation.
+        ReadOnlyMemory<byte>?[] values = ArrayPool<ReadOnlyMemory<byte>?>.Shared.Rent(message.ValueCount);
+        try
         {
-            offset += encoding.GetBytes(value, span[offset..]);
-            span[offset++] = 0;
-        }
+            for (int i = 0; i < message.ValueCount; i++)
+            {
+                values[i] = message.GetValue(i);
+            }
 
-        writer.Advance(offset);
+            DataRowMessage.Write(writer, values.AsSpan(0, message.ValueCount));
+        }
+        finally
+        {
+            ArrayPool<ReadOnlyMemory<byte>?>.Shared.Return(values, clearArray: true);
+        }
     }
 
-    /// <summary>Decodes a RowDescription: per column a name, table OID, column number, type OID, size, modifier and format.</summary>
+    /// <summary>Decodes a RowDescription into the columns interceptors see.</summary>
     internal static bool TryReadColumns(in ReadOnlySequence<byte> body, Encoding encoding, out ResponseColumn[] columns)
     {
         columns = [];
-        var reader = new SequenceReader<byte>(body);
-        if (!reader.TryReadBigEndian(out short count) || count < 0)
+        if (!RowDescriptionMessage.TryRead(body, encoding, out FieldDescription[] fields))
         {
             return false;
         }
 
-        var result = new ResponseColumn[count];
-        try
-        {
-            for (int i = 0; i < count; i++)
-            {
-                if (!TryReadCString(ref reader, encoding, out string name)
-                    || !reader.TryReadBigEndian(out int table)
-                    || !reader.TryReadBigEndian(out short number)
-                    || !reader.TryReadBigEndian(out int type)
-                    || !reader.TryReadBigEndian(out short size)
-                    || !reader.TryReadBigEndian(out int modifier)
-                    || !reader.TryReadBigEndian(out short format))
-                {
-                    return false;
-                }
-
-                result[i] = new ResponseColumn(name, (uint)table, number, (uint)type, size, modifier, format);
-            }
-        }
-        catch (DecoderFallbackException)
-        {
-            return false;
-        }
-
-        columns = result;
+        columns = Array.ConvertAll(fields, f => new ResponseColumn(f.Name, f.TableOid, f.ColumnNumber, f.TypeOid, f.TypeSize, f.TypeModifier, f.FormatCode));
         return true;
     }
 
-    private static bool TryReadValues(byte[] body, out ReadOnlyMemory<byte>?[] values)
+    /// <summary>Decodes a DataRow's values, copied once into an array the interceptors may keep.</summary>
+    private static bool TryReadValues(in ReadOnlySequence<byte> body, out ReadOnlyMemory<byte>?[] values)
     {
         values = [];
-        if (body.Length < 2)
+        if (!DataRowMessage.TryRead(new ReadOnlySequence<byte>(body.ToArray()), out DataRow row))
         {
             return false;
         }
 
-        short count = BinaryPrimitives.ReadInt16BigEndian(body);
-        if (count < 0)
+        var result = new ReadOnlyMemory<byte>?[row.ColumnCount];
+        int i = 0;
+        foreach (DataRowValue value in row)
         {
-            return false;
-        }
-
-        var result = new ReadOnlyMemory<byte>?[count];
-        int offset = 2;
-        for (int i = 0; i < count; i++)
-        {
-            if (body.Length - offset < 4)
-            {
-                return false;
-            }
-
-            int length = BinaryPrimitives.ReadInt32BigEndian(body.AsSpan(offset));
-            offset += 4;
-            if (length < -1 || body.Length - offset < Math.Max(length, 0))
-            {
-                return false;
-            }
-
-            if (length >= 0)
-            {
-                result[i] = body.AsMemory(offset, length);
-                offset += length;
-            }
+            // The copy is one array, so every value is a single segment of it.
+            result[i++] = value.IsNull ? null : value.Bytes.First;
         }
 
         values = result;
-        return offset == body.Length;
-    }
-
-    private static bool TryReadCString(ref SequenceReader<byte> reader, Encoding encoding, out string value)
-    {
-        if (!reader.TryReadTo(out ReadOnlySequence<byte> bytes, (byte)0))
-        {
-            value = string.Empty;
-            return false;
-        }
-
-        value = bytes.IsSingleSegment ? encoding.GetString(bytes.FirstSpan) : encoding.GetString(bytes.ToArray());
         return true;
     }
 

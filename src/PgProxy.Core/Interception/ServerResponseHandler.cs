@@ -4,6 +4,7 @@ using PgProxy.Abstractions;
 using PgProxy.Core.Sessions;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Backend;
+using PgProxy.Protocol.Framing;
 
 namespace PgProxy.Core.Interception;
 
@@ -42,7 +43,7 @@ internal sealed class ServerResponseHandler(SessionState state, SessionContext c
 
     public async ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
     {
-        ReadOnlySequence<byte> body = frame.Slice(5);
+        ReadOnlySequence<byte> body = frame.Slice(MessageHeader.Size);
         if (code == (byte)BackendMessageCode.ParameterStatus
             && BackendMessages.TryReadParameterStatus(body, out string name, out string value)
             && name == "client_encoding")

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
+using PgProxy.Protocol.Framing;
 
 namespace PgProxy.Protocol.Authentication;
 
@@ -24,13 +25,13 @@ public static class SaslMessages
     /// <summary>The request code of a whole Authentication frame (type byte and length included), or -1 if it is not one.</summary>
     public static int AuthenticationCode(in ReadOnlySequence<byte> frame)
     {
-        if (frame.Length < 9 || frame.FirstSpan[0] != (byte)BackendMessageCode.Authentication)
+        if (frame.Length < RequestCodeEnd || frame.FirstSpan[0] != (byte)BackendMessageCode.Authentication)
         {
             return -1;
         }
 
-        Span<byte> code = stackalloc byte[4];
-        frame.Slice(5, 4).CopyTo(code);
+        Span<byte> code = stackalloc byte[WireFormat.Int32Size];
+        frame.Slice(MessageHeader.Size, WireFormat.Int32Size).CopyTo(code);
         return BinaryPrimitives.ReadInt32BigEndian(code);
     }
 
@@ -91,15 +92,16 @@ public static class SaslMessages
         mechanism = "";
         payload = [];
         int end = body.IndexOf((byte)0);
-        if (end < 0 || body.Length < end + 5)
+        int payloadStart = end + WireFormat.TerminatorSize + WireFormat.Int32Size;
+        if (end < 0 || body.Length < payloadStart)
         {
             return false;
         }
 
         mechanism = Encoding.UTF8.GetString(body[..end]);
-        int length = BinaryPrimitives.ReadInt32BigEndian(body[(end + 1)..]);
-        ReadOnlySpan<byte> rest = body[(end + 5)..];
-        if (length == -1 && rest.IsEmpty)
+        int length = BinaryPrimitives.ReadInt32BigEndian(body[(end + WireFormat.TerminatorSize)..]);
+        ReadOnlySpan<byte> rest = body[payloadStart..];
+        if (length == WireFormat.NullValueLength && rest.IsEmpty)
         {
             return true;
         }
@@ -117,25 +119,23 @@ public static class SaslMessages
     public static byte[] BuildInitialResponse(string mechanism, ReadOnlySpan<byte> payload)
     {
         ArgumentNullException.ThrowIfNull(mechanism);
-        int nameLength = Encoding.UTF8.GetByteCount(mechanism);
-        int bodyLength = nameLength + 1 + 4 + payload.Length;
-        byte[] message = new byte[1 + 4 + bodyLength];
-        message[0] = (byte)FrontendMessageCode.Password;
-        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), 4 + bodyLength);
-        Encoding.UTF8.GetBytes(mechanism, message.AsSpan(5));
-        message[5 + nameLength] = 0;
-        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(6 + nameLength), payload.Length);
-        payload.CopyTo(message.AsSpan(10 + nameLength));
-        return message;
+        int bodyLength = checked(WireFormat.CStringSize(mechanism, Encoding.UTF8) + WireFormat.Int32Size + payload.Length);
+        var output = new ArrayBufferWriter<byte>(MessageHeader.Size + bodyLength);
+        var message = MessageWriter.Start(output, FrontendMessageCode.Password, bodyLength);
+        message.WriteCString(mechanism, Encoding.UTF8);
+        message.WriteInt32(payload.Length);
+        message.WriteBytes(payload);
+        message.Complete();
+        return output.WrittenSpan.ToArray();
     }
 
     /// <summary>A whole SASLResponse message (also the shape of a PasswordMessage, with a NUL-terminated password).</summary>
     public static byte[] BuildResponse(ReadOnlySpan<byte> payload)
     {
-        byte[] message = new byte[5 + payload.Length];
+        byte[] message = new byte[MessageHeader.Size + payload.Length];
         message[0] = (byte)FrontendMessageCode.Password;
-        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), 4 + payload.Length);
-        payload.CopyTo(message.AsSpan(5));
+        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(MessageHeader.CodeSize), MessageHeader.LengthFor(payload.Length));
+        payload.CopyTo(message.AsSpan(MessageHeader.Size));
         return message;
     }
 
@@ -148,11 +148,14 @@ public static class SaslMessages
 
     private static byte[] StartAuthentication(int code, int dataLength, out Span<byte> data)
     {
-        byte[] message = new byte[1 + 4 + 4 + dataLength];
+        byte[] message = new byte[RequestCodeEnd + dataLength];
         message[0] = (byte)BackendMessageCode.Authentication;
-        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), message.Length - 1);
-        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(5), code);
-        data = message.AsSpan(9);
+        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(MessageHeader.CodeSize), message.Length - MessageHeader.CodeSize);
+        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(MessageHeader.Size), code);
+        data = message.AsSpan(RequestCodeEnd);
         return message;
     }
+
+    /// <summary>Where an Authentication message's request code ends and its data begins, from the type byte.</summary>
+    private const int RequestCodeEnd = MessageHeader.Size + WireFormat.Int32Size;
 }

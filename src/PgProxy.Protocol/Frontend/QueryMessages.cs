@@ -1,7 +1,6 @@
 using System.Buffers;
-using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Text;
+using PgProxy.Protocol.Framing;
 
 namespace PgProxy.Protocol.Frontend;
 
@@ -54,53 +53,46 @@ public static class QueryMessages
     /// <summary>Writes a whole Query message.</summary>
     public static void WriteQuery(IBufferWriter<byte> writer, Encoding encoding, string text)
     {
-        ArgumentNullException.ThrowIfNull(writer);
-        ArgumentNullException.ThrowIfNull(encoding);
-        int length = 4 + encoding.GetByteCount(text) + 1;
-        Span<byte> span = Start(writer, FrontendMessageCode.Query, length);
-        int offset = 5 + WriteCString(span[5..], encoding, text);
-        Finish(writer, offset, length);
+        var message = MessageWriter.Start(writer, FrontendMessageCode.Query, WireFormat.CStringSize(text, encoding));
+        message.WriteCString(text, encoding);
+        message.Complete();
     }
 
     /// <summary>Writes a whole Parse message; the parameter types are written as given.</summary>
     public static void WriteParse(IBufferWriter<byte> writer, Encoding encoding, string statementName, string text, ReadOnlySpan<uint> parameterTypes)
     {
-        ArgumentNullException.ThrowIfNull(writer);
-        ArgumentNullException.ThrowIfNull(encoding);
-        int length = 4 + encoding.GetByteCount(statementName) + 1 + encoding.GetByteCount(text) + 1 + 2 + (4 * parameterTypes.Length);
-        Span<byte> span = Start(writer, FrontendMessageCode.Parse, length);
-        int offset = 5;
-        offset += WriteCString(span[offset..], encoding, statementName);
-        offset += WriteCString(span[offset..], encoding, text);
-        BinaryPrimitives.WriteInt16BigEndian(span[offset..], checked((short)parameterTypes.Length));
-        offset += 2;
+        int bodyLength = checked(WireFormat.CStringSize(statementName, encoding) + WireFormat.CStringSize(text, encoding)
+            + WireFormat.Int16Size + (WireFormat.Int32Size * parameterTypes.Length));
+        var message = MessageWriter.Start(writer, FrontendMessageCode.Parse, bodyLength);
+        message.WriteCString(statementName, encoding);
+        message.WriteCString(text, encoding);
+        message.WriteInt16(checked((short)parameterTypes.Length));
         foreach (uint oid in parameterTypes)
         {
-            BinaryPrimitives.WriteUInt32BigEndian(span[offset..], oid);
-            offset += 4;
+            message.WriteUInt32(oid);
         }
 
-        Finish(writer, offset, length);
+        message.Complete();
     }
 
     /// <summary>Writes Bind of the unnamed statement to the unnamed portal, with no parameters and text results.</summary>
     public static void WriteBindUnnamed(IBufferWriter<byte> writer)
     {
-        ArgumentNullException.ThrowIfNull(writer);
-        const int length = 4 + 1 + 1 + 2 + 2 + 2;
-        Span<byte> span = Start(writer, FrontendMessageCode.Bind, length);
-        span[5..(1 + length)].Clear();
-        Finish(writer, 1 + length, length);
+        // Portal and statement names (empty Strings), then three Int16 counts of zero: formats, parameters, result formats.
+        const int bodyLength = WireFormat.TerminatorSize + WireFormat.TerminatorSize + (3 * WireFormat.Int16Size);
+        var message = MessageWriter.Start(writer, FrontendMessageCode.Bind, bodyLength);
+        message.WriteZeros(bodyLength);
+        message.Complete();
     }
 
     /// <summary>Writes Execute of the unnamed portal, all rows.</summary>
     public static void WriteExecuteUnnamed(IBufferWriter<byte> writer)
     {
-        ArgumentNullException.ThrowIfNull(writer);
-        const int length = 4 + 1 + 4;
-        Span<byte> span = Start(writer, FrontendMessageCode.Execute, length);
-        span[5..(1 + length)].Clear();
-        Finish(writer, 1 + length, length);
+        // The unnamed portal (an empty String), then a row limit of zero: no limit.
+        const int bodyLength = WireFormat.TerminatorSize + WireFormat.Int32Size;
+        var message = MessageWriter.Start(writer, FrontendMessageCode.Execute, bodyLength);
+        message.WriteZeros(bodyLength);
+        message.Complete();
     }
 
     internal static bool TryReadCString(ref SequenceReader<byte> reader, Encoding encoding, out string value)
@@ -113,30 +105,5 @@ public static class QueryMessages
 
         value = bytes.IsSingleSegment ? encoding.GetString(bytes.FirstSpan) : encoding.GetString(bytes.ToArray());
         return true;
-    }
-
-    private static Span<byte> Start(IBufferWriter<byte> writer, FrontendMessageCode code, int length)
-    {
-        Span<byte> span = writer.GetSpan(1 + length);
-        span[0] = (byte)code;
-        BinaryPrimitives.WriteInt32BigEndian(span[1..], length);
-        return span;
-    }
-
-    private static void Finish(IBufferWriter<byte> writer, int written, int length)
-    {
-        if (written != 1 + length)
-        {
-            throw new UnreachableException($"message announced {length} bytes but wrote {written - 1}");
-        }
-
-        writer.Advance(written);
-    }
-
-    private static int WriteCString(Span<byte> destination, Encoding encoding, string value)
-    {
-        int written = encoding.GetBytes(value, destination);
-        destination[written] = 0;
-        return written + 1;
     }
 }

@@ -18,6 +18,9 @@ public static class StartupCodes
     /// <summary>1234.5680: a request to switch to GSSAPI encryption.</summary>
     public const int GssEncRequest = (1234 << 16) | 5680;
 
+    /// <summary>Bytes every start-up packet opens with: its Int32 length (no type byte comes first), then the Int32 version or request code.</summary>
+    public const int HeaderSize = Framing.WireFormat.Int32Size + Framing.WireFormat.Int32Size;
+
     /// <summary>The largest start-up packet PostgreSQL accepts (MAX_STARTUP_PACKET_LENGTH).</summary>
     public const int MaxPacketLength = 10_000;
 

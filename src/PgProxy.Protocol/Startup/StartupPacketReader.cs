@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
 using PgProxy.Protocol.Backend;
+using PgProxy.Protocol.Framing;
 
 namespace PgProxy.Protocol.Startup;
 
@@ -29,15 +30,15 @@ public static class StartupPacketReader
     {
         packet = null;
         error = null;
-        if (buffer.Length < 4)
+        if (buffer.Length < WireFormat.Int32Size)
         {
             return StartupReadStatus.Incomplete;
         }
 
-        Span<byte> lengthBytes = stackalloc byte[4];
-        buffer.Slice(0, 4).CopyTo(lengthBytes);
+        Span<byte> lengthBytes = stackalloc byte[WireFormat.Int32Size];
+        buffer.Slice(0, WireFormat.Int32Size).CopyTo(lengthBytes);
         int length = BinaryPrimitives.ReadInt32BigEndian(lengthBytes);
-        if (length < 8 || length > StartupCodes.MaxPacketLength)
+        if (length < StartupCodes.HeaderSize || length > StartupCodes.MaxPacketLength)
         {
             error = ProtocolError.InvalidStartupPacketLength;
             return StartupReadStatus.Invalid;
@@ -50,7 +51,7 @@ public static class StartupPacketReader
 
         byte[] raw = buffer.Slice(0, length).ToArray();
         buffer = buffer.Slice(length);
-        int code = BinaryPrimitives.ReadInt32BigEndian(raw.AsSpan(4));
+        int code = BinaryPrimitives.ReadInt32BigEndian(raw.AsSpan(WireFormat.Int32Size));
         switch (code)
         {
             case StartupCodes.SslRequest:
@@ -77,7 +78,7 @@ public static class StartupPacketReader
             return StartupReadStatus.Invalid;
         }
 
-        if (!TryParseParameters(raw.AsSpan(8), out List<KeyValuePair<string, string>>? parameters, out error))
+        if (!TryParseParameters(raw.AsSpan(StartupCodes.HeaderSize), out List<KeyValuePair<string, string>>? parameters, out error))
         {
             return StartupReadStatus.Invalid;
         }
@@ -94,7 +95,7 @@ public static class StartupPacketReader
 
     private static StartupReadStatus Simple(StartupPacketKind kind, int code, byte[] raw, int length, out StartupPacket? packet, out ProtocolError? error)
     {
-        if (length != 8)
+        if (length != StartupCodes.HeaderSize)
         {
             packet = null;
             error = ProtocolError.InvalidStartupPacketLength;
