@@ -271,8 +271,9 @@ internal sealed class ResponseInterception
         int i = 0;
         foreach (DataRowValue value in row)
         {
-            // The copy is one array, so every value is a single segment of it.
-            result[i++] = value.IsNull ? null : value.Bytes.First;
+            // The copy is one array, so every value is a single segment of it. The cast keeps NULL a null: a bare null
+            // would convert through ReadOnlyMemory's implicit array operator into an empty value.
+            result[i++] = value.IsNull ? (ReadOnlyMemory<byte>?)null : value.Bytes.First;
         }
 
         values = result;

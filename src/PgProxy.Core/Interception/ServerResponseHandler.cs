@@ -63,7 +63,7 @@ internal sealed class ServerResponseHandler(SessionState state, SessionContext c
             await InterceptAsync(code, frame, destination, cancellationToken).ConfigureAwait(false);
             if (code == (byte)BackendMessageCode.ReadyForQuery)
             {
-                state.OnReadyForQuery(body.FirstSpan[0]);
+                state.OnReadyForQuery(SequenceBytes.First(body));
             }
 
             return;
@@ -71,7 +71,7 @@ internal sealed class ServerResponseHandler(SessionState state, SessionContext c
 
         if (code == (byte)BackendMessageCode.ReadyForQuery)
         {
-            byte status = body.FirstSpan[0];
+            byte status = SequenceBytes.First(body);
             await FlushHeldAsync(destination, held.Count, cancellationToken).ConfigureAwait(false);
             if (diversion.Kind == DiversionKind.Metadata)
             {

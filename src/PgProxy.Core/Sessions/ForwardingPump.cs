@@ -100,7 +100,7 @@ internal sealed class ForwardingPump
 
                     // A frame the handler wants: whole, at the start of what is left.
                     ReadOnlySequence<byte> frame = buffer.Slice(consumed, handled);
-                    await handler!.HandleAsync(frame.FirstSpan[0], frame, destination, cancellationToken).ConfigureAwait(false);
+                    await handler!.HandleAsync(SequenceBytes.First(frame), frame, destination, cancellationToken).ConfigureAwait(false);
                     consumed += handled;
                     bytesForwarded += handled;
                 }
@@ -249,7 +249,7 @@ internal sealed class ForwardingPump
         }
         else if (header.Code == (byte)BackendMessageCode.ReadyForQuery && header.Length == 5)
         {
-            state.OnReadyForQuery(buffer.Slice(position + MessageHeader.Size, 1).FirstSpan[0]);
+            state.OnReadyForQuery(SequenceBytes.First(buffer.Slice(position + MessageHeader.Size, 1)));
         }
 
         return null;

@@ -25,7 +25,7 @@ public static class SaslMessages
     /// <summary>The request code of a whole Authentication frame (type byte and length included), or -1 if it is not one.</summary>
     public static int AuthenticationCode(in ReadOnlySequence<byte> frame)
     {
-        if (frame.Length < RequestCodeEnd || frame.FirstSpan[0] != (byte)BackendMessageCode.Authentication)
+        if (frame.Length < RequestCodeEnd || SequenceBytes.First(frame) != (byte)BackendMessageCode.Authentication)
         {
             return -1;
         }
