@@ -277,7 +277,7 @@ public sealed class StartupTests(PostgresFixture fixture)
     [Fact]
     public async Task An_unreachable_upstream_gets_FATAL_08001_naming_the_redirect_and_other_instances_keep_serving()
     {
-        int closedPort = ClosedPort();
+        using Socket reserved = BoundButNotListening(out int closedPort);
         ProxyConfig config = new(
             [],
             new ProxySettings { ShutdownTimeout = TimeSpan.FromSeconds(5) },
@@ -408,11 +408,16 @@ public sealed class StartupTests(PostgresFixture fixture)
         return packet;
     }
 
-    private static int ClosedPort()
+    /// <summary>
+    /// A port that refuses connections for as long as the socket lives: bound, so no other test can take it, and not
+    /// listening. A port merely freed again could be reused by a parallel test's listener.
+    /// </summary>
+    private static Socket BoundButNotListening(out int port)
     {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
+        port = ((IPEndPoint)socket.LocalEndPoint!).Port;
+        return socket;
     }
 
     private Task<long> BackendsNamedAsync(string applicationName) =>
