@@ -98,7 +98,7 @@ internal sealed class InterceptorRunner<TInterceptor, TMessage, TDecision>(Inter
         catch (Exception e) when (e is RefusedException || !cancellationToken.IsCancellationRequested)
         {
             Disarm();
-            return new(Failed(entry, message, e));
+            return new(Decide(entry, message, e));
         }
 
         if (pending.IsCompletedSuccessfully)
@@ -119,7 +119,7 @@ internal sealed class InterceptorRunner<TInterceptor, TMessage, TDecision>(Inter
         }
         catch (Exception e) when (e is RefusedException || !cancellationToken.IsCancellationRequested)
         {
-            return Failed(entry, message, e);
+            return Decide(entry, message, e);
         }
         finally
         {
@@ -127,8 +127,8 @@ internal sealed class InterceptorRunner<TInterceptor, TMessage, TDecision>(Inter
         }
     }
 
-    /// <summary>The one place a refusal thrown and a failure are turned into a decision.</summary>
-    private TDecision Failed(InterceptorEntry<TInterceptor> entry, TMessage message, Exception exception)
+    /// <summary>The one place a thrown refusal, and any other failure, become a decision.</summary>
+    private TDecision Decide(InterceptorEntry<TInterceptor> entry, TMessage message, Exception exception)
     {
         if (exception is RefusedException refused)
         {
