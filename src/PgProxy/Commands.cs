@@ -348,12 +348,19 @@ internal static class Commands
 
         /// <summary>The engine's frozen view of one instance's interceptors, in configuration order.</summary>
         public InstanceInterceptors For(InstanceConfig instance, ProxySettings settings) => new(
-            Of(instance).Where(e => e.Kind == "queries").Select(e => new NamedInterceptor<IQueryInterceptor>(Name(e.Reference), (IQueryInterceptor)e.Interceptor)),
-            Of(instance).Where(e => e.Kind == "connects").Select(e => new NamedInterceptor<IStartupInterceptor>(Name(e.Reference), (IStartupInterceptor)e.Interceptor)),
-            Of(instance).Where(e => e.Kind == "responses").Select(e => new NamedInterceptor<IResponseInterceptor>(Name(e.Reference), (IResponseInterceptor)e.Interceptor)),
+            Named<IQueryInterceptor>(instance, "queries"),
+            Named<IStartupInterceptor>(instance, "connects"),
+            Named<IResponseInterceptor>(instance, "responses"),
             settings.PluginTimeout,
             settings.PluginFailure);
 
-        private static string Name(InterceptorReference reference) => $"{reference.Plugin}.{reference.Function}";
+        /// <summary>The interceptors of one kind, named <c>plugin.function</c>, with the keys their entries set.</summary>
+        private IEnumerable<NamedInterceptor<T>> Named<T>(InstanceConfig instance, string kind)
+            where T : class =>
+            Of(instance).Where(e => e.Kind == kind).Select(e => new NamedInterceptor<T>($"{e.Reference.Plugin}.{e.Reference.Function}", (T)e.Interceptor)
+            {
+                OnError = e.Reference.OnError,
+                Timeout = e.Reference.Timeout,
+            });
     }
 }

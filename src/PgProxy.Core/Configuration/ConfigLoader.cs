@@ -18,6 +18,9 @@ public static class ConfigLoader
     /// <summary>Smallest <c>log-max-size</c>: smaller would roll the log every few lines.</summary>
     public const long MinLogFileSize = ConfigValueParsers.Kilobyte;
 
+    /// <summary>Longest plugin timeout: a call that runs for a day is a hang, and the timer takes no more than about 49 days.</summary>
+    public static readonly TimeSpan MaxPluginTimeout = TimeSpan.FromDays(1);
+
     private static readonly string[] RootKeys = ["plugins", "settings", "instances"];
     private static readonly string[] PluginEntryKeys = ["name", "settings"];
 
@@ -35,7 +38,7 @@ public static class ConfigLoader
     private static readonly string[] AuthKeys = ["auth-file", "auth-query", "auth-user", "auth-password"];
     private static readonly string[] InterceptKeys = ["commands", "responses"];
     private static readonly string[] CommandKeys = ["queries", "connects"];
-    private static readonly string[] InterceptorKeys = ["plugin", "function"];
+    private static readonly string[] InterceptorKeys = ["plugin", "function", "on-error", "timeout"];
     private static readonly string[] LimitKeys = ["max-message-size", "connect-timeout", "startup-timeout", "max-connections"];
 
     /// <summary>Reads the file at <paramref name="path"/>; relative paths inside it resolve against its directory.</summary>
@@ -229,8 +232,8 @@ public static class ConfigLoader
             LogMaxSize = Read(mapping.Optional("log-max-size"), value => reader.Size(value, MinLogFileSize, long.MaxValue)) ?? defaults.LogMaxSize,
             LogRetainedFiles = Read(mapping.Optional("log-retained-files"), value => reader.Integer(value, 1, int.MaxValue)) ?? defaults.LogRetainedFiles,
             ShutdownTimeout = Read(mapping.Optional("shutdown-timeout"), value => reader.Duration(value, mustBePositive: false)) ?? defaults.ShutdownTimeout,
-            PluginTimeout = Read(mapping.Optional("plugin-timeout"), value => reader.Duration(value, mustBePositive: true)) ?? defaults.PluginTimeout,
-            PluginFailure = Read(mapping.Optional("plugin-failure"), value => reader.Choice(value, ConfigValueParsers.FailurePolicies)) ?? defaults.PluginFailure,
+            PluginTimeout = ReadPluginTimeout(reader, mapping.Optional("plugin-timeout")) ?? defaults.PluginTimeout,
+            PluginFailure = ReadFailurePolicy(reader, mapping.Optional("plugin-failure")),
         };
     }
 
@@ -468,6 +471,8 @@ public static class ConfigLoader
             var pluginNode = mapping.Required("plugin");
             var plugin = Read(pluginNode, reader.Text);
             var function = Read(mapping.Required("function"), reader.Text);
+            var onError = ReadFailurePolicy(reader, mapping.Optional("on-error"));
+            var timeout = ReadPluginTimeout(reader, mapping.Optional("timeout"));
 
             // Catch a misspelt plugin here, with its line, rather than when the plugins are loaded.
             if (plugin is not null && pluginNode is { } pluginValue
@@ -478,12 +483,20 @@ public static class ConfigLoader
 
             if (plugin is not null && function is not null)
             {
-                interceptors.Add(new InterceptorReference(plugin, function, ConfigNodeReader.LineOf(item.Node)));
+                interceptors.Add(new InterceptorReference(plugin, function, ConfigNodeReader.LineOf(item.Node)) { OnError = onError, Timeout = timeout });
             }
         }
 
         return interceptors;
     }
+
+    /// <summary><c>settings.plugin-timeout</c> and an entry's <c>timeout</c>: one parser and one range for both.</summary>
+    private static TimeSpan? ReadPluginTimeout(ConfigNodeReader reader, ConfigNode? node) =>
+        Read(node, value => reader.Duration(value, mustBePositive: true, MaxPluginTimeout));
+
+    /// <summary><c>settings.plugin-failure</c> and an entry's <c>on-error</c>: <c>pass</c> or <c>refuse</c>.</summary>
+    private static Interception.InterceptorFailurePolicy? ReadFailurePolicy(ConfigNodeReader reader, ConfigNode? node) =>
+        Read(node, value => reader.Choice(value, ConfigValueParsers.FailurePolicies));
 
     private static InstanceLimits ReadLimits(ConfigNodeReader reader, ConfigNode? node)
     {

@@ -139,17 +139,26 @@ internal sealed class ConfigNodeReader
         return null;
     }
 
-    /// <summary>A duration (<c>30</c> seconds, or <c>500ms</c>, <c>10s</c>, <c>2m</c>, <c>1h</c>): above zero when <paramref name="mustBePositive"/>, else zero or more.</summary>
-    public TimeSpan? Duration(ConfigNode node, bool mustBePositive)
+    /// <summary>
+    /// A duration (<c>30</c> seconds, or <c>500ms</c>, <c>10s</c>, <c>2m</c>, <c>1h</c>): above zero when
+    /// <paramref name="mustBePositive"/>, else zero or more; at most <paramref name="maximum"/> when one is given.
+    /// </summary>
+    public TimeSpan? Duration(ConfigNode node, bool mustBePositive, TimeSpan? maximum = null)
     {
         if (node.Node is YamlScalarNode { Value: { } text }
             && ConfigValueParsers.TryParseDuration(text, out var duration)
-            && (!mustBePositive || duration > TimeSpan.Zero))
+            && (!mustBePositive || duration > TimeSpan.Zero)
+            && (maximum is not { } most || duration <= most))
         {
             return duration;
         }
 
         var expectation = mustBePositive ? "a duration greater than zero" : "a duration";
+        if (maximum is { } limit)
+        {
+            expectation += $" and at most {ConfigValueParsers.FormatDuration(limit)}";
+        }
+
         Report(node, $"expected {expectation} (seconds, or with unit ms, s, m or h such as 10s), got {Describe(node.Node)}");
         return null;
     }

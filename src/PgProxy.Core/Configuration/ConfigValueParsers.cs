@@ -136,6 +136,15 @@ internal static partial class ConfigValueParsers
         }
     }
 
+    /// <summary>A duration the way a user would write it: <c>1h</c>, <c>2m</c>, <c>10s</c>, or milliseconds.</summary>
+    public static string FormatDuration(TimeSpan duration) => duration switch
+    {
+        _ when duration.Ticks % TimeSpan.TicksPerHour == 0 => $"{duration.Ticks / TimeSpan.TicksPerHour}h",
+        _ when duration.Ticks % TimeSpan.TicksPerMinute == 0 => $"{duration.Ticks / TimeSpan.TicksPerMinute}m",
+        _ when duration.Ticks % TimeSpan.TicksPerSecond == 0 => $"{duration.Ticks / TimeSpan.TicksPerSecond}s",
+        _ => $"{duration.TotalMilliseconds:0.###}ms",
+    };
+
     /// <summary>A size the way a user would write it: <c>1 kB</c>, <c>100 MB</c>, or bytes when not a whole unit.</summary>
     public static string FormatSize(long bytes) => bytes switch
     {

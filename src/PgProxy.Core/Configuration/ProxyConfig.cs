@@ -63,11 +63,17 @@ public sealed record ProxySettings
     /// <summary><c>shutdown-timeout</c>: on SIGINT/SIGTERM, how long busy sessions get to reach an idle point. Default 30 s.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary><c>plugin-timeout</c>: how long one interceptor call may take, its metadata queries included. Default 5 s.</summary>
+    /// <summary>
+    /// <c>plugin-timeout</c>: how long one interceptor call may take, its metadata queries included, when its entry sets
+    /// no <c>timeout</c>. Default 5 s.
+    /// </summary>
     public TimeSpan PluginTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
-    /// <summary><c>plugin-failure</c>: what happens when an interceptor throws or times out. Default: refuse.</summary>
-    public Interception.InterceptorFailurePolicy PluginFailure { get; init; } = Interception.InterceptorFailurePolicy.Refuse;
+    /// <summary>
+    /// <c>plugin-failure</c>: what happens when an interceptor throws or times out, when its entry sets no
+    /// <c>on-error</c>. Null (the default) leaves each kind its own: pass for queries and connects, refuse for responses.
+    /// </summary>
+    public Interception.InterceptorFailurePolicy? PluginFailure { get; init; }
 }
 
 /// <summary>How log files roll over.</summary>
@@ -112,7 +118,14 @@ public sealed record InterceptConfig(
 }
 
 /// <summary>One <c>{plugin, function}</c> entry, with its line for error messages.</summary>
-public sealed record InterceptorReference(string Plugin, string Function, int Line);
+public sealed record InterceptorReference(string Plugin, string Function, int Line)
+{
+    /// <summary><c>on-error</c>: null when absent, so <c>settings.plugin-failure</c> or the kind's default applies.</summary>
+    public Interception.InterceptorFailurePolicy? OnError { get; init; }
+
+    /// <summary><c>timeout</c>: null when absent, so <c>settings.plugin-timeout</c> applies.</summary>
+    public TimeSpan? Timeout { get; init; }
+}
 
 /// <summary><c>limits</c> of an instance.</summary>
 public sealed record InstanceLimits

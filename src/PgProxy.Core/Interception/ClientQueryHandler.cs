@@ -24,7 +24,7 @@ internal sealed class ClientQueryHandler(
     ResultColumnTracker? tracker = null) : IFrameHandler
 {
     private readonly ArrayBufferWriter<byte> output = new(1024);
-    private CancellationTokenSource? callTimeout;
+    private readonly InterceptorRunner<IQueryInterceptor, QueryMessage, QueryDecision> runner = new(InterceptorKinds.Query, context);
 
     public bool Wants(byte code) => code switch
     {
@@ -67,7 +67,7 @@ internal sealed class ClientQueryHandler(
         }
 
         string original = query.Text;
-        foreach (NamedInterceptor<IQueryInterceptor> interceptor in interceptors.Queries)
+        foreach (InterceptorEntry<IQueryInterceptor> interceptor in interceptors.Queries)
         {
             QueryDecision decision = await InvokeAsync(interceptor, query, cancellationToken).ConfigureAwait(false);
             if (decision.IsRefusal)
@@ -137,45 +137,18 @@ internal sealed class ClientQueryHandler(
         }
     }
 
-    private async ValueTask<QueryDecision> InvokeAsync(NamedInterceptor<IQueryInterceptor> interceptor, QueryMessage query, CancellationToken cancellationToken)
+    private async ValueTask<QueryDecision> InvokeAsync(InterceptorEntry<IQueryInterceptor> interceptor, QueryMessage query, CancellationToken cancellationToken)
     {
-        // One timeout source per session, re-armed for each call: no timer or task is created when the interceptor
-        // answers at once, which is the common case.
-        CancellationTokenSource timeout = callTimeout ??= CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(interceptors.Timeout);
+        // Metadata queries are allowed while a query interceptor runs, and only then. A call that completes at once
+        // completes this method at once too: nothing is allocated.
         context.CurrentInterceptor = interceptor.Name;
         try
         {
-            ValueTask<QueryDecision> pending = interceptor.Interceptor.InterceptQueryAsync(query, context, timeout.Token);
-            return pending.IsCompletedSuccessfully
-                ? pending.Result
-                : await pending.AsTask().WaitAsync(timeout.Token).ConfigureAwait(false);
-        }
-        catch (RefusedException e)
-        {
-            return QueryDecision.Refuse(e.SqlState, e.Message);
-        }
-        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
-        {
-            Exception reason = interceptors.FailureReason(e);
-            if (interceptors.FailurePolicy == InterceptorFailurePolicy.PassThrough)
-            {
-                InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, "the query goes on unchanged", reason);
-                return QueryDecision.Continue;
-            }
-
-            InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, "the query is refused with XX000", reason);
-            return QueryDecision.Refuse(SqlStates.InternalError, InstanceInterceptors.FailureMessage(interceptor.Name, reason));
+            return await runner.RunAsync(interceptor, query, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             context.CurrentInterceptor = null;
-            if (!timeout.TryReset())
-            {
-                // It fired: a source that was cancelled cannot be re-armed.
-                timeout.Dispose();
-                callTimeout = null;
-            }
         }
     }
 

@@ -2,17 +2,31 @@ using PgProxy.Abstractions;
 
 namespace PgProxy.Core.Interception;
 
-/// <summary>An interceptor with the name it is logged under (<c>plugin.function</c>).</summary>
+/// <summary>An interceptor with the name it is logged under (<c>plugin.function</c>) and the keys its entry sets.</summary>
 public sealed record NamedInterceptor<T>(string Name, T Interceptor)
+    where T : class
+{
+    /// <summary>The entry's <c>on-error</c>; null for <c>settings.plugin-failure</c>, or else the kind's default.</summary>
+    public InterceptorFailurePolicy? OnError { get; init; }
+
+    /// <summary>The entry's <c>timeout</c>; null for <c>settings.plugin-timeout</c>.</summary>
+    public TimeSpan? Timeout { get; init; }
+}
+
+/// <summary>An interceptor as the runner calls it: every default resolved.</summary>
+internal sealed record InterceptorEntry<T>(string Name, T Interceptor, TimeSpan Timeout, InterceptorFailurePolicy OnError)
     where T : class;
 
 /// <summary>What happens to a message when its interceptor throws or runs past its timeout.</summary>
 public enum InterceptorFailurePolicy
 {
-    /// <summary>The client receives an error (XX000) instead of the query being run; a start-up is refused. The default: a broken plugin never lets through what it was meant to change.</summary>
+    /// <summary>
+    /// The client receives an error (XX000) instead of the query being run; a start-up is refused; a DataRow is withheld.
+    /// The default of response interceptors: a broken masking plugin never lets through what it was meant to hide.
+    /// </summary>
     Refuse,
 
-    /// <summary>The message goes on unchanged, and the failure is logged.</summary>
+    /// <summary>The message goes on unchanged, and the failure is logged. The default of query and start-up interceptors.</summary>
     PassThrough,
 }
 
@@ -25,50 +39,39 @@ public sealed class InstanceInterceptors
         IEnumerable<NamedInterceptor<IQueryInterceptor>> queries,
         IEnumerable<NamedInterceptor<IStartupInterceptor>> connects,
         TimeSpan timeout,
-        InterceptorFailurePolicy failurePolicy)
+        InterceptorFailurePolicy? failurePolicy)
         : this(queries, connects, [], timeout, failurePolicy)
     {
     }
 
+    /// <param name="queries">The query interceptors, in order.</param>
+    /// <param name="connects">The start-up interceptors, in order.</param>
+    /// <param name="responses">The response interceptors, in order.</param>
+    /// <param name="timeout"><c>settings.plugin-timeout</c>: the timeout of an entry that sets none.</param>
+    /// <param name="failurePolicy"><c>settings.plugin-failure</c>: the on-error of an entry that sets none; null leaves each kind its default.</param>
     public InstanceInterceptors(
         IEnumerable<NamedInterceptor<IQueryInterceptor>> queries,
         IEnumerable<NamedInterceptor<IStartupInterceptor>> connects,
         IEnumerable<NamedInterceptor<IResponseInterceptor>> responses,
         TimeSpan timeout,
-        InterceptorFailurePolicy failurePolicy)
+        InterceptorFailurePolicy? failurePolicy)
     {
-        Queries = [.. queries];
-        Connects = [.. connects];
-        Responses = [.. responses];
+        Queries = Resolve(queries, timeout, failurePolicy ?? InterceptorKinds.Query.DefaultOnError);
+        Connects = Resolve(connects, timeout, failurePolicy ?? InterceptorKinds.Connect.DefaultOnError);
+        Responses = Resolve(responses, timeout, failurePolicy ?? InterceptorKinds.Response.DefaultOnError);
         ResponseKinds = Responses.Aggregate(ResponseKinds.None, (kinds, r) => kinds | r.Interceptor.Kinds);
-        Timeout = timeout;
-        FailurePolicy = failurePolicy;
     }
 
-    public static InstanceInterceptors None { get; } = new([], [], TimeSpan.FromSeconds(5), InterceptorFailurePolicy.Refuse);
+    public static InstanceInterceptors None { get; } = new([], [], TimeSpan.FromSeconds(5), null);
 
-    public NamedInterceptor<IQueryInterceptor>[] Queries { get; }
+    internal InterceptorEntry<IQueryInterceptor>[] Queries { get; }
 
-    public NamedInterceptor<IStartupInterceptor>[] Connects { get; }
+    internal InterceptorEntry<IStartupInterceptor>[] Connects { get; }
 
-    public NamedInterceptor<IResponseInterceptor>[] Responses { get; }
+    internal InterceptorEntry<IResponseInterceptor>[] Responses { get; }
 
     /// <summary>Every message kind some response interceptor asked for: only these are decoded.</summary>
     public ResponseKinds ResponseKinds { get; }
-
-    /// <summary>How long one interceptor call may take, metadata queries included.</summary>
-    public TimeSpan Timeout { get; }
-
-    public InterceptorFailurePolicy FailurePolicy { get; }
-
-    /// <summary>What to log and tell the client for a failed call: a timeout says how long it waited.</summary>
-    internal Exception FailureReason(Exception exception) =>
-        exception is OperationCanceledException or TimeoutException
-            ? new TimeoutException($"timed out after {Timeout.TotalSeconds:0.###} s", exception)
-            : exception;
-
-    /// <summary>The message of the XX000 a failed interceptor leads to under the refuse policy.</summary>
-    internal static string FailureMessage(string interceptor, Exception reason) => $"PgProxy interceptor \"{interceptor}\" failed: {reason.Message}";
 
     public bool InterceptsQueries => Queries.Length > 0;
 
@@ -76,4 +79,9 @@ public sealed class InstanceInterceptors
 
     /// <summary>True when DataRows are intercepted, so the columns of every extended-protocol Execute must be tracked.</summary>
     public bool TracksResultColumns => (ResponseKinds & ResponseKinds.DataRow) != 0;
+
+    /// <summary>An entry's own keys first, then the settings, then the kind's default.</summary>
+    private static InterceptorEntry<T>[] Resolve<T>(IEnumerable<NamedInterceptor<T>> entries, TimeSpan timeout, InterceptorFailurePolicy onError)
+        where T : class =>
+        [.. entries.Select(entry => new InterceptorEntry<T>(entry.Name, entry.Interceptor, entry.Timeout ?? timeout, entry.OnError ?? onError))];
 }

@@ -36,4 +36,10 @@ internal static partial class InterceptLog
 
     [LoggerMessage(EventId = 509, Level = LogLevel.Debug, Message = "Session {SessionId}: a row changed by the response interceptors")]
     public static partial void RowChanged(ILogger logger, long sessionId);
+
+    [LoggerMessage(EventId = 510, Level = LogLevel.Debug, Message = "Session {SessionId}: a row withheld by {Interceptor} with {SqlState} {Reason}")]
+    public static partial void RowWithheld(ILogger logger, long sessionId, string interceptor, string sqlState, string reason);
+
+    [LoggerMessage(EventId = 511, Level = LogLevel.Information, Message = "Session {SessionId}: {Kind} refused by {Interceptor} with {SqlState} {Reason}; it goes on without the remaining interceptors")]
+    public static partial void ResponseRefused(ILogger logger, long sessionId, PgProxy.Abstractions.ResponseKinds kind, string interceptor, string sqlState, string reason);
 }

@@ -18,11 +18,13 @@ internal sealed class ResponseInterception
     private readonly SessionContext context;
     private readonly InstanceInterceptors interceptors;
     private readonly ArrayBufferWriter<byte> output = new(256);
+    private readonly InterceptorRunner<IResponseInterceptor, ResponseMessage, ResponseDecision> runner;
 
     public ResponseInterception(SessionContext context, InstanceInterceptors interceptors)
     {
         this.context = context;
         this.interceptors = interceptors;
+        runner = new(InterceptorKinds.Response, context);
         ResponseKinds kinds = interceptors.ResponseKinds;
         if ((kinds & ResponseKinds.DataRow) != 0)
         {
@@ -86,8 +88,8 @@ internal sealed class ResponseInterception
     }
 
     /// <summary>
-    /// Runs the interceptors on one frame and writes what results: the frame as it was, re-encoded, or (a DataRow whose
-    /// interceptor failed under the refuse policy) nothing.
+    /// Runs the interceptors on one frame and writes what results: the frame as it was, re-encoded, or (a DataRow an
+    /// interceptor refused, or failed on under the refuse policy) nothing.
     /// </summary>
     public async ValueTask WriteAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
     {
@@ -98,20 +100,23 @@ internal sealed class ResponseInterception
             return;
         }
 
-        foreach (NamedInterceptor<IResponseInterceptor> interceptor in interceptors.Responses)
+        foreach (InterceptorEntry<IResponseInterceptor> interceptor in interceptors.Responses)
         {
             if ((interceptor.Interceptor.Kinds & kind) == 0)
             {
                 continue;
             }
 
-            if (!await InvokeAsync(interceptor, message, cancellationToken).ConfigureAwait(false))
+            ResponseDecision decision = await runner.RunAsync(interceptor, message, cancellationToken).ConfigureAwait(false);
+            if (decision.IsRefusal)
             {
                 if (kind == ResponseKinds.DataRow)
                 {
-                    return; // withheld: the refuse policy never lets through a row its interceptor could not handle
+                    InterceptLog.RowWithheld(context.Logger, context.SessionId, interceptor.Name, decision.RefusalSqlState!, decision.RefusalMessage!);
+                    return; // withheld: a refused row, or one its interceptor could not handle under refuse, never goes out
                 }
 
+                InterceptLog.ResponseRefused(context.Logger, context.SessionId, kind, interceptor.Name, decision.RefusalSqlState!, decision.RefusalMessage!);
                 break;
             }
         }
@@ -134,30 +139,6 @@ internal sealed class ResponseInterception
         }
 
         await destination.WriteAsync(output.WrittenMemory, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>Calls one interceptor within its time budget. False when it failed and the refuse policy applies.</summary>
-    private async ValueTask<bool> InvokeAsync(NamedInterceptor<IResponseInterceptor> interceptor, ResponseMessage message, CancellationToken cancellationToken)
-    {
-        try
-        {
-            ValueTask pending = interceptor.Interceptor.InterceptResponseAsync(message, context, cancellationToken);
-            if (!pending.IsCompletedSuccessfully)
-            {
-                // Only an interceptor that goes asynchronous pays for a timer.
-                await pending.AsTask().WaitAsync(interceptors.Timeout, cancellationToken).ConfigureAwait(false);
-            }
-
-            return true;
-        }
-        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
-        {
-            Exception reason = interceptors.FailureReason(e);
-            bool pass = interceptors.FailurePolicy == InterceptorFailurePolicy.PassThrough;
-            string outcome = pass ? "the response goes on as it is" : message.Kind == ResponseKinds.DataRow ? "the row is withheld" : "the response goes on without the remaining interceptors";
-            InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, outcome, reason);
-            return pass;
-        }
     }
 
     private static ResponseKinds KindOf(byte code) => (BackendMessageCode)code switch

@@ -18,9 +18,10 @@ internal static class StartupInterception
         }
 
         var request = new StartupRequest(startup.Parameters);
-        foreach (NamedInterceptor<IStartupInterceptor> interceptor in interceptors.Connects)
+        var runner = new InterceptorRunner<IStartupInterceptor, StartupRequest, StartupDecision>(InterceptorKinds.Connect, context);
+        foreach (InterceptorEntry<IStartupInterceptor> interceptor in interceptors.Connects)
         {
-            StartupDecision decision = await InvokeAsync(interceptors, interceptor, request, context, cancellationToken).ConfigureAwait(false);
+            StartupDecision decision = await runner.RunAsync(interceptor, request, cancellationToken).ConfigureAwait(false);
             if (decision.IsRefusal)
             {
                 InterceptLog.StartupRefused(context.Logger, context.SessionId, interceptor.Name, decision.RefusalSqlState!, decision.RefusalMessage!);
@@ -43,36 +44,5 @@ internal static class StartupInterception
         string parameters = string.Join(" ", request.Parameters.Select(p => $"{p.Key}={p.Value}"));
         InterceptLog.StartupChanged(context.Logger, context.SessionId, names, parameters);
         return new StartupOutcome(StartupPacketWriter.Build(startup.VersionCode, request.Parameters), null);
-    }
-
-    private static async Task<StartupDecision> InvokeAsync(
-        InstanceInterceptors interceptors,
-        NamedInterceptor<IStartupInterceptor> interceptor,
-        StartupRequest request,
-        SessionContext context,
-        CancellationToken cancellationToken)
-    {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(interceptors.Timeout);
-        try
-        {
-            return await interceptor.Interceptor.InterceptStartupAsync(request, context, timeout.Token).AsTask().WaitAsync(timeout.Token).ConfigureAwait(false);
-        }
-        catch (RefusedException e)
-        {
-            return StartupDecision.Refuse(e.SqlState, e.Message);
-        }
-        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
-        {
-            Exception reason = interceptors.FailureReason(e);
-            if (interceptors.FailurePolicy == InterceptorFailurePolicy.PassThrough)
-            {
-                InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, "the start-up goes on unchanged", reason);
-                return StartupDecision.Continue;
-            }
-
-            InterceptLog.Failed(context.Logger, context.SessionId, interceptor.Name, "the connection is refused with XX000", reason);
-            return StartupDecision.Refuse(SqlStates.InternalError, InstanceInterceptors.FailureMessage(interceptor.Name, reason));
-        }
     }
 }

@@ -3,39 +3,28 @@ using PgProxy.Abstractions;
 namespace PgProxy.Core.Plugins;
 
 /// <summary>
-/// A plugin's query function or class, seen as an <see cref="IQueryInterceptor"/>. The function is a delegate built once
-/// at load; a <see cref="RefusedException"/> it throws, at once or from its task, becomes a refusal. Any other exception
-/// reaches the engine, which applies the interceptor's failure policy.
+/// A plugin's function or class, seen as one of the interceptor interfaces. The function is a delegate built once at
+/// load. What it throws, <see cref="RefusedException"/> included, reaches the engine's interceptor runner, which
+/// handles it the same way for every kind.
 /// </summary>
-internal sealed class QueryInterceptorAdapter : IQueryInterceptor
+/// <typeparam name="TIntercept">The delegate the interface's one method forwards to.</typeparam>
+internal abstract class InterceptorAdapter<TIntercept>(string description, TIntercept intercept)
+    where TIntercept : Delegate
 {
-    private readonly Func<QueryMessage, ISessionContext, CancellationToken, ValueTask<QueryDecision>> intercept;
-
-    public QueryInterceptorAdapter(string description, Func<QueryMessage, ISessionContext, CancellationToken, ValueTask<QueryDecision>> intercept)
-    {
-        Description = description;
-        this.intercept = intercept;
-    }
-
     /// <summary>What the reference resolved to, for logs: <c>Type.Method(parameters)</c> or the class name.</summary>
-    public string Description { get; }
+    public string Description { get; } = description;
 
-    public ValueTask<QueryDecision> InterceptQueryAsync(QueryMessage query, ISessionContext session, CancellationToken cancellationToken)
-    {
-        ValueTask<QueryDecision> pending;
-        try
-        {
-            pending = intercept(query, session, cancellationToken);
-        }
-        catch (RefusedException e)
-        {
-            return new(QueryDecision.Refuse(e.SqlState, e.Message));
-        }
-
-        return pending.IsCompletedSuccessfully ? pending : AwaitRefusal(pending);
-    }
+    protected TIntercept Intercept { get; } = intercept;
 
     public override string ToString() => Description;
+}
+
+/// <summary>A plugin's query function or class, seen as an <see cref="IQueryInterceptor"/>.</summary>
+internal sealed class QueryInterceptorAdapter(string description, Func<QueryMessage, ISessionContext, CancellationToken, ValueTask<QueryDecision>> intercept)
+    : InterceptorAdapter<Func<QueryMessage, ISessionContext, CancellationToken, ValueTask<QueryDecision>>>(description, intercept), IQueryInterceptor
+{
+    public ValueTask<QueryDecision> InterceptQueryAsync(QueryMessage query, ISessionContext session, CancellationToken cancellationToken) =>
+        Intercept(query, session, cancellationToken);
 
     /// <summary>Adapts a function of the query text: null or the same text (ordinal) continues, other text rewrites.</summary>
     public static Func<QueryMessage, ISessionContext, CancellationToken, ValueTask<QueryDecision>> FromText(
@@ -53,75 +42,22 @@ internal sealed class QueryInterceptorAdapter : IQueryInterceptor
 
     private static async ValueTask<QueryDecision> AwaitText(ValueTask<string?> pending, string original) =>
         Decide(original, await pending.ConfigureAwait(false));
-
-    private static async ValueTask<QueryDecision> AwaitRefusal(ValueTask<QueryDecision> pending)
-    {
-        try
-        {
-            return await pending.ConfigureAwait(false);
-        }
-        catch (RefusedException e)
-        {
-            return QueryDecision.Refuse(e.SqlState, e.Message);
-        }
-    }
 }
 
-/// <summary>A plugin's start-up function or class, seen as an <see cref="IStartupInterceptor"/>; see <see cref="QueryInterceptorAdapter"/>.</summary>
-internal sealed class StartupInterceptorAdapter : IStartupInterceptor
+/// <summary>A plugin's start-up function or class, seen as an <see cref="IStartupInterceptor"/>.</summary>
+internal sealed class StartupInterceptorAdapter(string description, Func<StartupRequest, ISessionContext, CancellationToken, ValueTask<StartupDecision>> intercept)
+    : InterceptorAdapter<Func<StartupRequest, ISessionContext, CancellationToken, ValueTask<StartupDecision>>>(description, intercept), IStartupInterceptor
 {
-    private readonly Func<StartupRequest, ISessionContext, CancellationToken, ValueTask<StartupDecision>> intercept;
-
-    public StartupInterceptorAdapter(string description, Func<StartupRequest, ISessionContext, CancellationToken, ValueTask<StartupDecision>> intercept)
-    {
-        Description = description;
-        this.intercept = intercept;
-    }
-
-    /// <summary>What the reference resolved to, for logs.</summary>
-    public string Description { get; }
-
-    public ValueTask<StartupDecision> InterceptStartupAsync(StartupRequest startup, ISessionContext session, CancellationToken cancellationToken)
-    {
-        ValueTask<StartupDecision> pending;
-        try
-        {
-            pending = intercept(startup, session, cancellationToken);
-        }
-        catch (RefusedException e)
-        {
-            return new(StartupDecision.Refuse(e.SqlState, e.Message));
-        }
-
-        return pending.IsCompletedSuccessfully ? pending : AwaitRefusal(pending);
-    }
-
-    public override string ToString() => Description;
-
-    private static async ValueTask<StartupDecision> AwaitRefusal(ValueTask<StartupDecision> pending)
-    {
-        try
-        {
-            return await pending.ConfigureAwait(false);
-        }
-        catch (RefusedException e)
-        {
-            return StartupDecision.Refuse(e.SqlState, e.Message);
-        }
-    }
+    public ValueTask<StartupDecision> InterceptStartupAsync(StartupRequest startup, ISessionContext session, CancellationToken cancellationToken) =>
+        Intercept(startup, session, cancellationToken);
 }
 
 /// <summary>A plugin's response function or class, seen as an <see cref="IResponseInterceptor"/>; its kinds are read once.</summary>
 internal sealed class ResponseInterceptorAdapter(string description, ResponseKinds kinds, Func<ResponseMessage, ISessionContext, CancellationToken, ValueTask> intercept)
-    : IResponseInterceptor
+    : InterceptorAdapter<Func<ResponseMessage, ISessionContext, CancellationToken, ValueTask>>(description, intercept), IResponseInterceptor
 {
-    /// <summary>What the reference resolved to, for logs.</summary>
-    public string Description { get; } = description;
-
     public ResponseKinds Kinds { get; } = kinds;
 
     public ValueTask InterceptResponseAsync(ResponseMessage message, ISessionContext session, CancellationToken cancellationToken) =>
-        intercept(message, session, cancellationToken);
-
-    public override string ToString() => Description;
+        Intercept(message, session, cancellationToken);
 }

@@ -32,21 +32,9 @@ internal static class InterceptorShapes
     /// <summary>The response interceptor delegate for <paramref name="method"/>, or null when its signature is not one of <see cref="ResponseSignatures"/>.</summary>
     public static Func<ResponseMessage, ISessionContext, CancellationToken, ValueTask>? ForResponse(MethodInfo method)
     {
-        if (method.IsGenericMethodDefinition)
+        if (!TryRead(method, out Type r, out Type[] p))
         {
             return null;
-        }
-
-        Type[] p = ParameterTypes(method);
-        Type r = method.ReturnType;
-        if (r == typeof(void) && Matches(p, typeof(ResponseMessage), typeof(ISessionContext)))
-        {
-            var change = method.CreateDelegate<Action<ResponseMessage, ISessionContext>>();
-            return (message, session, _) =>
-            {
-                change(message, session);
-                return default;
-            };
         }
 
         if (r == typeof(ValueTask) && Matches(p, typeof(ResponseMessage), typeof(ISessionContext), typeof(CancellationToken)))
@@ -54,65 +42,60 @@ internal static class InterceptorShapes
             return method.CreateDelegate<Func<ResponseMessage, ISessionContext, CancellationToken, ValueTask>>();
         }
 
-        return null;
+        return FromAction<ResponseMessage, ValueTask>(method, r, p, default);
     }
 
     /// <summary>The query interceptor delegate for <paramref name="method"/> (public static), or null when its signature is not one of <see cref="QuerySignatures"/>.</summary>
-    public static Func<QueryMessage, ISessionContext, CancellationToken, ValueTask<QueryDecision>>? ForQuery(MethodInfo method)
-    {
-        if (method.IsGenericMethodDefinition)
-        {
-            return null;
-        }
-
-        Type[] p = ParameterTypes(method);
-        Type r = method.ReturnType;
-        if (r == typeof(QueryDecision) && Matches(p, typeof(QueryMessage), typeof(ISessionContext)))
-        {
-            var decide = method.CreateDelegate<Func<QueryMessage, ISessionContext, QueryDecision>>();
-            return (query, session, _) => new(decide(query, session));
-        }
-
-        if (r == typeof(ValueTask<QueryDecision>) && Matches(p, typeof(QueryMessage), typeof(ISessionContext), typeof(CancellationToken)))
-        {
-            return method.CreateDelegate<Func<QueryMessage, ISessionContext, CancellationToken, ValueTask<QueryDecision>>>();
-        }
-
-        return ForText(method, r, p) is { } rewrite ? QueryInterceptorAdapter.FromText(rewrite) : null;
-    }
+    public static Func<QueryMessage, ISessionContext, CancellationToken, ValueTask<QueryDecision>>? ForQuery(MethodInfo method) =>
+        !TryRead(method, out Type r, out Type[] p) ? null
+            : FromDecision<QueryMessage, QueryDecision>(method, r, p)
+                ?? (ForText(method, r, p) is { } rewrite ? QueryInterceptorAdapter.FromText(rewrite) : null);
 
     /// <summary>The start-up interceptor delegate for <paramref name="method"/>, or null when its signature is not one of <see cref="StartupSignatures"/>.</summary>
-    public static Func<StartupRequest, ISessionContext, CancellationToken, ValueTask<StartupDecision>>? ForStartup(MethodInfo method)
+    public static Func<StartupRequest, ISessionContext, CancellationToken, ValueTask<StartupDecision>>? ForStartup(MethodInfo method) =>
+        !TryRead(method, out Type r, out Type[] p) ? null
+            : FromDecision<StartupRequest, StartupDecision>(method, r, p)
+                ?? FromAction<StartupRequest, ValueTask<StartupDecision>>(method, r, p, new(StartupDecision.Continue));
+
+    /// <summary>
+    /// <c>TDecision F(TMessage message, ISessionContext context)</c> or its asynchronous form with a CancellationToken,
+    /// <c>ValueTask&lt;TDecision&gt;</c>.
+    /// </summary>
+    private static Func<TMessage, ISessionContext, CancellationToken, ValueTask<TDecision>>? FromDecision<TMessage, TDecision>(MethodInfo method, Type r, Type[] p)
     {
-        if (method.IsGenericMethodDefinition)
+        if (r == typeof(TDecision) && Matches(p, typeof(TMessage), typeof(ISessionContext)))
+        {
+            var decide = method.CreateDelegate<Func<TMessage, ISessionContext, TDecision>>();
+            return (message, session, _) => new(decide(message, session));
+        }
+
+        return r == typeof(ValueTask<TDecision>) && Matches(p, typeof(TMessage), typeof(ISessionContext), typeof(CancellationToken))
+            ? method.CreateDelegate<Func<TMessage, ISessionContext, CancellationToken, ValueTask<TDecision>>>()
+            : null;
+    }
+
+    /// <summary>Return type and parameter types of a method that can be a plugin function; false for a generic one.</summary>
+    private static bool TryRead(MethodInfo method, out Type returnType, out Type[] parameterTypes)
+    {
+        returnType = method.ReturnType;
+        parameterTypes = method.IsGenericMethodDefinition ? [] : ParameterTypes(method);
+        return !method.IsGenericMethodDefinition;
+    }
+
+    /// <summary><c>void F(TMessage message, ISessionContext context)</c>: it changes the message in place, then <paramref name="completed"/>.</summary>
+    private static Func<TMessage, ISessionContext, CancellationToken, TResult>? FromAction<TMessage, TResult>(MethodInfo method, Type r, Type[] p, TResult completed)
+    {
+        if (r != typeof(void) || !Matches(p, typeof(TMessage), typeof(ISessionContext)))
         {
             return null;
         }
 
-        Type[] p = ParameterTypes(method);
-        Type r = method.ReturnType;
-        if (r == typeof(void) && Matches(p, typeof(StartupRequest), typeof(ISessionContext)))
+        var change = method.CreateDelegate<Action<TMessage, ISessionContext>>();
+        return (message, session, _) =>
         {
-            var change = method.CreateDelegate<Action<StartupRequest, ISessionContext>>();
-            return (startup, session, _) =>
-            {
-                change(startup, session);
-                return new(StartupDecision.Continue);
-            };
-        }
-
-        if (r == typeof(StartupDecision) && Matches(p, typeof(StartupRequest), typeof(ISessionContext)))
-        {
-            var decide = method.CreateDelegate<Func<StartupRequest, ISessionContext, StartupDecision>>();
-            return (startup, session, _) => new(decide(startup, session));
-        }
-
-        if (r == typeof(ValueTask<StartupDecision>) && Matches(p, typeof(StartupRequest), typeof(ISessionContext), typeof(CancellationToken)))
-        {
-            return method.CreateDelegate<Func<StartupRequest, ISessionContext, CancellationToken, ValueTask<StartupDecision>>>();
-        }
-
-        return null;
+            change(message, session);
+            return completed;
+        };
     }
 
     /// <summary>The seed's shape and its variants: a function of the query text that returns the new text.</summary>

@@ -14,12 +14,12 @@ public class PluginSettingsTests
     private static ProxyConfig Parse(string settings) => ConfigLoader.Parse($"settings:\n{settings}\n{Instances}", Path.GetTempPath(), "config.yml");
 
     [Fact]
-    public void Defaults_are_five_seconds_and_refuse()
+    public void Defaults_are_five_seconds_and_no_failure_policy_so_each_kind_keeps_its_own()
     {
         ProxyConfig config = ConfigLoader.Parse(Instances, Path.GetTempPath(), "config.yml");
 
         Assert.Equal(TimeSpan.FromSeconds(5), config.Settings.PluginTimeout);
-        Assert.Equal(InterceptorFailurePolicy.Refuse, config.Settings.PluginFailure);
+        Assert.Null(config.Settings.PluginFailure);
     }
 
     [Fact]
@@ -33,6 +33,8 @@ public class PluginSettingsTests
 
     [Theory]
     [InlineData("  plugin-timeout: 0s", "settings.plugin-timeout")]
+    [InlineData("  plugin-timeout: 2d", "settings.plugin-timeout")]
+    [InlineData("  plugin-timeout: 25h", "settings.plugin-timeout")]
     [InlineData("  plugin-failure: ignore", "settings.plugin-failure")]
     public void Bad_values_name_the_key_and_line(string settings, string key)
     {

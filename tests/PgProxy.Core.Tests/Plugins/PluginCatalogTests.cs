@@ -8,7 +8,9 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using PgProxy.Abstractions;
 using PgProxy.Core.Configuration;
+using PgProxy.Core.Interception;
 using PgProxy.Core.Plugins;
+using PgProxy.Core.Sessions;
 using PgProxy.Protocol;
 
 namespace PgProxy.Core.Tests.Plugins;
@@ -109,7 +111,7 @@ public sealed class PluginCatalogTests : IDisposable
         foreach (string function in new[] { "no_drop", "no_drop_later" })
         {
             IQueryInterceptor interceptor = catalog.ResolveQueryInterceptor(Reference("guard", function));
-            QueryDecision decision = await interceptor.InterceptQueryAsync(Query("DROP TABLE t"), new FakeSession(), default);
+            QueryDecision decision = await RunAsync(interceptor, Query("DROP TABLE t"));
 
             Assert.True(decision.IsRefusal, function);
             Assert.Equal("42501", decision.RefusalSqlState);
@@ -215,8 +217,7 @@ public sealed class PluginCatalogTests : IDisposable
             """);
         using PluginCatalog catalog = Load("gate");
 
-        StartupDecision decision = await catalog.ResolveStartupInterceptor(Reference("gate", "check"))
-            .InterceptStartupAsync(new StartupRequest([new("user", "bob")]), new FakeSession(), default);
+        StartupDecision decision = await RunAsync(catalog.ResolveStartupInterceptor(Reference("gate", "check")), new StartupRequest([new("user", "bob")]));
 
         Assert.Equal("28000", decision.RefusalSqlState);
         Assert.Equal("closed", decision.RefusalMessage);
@@ -426,6 +427,17 @@ public sealed class PluginCatalogTests : IDisposable
 
         return MetadataReference.CreateFromFile(path);
     }
+
+    /// <summary>Calls an interceptor as the engine does: a RefusedException reaches the runner, which makes it a refusal.</summary>
+    private static ValueTask<QueryDecision> RunAsync(IQueryInterceptor interceptor, QueryMessage query) =>
+        new InterceptorRunner<IQueryInterceptor, QueryMessage, QueryDecision>(InterceptorKinds.Query, Context())
+            .RunAsync(new InterceptorEntry<IQueryInterceptor>("test.query", interceptor, TimeSpan.FromSeconds(5), InterceptorFailurePolicy.PassThrough), query, default);
+
+    private static ValueTask<StartupDecision> RunAsync(IStartupInterceptor interceptor, StartupRequest startup) =>
+        new InterceptorRunner<IStartupInterceptor, StartupRequest, StartupDecision>(InterceptorKinds.Connect, Context())
+            .RunAsync(new InterceptorEntry<IStartupInterceptor>("test.connect", interceptor, TimeSpan.FromSeconds(5), InterceptorFailurePolicy.PassThrough), startup, default);
+
+    private static SessionContext Context() => new(1, "proxy", null, [new("user", "alice")], new SessionState(), NullLogger.Instance);
 
     private sealed class FakeSession : ISessionContext
     {

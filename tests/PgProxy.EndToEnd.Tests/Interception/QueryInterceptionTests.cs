@@ -171,13 +171,13 @@ public sealed class QueryInterceptionTests(PostgresFixture fixture)
     }
 
     [Fact]
-    public async Task An_interceptor_that_throws_refuses_with_XX000_by_default()
+    public async Task An_interceptor_that_throws_refuses_with_XX000_under_the_refuse_policy()
     {
         // Npgsql runs queries of its own when it opens a connection: the plugin's bug shows on one query only.
         var broken = new DelegateQueryInterceptor((query, _, _) => query.Text.Contains("boom", StringComparison.Ordinal)
             ? throw new InvalidOperationException("plugin bug")
             : ValueTask.FromResult(QueryDecision.Continue));
-        await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server, Interceptors.Queries(broken));
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server, Interceptors.Queries(InterceptorFailurePolicy.Refuse, TimeSpan.FromSeconds(5), broken));
         await using var connection = new NpgsqlConnection(proxy.ConnectionString(PostgresServer.TrustUser));
         await connection.OpenAsync();
 
@@ -193,12 +193,12 @@ public sealed class QueryInterceptionTests(PostgresFixture fixture)
     }
 
     [Fact]
-    public async Task An_interceptor_that_throws_passes_the_query_unchanged_under_the_pass_through_policy()
+    public async Task An_interceptor_that_throws_passes_the_query_unchanged_by_default()
     {
         var broken = new DelegateQueryInterceptor((query, _, _) => query.Text.Contains("boom", StringComparison.Ordinal)
             ? throw new InvalidOperationException("plugin bug")
             : ValueTask.FromResult(QueryDecision.Continue));
-        await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server, Interceptors.Queries(InterceptorFailurePolicy.PassThrough, TimeSpan.FromSeconds(5), broken));
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(Server, Interceptors.Queries(broken));
         await using var connection = new NpgsqlConnection(proxy.ConnectionString(PostgresServer.TrustUser));
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand("SELECT 7 AS boom", connection);

@@ -27,14 +27,15 @@ internal sealed class DelegateStartupInterceptor(Func<StartupRequest, ISessionCo
 
 internal static class Interceptors
 {
+    /// <summary>As a configuration without <c>plugin-failure</c>: a failing query interceptor passes the query on.</summary>
     public static InstanceInterceptors Queries(params IQueryInterceptor[] interceptors) =>
-        Queries(InterceptorFailurePolicy.Refuse, TimeSpan.FromSeconds(5), interceptors);
+        Queries(null, TimeSpan.FromSeconds(5), interceptors);
 
-    public static InstanceInterceptors Queries(InterceptorFailurePolicy policy, TimeSpan timeout, params IQueryInterceptor[] interceptors) =>
+    public static InstanceInterceptors Queries(InterceptorFailurePolicy? policy, TimeSpan timeout, params IQueryInterceptor[] interceptors) =>
         new(interceptors.Select((i, n) => new NamedInterceptor<IQueryInterceptor>($"test.query{n}", i)), [], timeout, policy);
 
     public static InstanceInterceptors Connects(params IStartupInterceptor[] interceptors) =>
-        new([], interceptors.Select((i, n) => new NamedInterceptor<IStartupInterceptor>($"test.connect{n}", i)), TimeSpan.FromSeconds(5), InterceptorFailurePolicy.Refuse);
+        new([], interceptors.Select((i, n) => new NamedInterceptor<IStartupInterceptor>($"test.connect{n}", i)), TimeSpan.FromSeconds(5), null);
 
     /// <summary>Rewrites queries with a plain text replacement; leaves others alone.</summary>
     public static DelegateQueryInterceptor Replace(string from, string to) =>
@@ -77,7 +78,7 @@ internal sealed class DelegateResponseInterceptor(ResponseKinds kinds, Action<Re
 internal static class ResponseInterceptors
 {
     public static InstanceInterceptors Of(params IResponseInterceptor[] interceptors) =>
-        new([], [], interceptors.Select((i, n) => new NamedInterceptor<IResponseInterceptor>($"test.response{n}", i)), TimeSpan.FromSeconds(5), InterceptorFailurePolicy.Refuse);
+        new([], [], interceptors.Select((i, n) => new NamedInterceptor<IResponseInterceptor>($"test.response{n}", i)), TimeSpan.FromSeconds(5), null);
 
     /// <summary>Masks the text value of every column named email, as plugins/examples/mask_email.cs does.</summary>
     public static DelegateResponseInterceptor MaskEmail() => new(ResponseKinds.DataRow, message =>
