@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using BenchmarkDotNet.Attributes;
+using PgProxy.Core.Relay;
+using PgProxy.Core.Server;
 using PgProxy.Core.Sessions;
 
 namespace PgProxy.Benchmarks;
@@ -54,7 +56,7 @@ public class ForwardingBenchmarks : IDisposable
             resumeWriterThreshold: 512 * 1024,
             useSynchronizationContext: false));
         sink = new CountingSink();
-        pump = new ForwardingPump(pipe.Reader, sink, new SessionState(), frontend ? PumpDirection.ClientToServer : PumpDirection.ServerToClient, maxMessageSize: 1024 * 1024);
+        pump = new ForwardingPump(pipe.Reader, sink, new ServerProtocolState(), frontend ? PumpDirection.ClientToServer : PumpDirection.ServerToClient, maxMessageSize: 1024 * 1024);
         running = pump.RunAsync(CancellationToken.None);
 
         // One operation now checks that every byte went through before anything is measured.

@@ -4,7 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Tls;
-using PgProxy.Core.Upstream;
+using PgProxy.Core.Server;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Authentication;
 using PgProxy.Protocol.Startup;

@@ -6,7 +6,7 @@ using System.Text;
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Sessions;
-using PgProxy.Core.Upstream;
+using PgProxy.Core.Server;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Authentication;
 using PgProxy.Protocol.Backend;

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Text;
 using Microsoft.Extensions.Logging;
+using PgProxy.Core.Relay;
+using PgProxy.Core.Server;
 using PgProxy.Abstractions;
 using PgProxy.Core.Sessions;
 using PgProxy.Protocol;
@@ -17,7 +19,7 @@ namespace PgProxy.Core.Interception;
 /// which columns an Execute returns (Parse, Bind, Describe, Execute, Close, Sync, Query), before forwarding it.
 /// </summary>
 internal sealed class ClientQueryHandler(
-    SessionState state,
+    ServerProtocolState state,
     SessionContext context,
     ServerResponseHandler responses,
     InstanceInterceptors interceptors,

@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using PgProxy.Core.Relay;
+using PgProxy.Core.Server;
 using PgProxy.Abstractions;
 using PgProxy.Core.Sessions;
 using PgProxy.Protocol;
@@ -18,7 +20,7 @@ namespace PgProxy.Core.Interception;
 /// of DataRows, and has the interceptors look at the messages of the kinds they asked for. Without, it takes only
 /// ParameterStatus and the frames of a diversion.
 /// </remarks>
-internal sealed class ServerResponseHandler(SessionState state, SessionContext context, ResponseInterception? interception = null) : IFrameHandler
+internal sealed class ServerResponseHandler(ServerProtocolState state, SessionContext context, ResponseInterception? interception = null) : IFrameHandler
 {
     private const byte ParseComplete = (byte)BackendMessageCode.ParseComplete;
     private const byte BindComplete = (byte)BackendMessageCode.BindComplete;

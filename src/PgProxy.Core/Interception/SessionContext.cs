@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net;
 using System.Text;
 using Microsoft.Extensions.Logging;
+using PgProxy.Core.Server;
 using PgProxy.Abstractions;
 using PgProxy.Core.Sessions;
 using PgProxy.Protocol;
@@ -12,12 +13,12 @@ namespace PgProxy.Core.Interception;
 /// <summary>The <see cref="ISessionContext"/> of one session: identity, encoding, state bag and metadata queries.</summary>
 internal sealed class SessionContext : ISessionContext
 {
-    private readonly SessionState state;
+    private readonly ServerProtocolState state;
     private readonly Dictionary<string, string> startupParameters;
     private Encoding? clientEncoding;
     private string clientEncodingName;
 
-    public SessionContext(long sessionId, string instanceName, EndPoint? clientAddress, IEnumerable<KeyValuePair<string, string>> startupParameters, SessionState state, ILogger interceptLogger)
+    public SessionContext(long sessionId, string instanceName, EndPoint? clientAddress, IEnumerable<KeyValuePair<string, string>> startupParameters, ServerProtocolState state, ILogger interceptLogger)
     {
         SessionId = sessionId;
         InstanceName = instanceName;

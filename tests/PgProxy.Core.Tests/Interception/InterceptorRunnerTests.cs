@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text;
 using Microsoft.Extensions.Logging;
+using PgProxy.Core.Server;
 using PgProxy.Abstractions;
 using PgProxy.Core.Interception;
 using PgProxy.Core.Sessions;
@@ -247,7 +248,7 @@ public sealed class InterceptorRunnerTests
         TimeSpan? timeout = null) =>
         NewSession().RunAsync(kind, body, settingsTimeout, settingsPolicy, onError, timeout, default);
 
-    private Session NewSession() => new(new SessionContext(7, "proxy", null, [new("user", "alice")], new SessionState(), logger));
+    private Session NewSession() => new(new SessionContext(7, "proxy", null, [new("user", "alice")], new ServerProtocolState(), logger));
 
     /// <summary>What a call came to, the same for every kind: go on, or refuse with a SQLSTATE and message.</summary>
     private readonly record struct Outcome(string? SqlState, string? Message)

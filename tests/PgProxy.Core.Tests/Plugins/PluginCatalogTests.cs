@@ -6,6 +6,7 @@ using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using PgProxy.Core.Server;
 using PgProxy.Abstractions;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Interception;
@@ -437,7 +438,7 @@ public sealed class PluginCatalogTests : IDisposable
         new InterceptorRunner<IStartupInterceptor, StartupRequest, StartupDecision>(InterceptorKinds.Connect, Context())
             .RunAsync(new InterceptorEntry<IStartupInterceptor>("test.connect", interceptor, TimeSpan.FromSeconds(5), InterceptorFailurePolicy.PassThrough), startup, default);
 
-    private static SessionContext Context() => new(1, "proxy", null, [new("user", "alice")], new SessionState(), NullLogger.Instance);
+    private static SessionContext Context() => new(1, "proxy", null, [new("user", "alice")], new ServerProtocolState(), NullLogger.Instance);
 
     private sealed class FakeSession : ISessionContext
     {

@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Transport;
-using PgProxy.Core.Upstream;
+using PgProxy.Core.Server;
 
 namespace PgProxy.Core.Tests.Transport;
 

@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace PgProxy.Core.Sessions;
+namespace PgProxy.Core.Relay;
 
 /// <summary>
 /// Takes over the frames of some message types from a pump: it receives them whole and writes whatever should go on

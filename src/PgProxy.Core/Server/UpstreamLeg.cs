@@ -1,6 +1,6 @@
 using System.IO.Pipelines;
 
-namespace PgProxy.Core.Upstream;
+namespace PgProxy.Core.Server;
 
 /// <summary>
 /// The session's connection to its server: the stream, the reader over it, and whether it is encrypted. The

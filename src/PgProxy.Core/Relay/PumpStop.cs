@@ -1,4 +1,4 @@
-namespace PgProxy.Core.Sessions;
+namespace PgProxy.Core.Relay;
 
 /// <summary>Why a pump stopped forwarding.</summary>
 internal enum PumpStop

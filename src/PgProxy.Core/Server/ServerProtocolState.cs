@@ -1,12 +1,12 @@
 using PgProxy.Protocol;
 
-namespace PgProxy.Core.Sessions;
+namespace PgProxy.Core.Server;
 
 /// <summary>
 /// What the two pumps of a session know about the protocol conversation, and nothing more: requests still
 /// unanswered and the last transaction status. Each counter has one writer (its pump); readers use Volatile.
 /// </summary>
-internal sealed class SessionState
+internal sealed class ServerProtocolState
 {
     // The start-up itself is answered by a ReadyForQuery, so it counts as the first request.
     private long requestsSent = 1;

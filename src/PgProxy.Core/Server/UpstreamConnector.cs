@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Transport;
 
-namespace PgProxy.Core.Upstream;
+namespace PgProxy.Core.Server;
 
 /// <summary>The upstream could not be reached; the message says why, for the client and the log.</summary>
 internal sealed class UpstreamUnreachableException(string message, Exception? inner = null) : Exception(message, inner);

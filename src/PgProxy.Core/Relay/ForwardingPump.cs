@@ -1,10 +1,11 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using PgProxy.Core.Server;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Framing;
 
-namespace PgProxy.Core.Sessions;
+namespace PgProxy.Core.Relay;
 
 /// <summary>Which way a pump forwards.</summary>
 internal enum PumpDirection
@@ -26,7 +27,7 @@ internal sealed class ForwardingPump
 
     private readonly PipeReader source;
     private readonly Stream destination;
-    private readonly SessionState state;
+    private readonly ServerProtocolState state;
     private readonly PumpDirection direction;
     private readonly long maxMessageLength;
     private readonly IFrameHandler? handler;
@@ -35,7 +36,7 @@ internal sealed class ForwardingPump
     private long bytesForwarded;
     private bool writeInterrupted;
 
-    public ForwardingPump(PipeReader source, Stream destination, SessionState state, PumpDirection direction, long maxMessageSize, IFrameHandler? handler = null)
+    public ForwardingPump(PipeReader source, Stream destination, ServerProtocolState state, PumpDirection direction, long maxMessageSize, IFrameHandler? handler = null)
     {
         this.source = source;
         this.handler = handler;

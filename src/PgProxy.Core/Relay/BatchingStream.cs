@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace PgProxy.Core.Sessions;
+namespace PgProxy.Core.Relay;
 
 /// <summary>
 /// Collects what a pump with a frame handler writes during one read batch (forwarded slices and the handler's
