@@ -10,6 +10,7 @@ using PgProxy.Core.Server;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Authentication;
 using PgProxy.Protocol.Backend;
+using PgProxy.Protocol.Framing;
 
 namespace PgProxy.Core.Authentication;
 
@@ -74,7 +75,7 @@ internal sealed class AuthenticationExchange(
                 return ExchangeOutcome.Relay; // the pumps see the closed upstream and say so
             }
 
-            if (frame[0] != (byte)BackendMessageCode.Authentication || frame.Length < 9)
+            if (frame[0] != (byte)BackendMessageCode.Authentication || frame.Length < SaslMessages.AuthenticationDataOffset)
             {
                 await ToClientAsync(frame, cancellationToken).ConfigureAwait(false);
                 if (frame[0] == (byte)BackendMessageCode.NegotiateProtocolVersion || frame[0] == (byte)BackendMessageCode.NoticeResponse)
@@ -85,14 +86,14 @@ internal sealed class AuthenticationExchange(
                 return ExchangeOutcome.Relay;
             }
 
-            int request = BinaryPrimitives.ReadInt32BigEndian(frame.AsSpan(5));
+            int request = BinaryPrimitives.ReadInt32BigEndian(frame.AsSpan(MessageHeader.Size));
             if (request != AuthenticationCodes.Sasl)
             {
                 await ToClientAsync(frame, cancellationToken).ConfigureAwait(false);
                 return ExchangeOutcome.Relay;
             }
 
-            List<string> mechanisms = SaslMessages.ReadMechanisms(frame.AsSpan(9));
+            List<string> mechanisms = SaslMessages.ReadMechanisms(frame.AsSpan(SaslMessages.AuthenticationDataOffset));
             bool serverBinds = mechanisms.Remove(SaslMessages.ScramSha256Plus);
             await ToClientAsync(SaslMessages.BuildAuthenticationSasl(mechanisms), cancellationToken).ConfigureAwait(false);
             if (!serverBinds || !mechanisms.Contains(SaslMessages.ScramSha256))
@@ -113,7 +114,7 @@ internal sealed class AuthenticationExchange(
             return ExchangeOutcome.Closed;
         }
 
-        if (!SaslMessages.TryReadInitialResponse(initial.AsSpan(5), out string mechanism, out byte[] payload))
+        if (!SaslMessages.TryReadInitialResponse(initial.AsSpan(MessageHeader.Size), out string mechanism, out byte[] payload))
         {
             return Refuse(SqlStates.ProtocolViolation, "malformed SASLInitialResponse message");
         }
@@ -225,12 +226,12 @@ internal sealed class AuthenticationExchange(
                 case BackendMessageCode.NegotiateProtocolVersion or BackendMessageCode.NoticeResponse:
                     continue; // the client has had these from the first connection already
                 case BackendMessageCode.ErrorResponse:
-                    string? message = BackendMessages.ReadFields(new ReadOnlySequence<byte>(frame, 5, frame.Length - 5), Encoding.UTF8)
+                    string? message = BackendMessages.ReadFields(new ReadOnlySequence<byte>(frame, MessageHeader.Size, frame.Length - MessageHeader.Size), Encoding.UTF8)
                         .FirstOrDefault(field => field.Key == 'M').Value;
                     return message ?? "an error without a message";
-                case BackendMessageCode.Authentication when frame.Length >= 9:
-                    int request = BinaryPrimitives.ReadInt32BigEndian(frame.AsSpan(5));
-                    if (request == AuthenticationCodes.Sasl && SaslMessages.ReadMechanisms(frame.AsSpan(9)).Contains(SaslMessages.ScramSha256))
+                case BackendMessageCode.Authentication when frame.Length >= SaslMessages.AuthenticationDataOffset:
+                    int request = BinaryPrimitives.ReadInt32BigEndian(frame.AsSpan(MessageHeader.Size));
+                    if (request == AuthenticationCodes.Sasl && SaslMessages.ReadMechanisms(frame.AsSpan(SaslMessages.AuthenticationDataOffset)).Contains(SaslMessages.ScramSha256))
                     {
                         return null;
                     }
@@ -313,7 +314,7 @@ internal sealed class AuthenticationExchange(
             return ExchangeOutcome.Closed;
         }
 
-        if (!ScramClientFinal.TryParse(Encoding.UTF8.GetString(response, 5, response.Length - 5), out ScramClientFinal? clientFinal))
+        if (!ScramClientFinal.TryParse(Encoding.UTF8.GetString(response, MessageHeader.Size, response.Length - MessageHeader.Size), out ScramClientFinal? clientFinal))
         {
             return Refuse(SqlStates.ProtocolViolation, "malformed SCRAM message");
         }
@@ -390,9 +391,9 @@ internal sealed class AuthenticationExchange(
             return (ExchangeOutcome.Relay, null);
         }
 
-        if (frame[0] == (byte)BackendMessageCode.Authentication && frame.Length >= 9 && BinaryPrimitives.ReadInt32BigEndian(frame.AsSpan(5)) == expected)
+        if (frame[0] == (byte)BackendMessageCode.Authentication && frame.Length >= SaslMessages.AuthenticationDataOffset && BinaryPrimitives.ReadInt32BigEndian(frame.AsSpan(MessageHeader.Size)) == expected)
         {
-            return (null, frame[9..]);
+            return (null, frame[SaslMessages.AuthenticationDataOffset..]);
         }
 
         if (frame[0] == (byte)BackendMessageCode.ErrorResponse)

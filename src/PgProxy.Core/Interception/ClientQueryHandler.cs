@@ -8,6 +8,7 @@ using PgProxy.Core.Sessions;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Backend;
 using PgProxy.Protocol.Frontend;
+using PgProxy.Protocol.Framing;
 
 namespace PgProxy.Core.Interception;
 
@@ -48,23 +49,23 @@ internal sealed class ClientQueryHandler(
         string? statement = null;
         if (!isQuery && tracker is not null)
         {
-            ExtendedMessages.TryReadParseName(frame.Slice(5), out statement);
+            ExtendedMessages.TryReadParseName(frame.Slice(MessageHeader.Size), out statement);
         }
 
         if (interceptors.Queries.Length == 0)
         {
             Record(isQuery, statement);
-            await ForwardAsync(frame, destination, isQuery, cancellationToken).ConfigureAwait(false);
+            await ForwardAsync(frame, destination, cancellationToken).ConfigureAwait(false);
             return;
         }
 
         string kind = isQuery ? "query" : "parse";
-        QueryMessage? query = Decode(isQuery, frame.Slice(5), out ParseMessage? parse);
+        QueryMessage? query = Decode(isQuery, frame.Slice(MessageHeader.Size), out ParseMessage? parse);
         if (query is null)
         {
             InterceptLog.Undecodable(context.Logger, context.SessionId, kind, context.ClientEncodingName);
             Record(isQuery, statement);
-            await ForwardAsync(frame, destination, isQuery, cancellationToken).ConfigureAwait(false);
+            await ForwardAsync(frame, destination, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -93,7 +94,7 @@ internal sealed class ClientQueryHandler(
         Record(isQuery, statement);
         if (ReferenceEquals(query.Text, original) || string.Equals(query.Text, original, StringComparison.Ordinal))
         {
-            await ForwardAsync(frame, destination, isQuery, cancellationToken).ConfigureAwait(false);
+            await ForwardAsync(frame, destination, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -108,7 +109,6 @@ internal sealed class ClientQueryHandler(
         }
 
         await destination.WriteAsync(output.WrittenMemory, cancellationToken).ConfigureAwait(false);
-        Count(isQuery);
     }
 
     private QueryMessage? Decode(bool isQuery, ReadOnlySequence<byte> body, out ParseMessage? parse)
@@ -187,7 +187,6 @@ internal sealed class ClientQueryHandler(
         }
 
         await destination.WriteAsync(output.WrittenMemory, cancellationToken).ConfigureAwait(false);
-        Count(isQuery);
     }
 
     /// <summary>Records a Query or a Parse of <paramref name="statement"/> for the column tracker.</summary>
@@ -197,7 +196,7 @@ internal sealed class ClientQueryHandler(
     /// <summary>Records Bind, Describe, Execute, Close, Sync and FunctionCall for the column tracker, then forwards them as they are.</summary>
     private async ValueTask TrackAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
     {
-        ReadOnlySequence<byte> body = frame.Slice(5);
+        ReadOnlySequence<byte> body = frame.Slice(MessageHeader.Size);
         switch ((FrontendMessageCode)code)
         {
             case FrontendMessageCode.Bind when ExtendedMessages.TryReadBind(body, out string portal, out string statement, out short[] formats):
@@ -220,42 +219,14 @@ internal sealed class ClientQueryHandler(
                 break;
         }
 
-        foreach (ReadOnlyMemory<byte> segment in frame)
-        {
-            await destination.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
-        }
-
-        // What the pump would have noted had it forwarded the frame itself.
-        if (code is (byte)FrontendMessageCode.Sync or (byte)FrontendMessageCode.FunctionCall)
-        {
-            state.OnRequestForwarded();
-            state.ExtendedBatchOpen = code != (byte)FrontendMessageCode.Sync && state.ExtendedBatchOpen;
-        }
-        else
-        {
-            state.ExtendedBatchOpen = true;
-        }
+        await ForwardAsync(frame, destination, cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask ForwardAsync(ReadOnlySequence<byte> frame, Stream destination, bool isQuery, CancellationToken cancellationToken)
+    private static async ValueTask ForwardAsync(ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
     {
         foreach (ReadOnlyMemory<byte> segment in frame)
         {
             await destination.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
-        }
-
-        Count(isQuery);
-    }
-
-    private void Count(bool isQuery)
-    {
-        if (isQuery)
-        {
-            state.OnRequestForwarded();
-        }
-        else
-        {
-            state.ExtendedBatchOpen = true;
         }
     }
 }

@@ -63,17 +63,11 @@ internal sealed class ServerResponseHandler(ServerProtocolState state, SessionCo
         if (diversion is null)
         {
             await InterceptAsync(code, frame, destination, cancellationToken).ConfigureAwait(false);
-            if (code == (byte)BackendMessageCode.ReadyForQuery)
-            {
-                state.OnReadyForQuery(SequenceBytes.First(body));
-            }
-
             return;
         }
 
         if (code == (byte)BackendMessageCode.ReadyForQuery)
         {
-            byte status = SequenceBytes.First(body);
             await FlushHeldAsync(destination, held.Count, cancellationToken).ConfigureAwait(false);
             if (diversion.Kind == DiversionKind.Metadata)
             {
@@ -84,8 +78,8 @@ internal sealed class ServerResponseHandler(ServerProtocolState state, SessionCo
                 await WriteAsync(destination, frame, cancellationToken).ConfigureAwait(false);
             }
 
+            // The pump counts this ReadyForQuery once the handler returns, which closes the group.
             active = null;
-            state.OnReadyForQuery(status);
             return;
         }
 

@@ -99,11 +99,20 @@ internal sealed class ForwardingPump
                         break;
                     }
 
-                    // A frame the handler wants: whole, at the start of what is left.
+                    // A frame the handler wants: whole, at the start of what is left. It is observed once the handler
+                    // has dealt with it, as a forwarded frame is once it is scanned: a handler that puts a message of the
+                    // proxy's own before it (a metadata query) has that one counted first, in the order of the wire.
                     ReadOnlySequence<byte> frame = buffer.Slice(consumed, handled);
-                    await handler!.HandleAsync(SequenceBytes.First(frame), frame, destination, cancellationToken).ConfigureAwait(false);
+                    byte code = SequenceBytes.First(frame);
+                    await handler!.HandleAsync(code, frame, destination, cancellationToken).ConfigureAwait(false);
+                    MessageHeader.TryPeek(frame, out MessageHeader handledHeader);
+                    stop = Observe(handledHeader, frame, 0, whole: true);
                     consumed += handled;
                     bytesForwarded += handled;
+                    if (stop is not null)
+                    {
+                        break;
+                    }
                 }
 
                 if (batching is not null && !await FlushBatchAsync(cancellationToken).ConfigureAwait(false))
@@ -208,12 +217,12 @@ internal sealed class ForwardingPump
                     break; // wait for the whole small frame
                 }
 
-                stop = Observe(header, buffer, position);
+                stop = Observe(header, buffer, position, whole: false);
                 remainingInFrame = total;
                 continue;
             }
 
-            stop = Observe(header, buffer, position);
+            stop = Observe(header, buffer, position, whole: true);
             position += total;
         }
 
@@ -221,8 +230,12 @@ internal sealed class ForwardingPump
         return stop;
     }
 
-    /// <summary>Updates the session state from one message header; the body is only read for ReadyForQuery.</summary>
-    private PumpStop? Observe(MessageHeader header, in ReadOnlySequence<byte> buffer, long position)
+    /// <summary>
+    /// The one place the server's protocol state follows the conversation: every frame passes here exactly once,
+    /// forwarded or handled. Only the header is read, except the bodies of ReadyForQuery, BackendKeyData and
+    /// ParameterStatus (rare, small, and whole when <paramref name="whole"/>).
+    /// </summary>
+    private PumpStop? Observe(MessageHeader header, in ReadOnlySequence<byte> buffer, long position, bool whole)
     {
         if (direction == PumpDirection.ClientToServer)
         {
@@ -247,10 +260,21 @@ internal sealed class ForwardingPump
                 case FrontendMessageCode.Terminate:
                     return PumpStop.Terminated;
             }
+
+            return null;
         }
-        else if (header.Code == (byte)BackendMessageCode.ReadyForQuery && header.Length == 5)
+
+        switch ((BackendMessageCode)header.Code)
         {
-            state.OnReadyForQuery(SequenceBytes.First(buffer.Slice(position + MessageHeader.Size, 1)));
+            case BackendMessageCode.ReadyForQuery when header.Length == MessageHeader.LengthFor(1):
+                state.OnReadyForQuery(SequenceBytes.First(buffer.Slice(position + MessageHeader.Size, 1)));
+                break;
+            case BackendMessageCode.BackendKeyData when whole:
+                state.OnBackendKeyData(buffer.Slice(position + MessageHeader.Size, header.Length - MessageHeader.LengthFieldSize));
+                break;
+            case BackendMessageCode.ParameterStatus when whole:
+                state.OnParameterStatus(buffer.Slice(position + MessageHeader.Size, header.Length - MessageHeader.LengthFieldSize));
+                break;
         }
 
         return null;

@@ -1,10 +1,15 @@
+using System.Buffers;
 using PgProxy.Protocol;
+using PgProxy.Protocol.Backend;
+using PgProxy.Protocol.Startup;
 
 namespace PgProxy.Core.Server;
 
 /// <summary>
-/// What the two pumps of a session know about the protocol conversation, and nothing more: requests still
-/// unanswered and the last transaction status. Each counter has one writer (its pump); readers use Volatile.
+/// What the relay knows of a server connection's protocol conversation, and nothing more: requests still unanswered,
+/// the last transaction status, the server's BackendKeyData and the parameters it reported. Everything here is written
+/// by the pumps as they observe frames (see <c>ForwardingPump.Observe</c>); each counter has one writer (its pump),
+/// and readers use Volatile.
 /// </summary>
 internal sealed class ServerProtocolState
 {
@@ -14,6 +19,8 @@ internal sealed class ServerProtocolState
     private int transactionStatus = (int)TransactionStatus.Unknown;
     private int shutdownRequested;
     private TaskCompletionSource? noOutstandingWaiter;
+    private readonly Dictionary<string, string> parameters = new(StringComparer.Ordinal);
+    private (int ProcessId, byte[] SecretKey)? backendKey;
 
     /// <summary>Transaction status of the last ReadyForQuery.</summary>
     public TransactionStatus TransactionStatus => (TransactionStatus)Volatile.Read(ref transactionStatus);
@@ -76,4 +83,53 @@ internal sealed class ServerProtocolState
 
     /// <summary>Called by the backend pump after forwarding a batch; tells the session when it may end now.</summary>
     public bool ShouldEndAfterBatch() => ShutdownRequested && IsIdle;
+
+    /// <summary>The server's process id and cancel key from its BackendKeyData; null until the login sent it.</summary>
+    public (int ProcessId, byte[] SecretKey)? BackendKey
+    {
+        get
+        {
+            lock (parameters)
+            {
+                return backendKey;
+            }
+        }
+    }
+
+    /// <summary>The parameters the server reported with ParameterStatus (server_version, client_encoding, ...), latest values.</summary>
+    public IReadOnlyDictionary<string, string> Parameters
+    {
+        get
+        {
+            lock (parameters)
+            {
+                return new Dictionary<string, string>(parameters, StringComparer.Ordinal);
+            }
+        }
+    }
+
+    /// <summary>Called by the backend pump for each BackendKeyData; the key is copied (it is a slice of the receive buffer).</summary>
+    public void OnBackendKeyData(in ReadOnlySequence<byte> body)
+    {
+        // Protocol 3.2's rule admits every key length a 3.0 server sends, too.
+        if (BackendKeyDataMessage.TryRead(body, StartupCodes.Protocol32, out int processId, out ReadOnlySequence<byte> key))
+        {
+            lock (parameters)
+            {
+                backendKey = (processId, key.ToArray());
+            }
+        }
+    }
+
+    /// <summary>Called by the backend pump for each ParameterStatus: at login, and when a reported setting changes.</summary>
+    public void OnParameterStatus(in ReadOnlySequence<byte> body)
+    {
+        if (ParameterStatusMessage.TryRead(body, out string name, out string value))
+        {
+            lock (parameters)
+            {
+                parameters[name] = value;
+            }
+        }
+    }
 }

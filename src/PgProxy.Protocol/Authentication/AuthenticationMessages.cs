@@ -25,7 +25,7 @@ public static class SaslMessages
     /// <summary>The request code of a whole Authentication frame (type byte and length included), or -1 if it is not one.</summary>
     public static int AuthenticationCode(in ReadOnlySequence<byte> frame)
     {
-        if (frame.Length < RequestCodeEnd || SequenceBytes.First(frame) != (byte)BackendMessageCode.Authentication)
+        if (frame.Length < AuthenticationDataOffset || SequenceBytes.First(frame) != (byte)BackendMessageCode.Authentication)
         {
             return -1;
         }
@@ -148,14 +148,14 @@ public static class SaslMessages
 
     private static byte[] StartAuthentication(int code, int dataLength, out Span<byte> data)
     {
-        byte[] message = new byte[RequestCodeEnd + dataLength];
+        byte[] message = new byte[AuthenticationDataOffset + dataLength];
         message[0] = (byte)BackendMessageCode.Authentication;
         BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(MessageHeader.CodeSize), message.Length - MessageHeader.CodeSize);
         BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(MessageHeader.Size), code);
-        data = message.AsSpan(RequestCodeEnd);
+        data = message.AsSpan(AuthenticationDataOffset);
         return message;
     }
 
     /// <summary>Where an Authentication message's request code ends and its data begins, from the type byte.</summary>
-    private const int RequestCodeEnd = MessageHeader.Size + WireFormat.Int32Size;
+    public const int AuthenticationDataOffset = MessageHeader.Size + WireFormat.Int32Size;
 }
