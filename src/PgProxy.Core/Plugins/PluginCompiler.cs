@@ -6,7 +6,6 @@ using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.Emit;
 using Microsoft.Extensions.Logging;
 using PgProxy.Abstractions;
-using PgProxy.Protocol;
 
 namespace PgProxy.Core.Plugins;
 
@@ -106,19 +105,29 @@ internal static class PluginCompiler
         return $"error {diagnostic.Id}: {message}";
     }
 
+    /// <summary>
+    /// The .NET runtime's assemblies and the plugin API (<see cref="PluginApi"/>): nothing else of the host. The trusted
+    /// platform assemblies also list everything PgProxy itself ships (PgProxy.Core, PgProxy.Protocol, YamlDotNet,
+    /// Serilog, Roslyn...); a plugin that compiled against those would depend on PgProxy's internals, so only the ones in
+    /// the runtime's own folder are kept.
+    /// </summary>
     private static ImmutableArray<MetadataReference> CreateReferences()
     {
+        string runtimeDirectory = Path.GetDirectoryName(typeof(object).Assembly.Location)!;
         var paths = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         if (AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES") is string trusted)
         {
             foreach (string path in trusted.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
             {
-                paths.TryAdd(Path.GetFileNameWithoutExtension(path), path);
+                if (string.Equals(Path.GetDirectoryName(path), runtimeDirectory, StringComparison.Ordinal))
+                {
+                    paths.TryAdd(Path.GetFileNameWithoutExtension(path), path);
+                }
             }
         }
 
-        // The plugin API, wherever the host loaded it from; usually already among the trusted assemblies.
-        foreach (var assembly in new[] { typeof(IQueryInterceptor).Assembly, typeof(TransactionStatus).Assembly, typeof(ILogger).Assembly, typeof(Sql.PostgresParser).Assembly, typeof(Google.Protobuf.IMessage).Assembly })
+        // The plugin API, wherever the host loaded it from.
+        foreach (var assembly in PluginApi)
         {
             if (string.IsNullOrEmpty(assembly.Location))
             {
@@ -130,4 +139,12 @@ internal static class PluginCompiler
 
         return [.. paths.Values.Order(StringComparer.Ordinal).Select(path => (MetadataReference)MetadataReference.CreateFromFile(path))];
     }
+
+    /// <summary>
+    /// What a source plugin compiles against besides the runtime: PgProxy.Abstractions, the logging abstractions its
+    /// <see cref="ISessionContext.Logger"/> is typed with, and PgProxy.Sql with Google.Protobuf, in which its parse
+    /// tree is typed. Not PgProxy.Protocol: the wire codec is the engine's, not part of the plugin contract.
+    /// </summary>
+    private static System.Reflection.Assembly[] PluginApi =>
+        [typeof(IQueryInterceptor).Assembly, typeof(ILogger).Assembly, typeof(Sql.PostgresParser).Assembly, typeof(Google.Protobuf.IMessage).Assembly];
 }

@@ -4,10 +4,12 @@ using System.Runtime.Loader;
 namespace PgProxy.Core.Plugins;
 
 /// <summary>
-/// The collectible load context of one plugin. The plugin API assemblies (PgProxy.Abstractions, PgProxy.Protocol,
+/// The collectible load context of one plugin. The plugin API assemblies (PgProxy.Abstractions,
 /// Microsoft.Extensions.Logging.Abstractions) always come from the default context, so that the interfaces a plugin
 /// implements are the ones the engine calls; so does PgProxy.Sql (with Google.Protobuf), so that every plugin shares one
-/// copy of the parser and its native library. A compiled plugin's other dependencies come from its own folder.
+/// copy of the parser and its native library. PgProxy.Protocol is not part of the plugin API (source plugins do not
+/// compile against it) but stays shared while <c>ISessionContext.TransactionStatus</c> is typed by it. A compiled
+/// plugin's other dependencies come from its own folder.
 /// </summary>
 internal sealed class PluginLoadContext : AssemblyLoadContext
 {

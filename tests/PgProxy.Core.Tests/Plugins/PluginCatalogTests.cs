@@ -273,6 +273,52 @@ public sealed class PluginCatalogTests : IDisposable
         Assert.Contains("undefinedName", e.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("PgProxy.Protocol.Framing", "WireFormat")]
+    [InlineData("PgProxy.Core.Hosting", "ProxyServer")]
+    [InlineData("YamlDotNet.Serialization", "Deserializer")]
+    public void Source_plugin_cannot_reach_the_engine_beyond_the_plugin_api(string hostNamespace, string hostType)
+    {
+        WriteFile("reach.cs", $$"""
+            using {{hostNamespace}};
+
+            public static class Reach
+            {
+                public static string Rewrite(string query) => query + typeof({{hostType}}).Name;
+            }
+            """);
+
+        var e = Assert.Throws<PluginLoadException>(() => Load("reach"));
+
+        Assert.Contains("failed to compile", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"error CS0246: The type or namespace name '{hostType}' could not be found", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Source_plugin_compiles_against_the_plugin_api_the_logging_abstractions_and_PgProxy_Sql()
+    {
+        WriteFile("api.cs", """
+            using Microsoft.Extensions.Logging;
+            using PgProxy.Sql;
+            using PgQuery;
+
+            public static class Api
+            {
+                public static string Rewrite(string query, ISessionContext session)
+                {
+                    session.Logger.LogDebug("{User} on {Instance}", session.User, session.InstanceName);
+                    Func<string, ParseResult> parse = PostgresParser.Parse;
+                    return parse is null ? query : query + ";";
+                }
+            }
+            """);
+        using PluginCatalog catalog = Load("api");
+
+        IQueryInterceptor interceptor = catalog.ResolveQueryInterceptor(Reference("api", "rewrite"));
+
+        Assert.Equal("SELECT 1;", (await interceptor.InterceptQueryAsync(Query("SELECT 1"), new FakeSession(), default)).RewrittenText);
+    }
+
     [Fact]
     public void Missing_plugin_names_the_plugin_the_line_and_where_it_was_looked_for()
     {
