@@ -6,7 +6,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using PgProxy.Abstractions;
 using PgProxy.Plugins.TableauHll;
 using PgProxy.Plugins.TableauHll.Analysis;
-using PgProxy.Protocol;
 
 namespace PgProxy.Benchmarks;
 

@@ -1,7 +1,6 @@
 using System.Net;
 using System.Text;
 using Microsoft.Extensions.Logging;
-using PgProxy.Protocol;
 
 namespace PgProxy.Abstractions;
 

@@ -52,7 +52,7 @@ internal sealed class SessionContext : ISessionContext
 
     public string ClientEncodingName => clientEncodingName;
 
-    public TransactionStatus TransactionStatus => state.TransactionStatus;
+    public Abstractions.TransactionStatus TransactionStatus => (Abstractions.TransactionStatus)state.TransactionStatus;
 
     public IDictionary<string, object?> State { get; } = new Dictionary<string, object?>();
 
@@ -106,7 +106,7 @@ internal sealed class SessionContext : ISessionContext
         // this batch gathered so far goes out first, or the server would never answer it.
         await Upstream.FlushAsync(SessionToken).ConfigureAwait(false);
         await state.WhenNoOutstandingRequestsAsync(cancellationToken).ConfigureAwait(false);
-        if (state.TransactionStatus == TransactionStatus.Failed)
+        if (state.TransactionStatus == Protocol.TransactionStatus.Failed)
         {
             throw new UpstreamQueryException("25P02", "current transaction is aborted: the metadata query cannot run until the client ends it");
         }

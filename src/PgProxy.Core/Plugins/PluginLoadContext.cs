@@ -7,16 +7,14 @@ namespace PgProxy.Core.Plugins;
 /// The collectible load context of one plugin. The plugin API assemblies (PgProxy.Abstractions,
 /// Microsoft.Extensions.Logging.Abstractions) always come from the default context, so that the interfaces a plugin
 /// implements are the ones the engine calls; so does PgProxy.Sql (with Google.Protobuf), so that every plugin shares one
-/// copy of the parser and its native library. PgProxy.Protocol is not part of the plugin API (source plugins do not
-/// compile against it) but stays shared while <c>ISessionContext.TransactionStatus</c> is typed by it. A compiled
-/// plugin's other dependencies come from its own folder.
+/// copy of the parser and its native library. PgProxy.Protocol, the wire codec, is the engine's and not part of the
+/// plugin API. A compiled plugin's other dependencies come from its own folder.
 /// </summary>
 internal sealed class PluginLoadContext : AssemblyLoadContext
 {
     private static readonly HashSet<string> SharedAssemblies = new(StringComparer.OrdinalIgnoreCase)
     {
         "PgProxy.Abstractions",
-        "PgProxy.Protocol",
         "Microsoft.Extensions.Logging.Abstractions",
         "PgProxy.Sql",
         "Google.Protobuf",

@@ -308,7 +308,8 @@ public sealed class PluginCatalogTests : IDisposable
                 {
                     session.Logger.LogDebug("{User} on {Instance}", session.User, session.InstanceName);
                     Func<string, ParseResult> parse = PostgresParser.Parse;
-                    return parse is null ? query : query + ";";
+                    bool between = session.TransactionStatus is TransactionStatus.Idle or TransactionStatus.Unknown;
+                    return parse is null || !between ? query : query + ";";
                 }
             }
             """);
@@ -502,7 +503,7 @@ public sealed class PluginCatalogTests : IDisposable
 
         public Encoding ClientEncoding => Encoding.UTF8;
 
-        public TransactionStatus TransactionStatus => default;
+        public Abstractions.TransactionStatus TransactionStatus => default;
 
         public IDictionary<string, object?> State { get; } = new Dictionary<string, object?>();
 

@@ -6,7 +6,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using PgProxy.Abstractions;
 using PgProxy.Plugins.TableauHll.Analysis;
 using PgProxy.Plugins.TableauHll.Metadata;
-using PgProxy.Protocol;
 
 namespace PgProxy.Plugins.Tests.TableauHll;
 
