@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using PgProxy.Core.Configuration;
-using PgProxy.Abstractions;
 using PgProxy.Core.Hosting;
 using PgProxy.Core.Interception;
 using PgProxy.Core.Plugins;
@@ -23,15 +22,15 @@ internal static class Commands
         if (!TryLoad(configFile, out ProxyConfig? config)
             || !TryEnvironment(out _)
             || !TrySecurityFiles(config)
-            || !TryLoadPlugins(config, NullLoggerFactory.Instance, out PluginCatalog? catalog, out Interceptors? interceptors))
+            || !TryLoadPlugins(config, out InterceptorPipelines? pipelines))
         {
             return Failure;
         }
 
-        using (catalog)
+        using (pipelines)
         {
             Console.Out.WriteLine($"{configFile.FullName}: configuration is valid");
-            foreach (LoadedPlugin plugin in catalog.Plugins)
+            foreach (LoadedPlugin plugin in pipelines.Plugins)
             {
                 Console.Out.WriteLine($"plugin \"{plugin.Name}\": {Describe(plugin.Kind)} {plugin.Path}");
             }
@@ -40,7 +39,7 @@ internal static class Commands
             {
                 Console.Out.WriteLine(Describe(instance));
                 Console.Out.WriteLine(DescribeSecurity(instance));
-                foreach ((string kind, InterceptorReference reference, object interceptor) in interceptors.Of(instance))
+                foreach ((string kind, InterceptorReference reference, object interceptor) in pipelines.Of(instance))
                 {
                     Console.Out.WriteLine($"  {kind}: {reference.Plugin}.{reference.Function} -> {interceptor}");
                 }
@@ -50,7 +49,7 @@ internal static class Commands
         return Success;
     }
 
-    /// <summary><c>pgproxy</c>: run every instance until SIGINT or SIGTERM, then drain and exit 0.</summary>
+    /// <summary><c>pgproxy</c>: run every instance until SIGINT or SIGTERM, then drain and exit 0; SIGHUP reloads.</summary>
     public static async Task<int> RunAsync(FileInfo configFile, CancellationToken cancellationToken)
     {
         if (!TryLoad(configFile, out ProxyConfig? config) || !TryEnvironment(out int eventLoops))
@@ -58,21 +57,19 @@ internal static class Commands
             return Failure;
         }
 
-        using ILoggerFactory loggerFactory = LoggingSetup.Create(config.Settings);
-        ILogger logger = loggerFactory.CreateLogger("PgProxy");
-
-        // Loaded for the server's lifetime: the interceptors' code lives in the catalog's load contexts.
-        if (!TryLoadPlugins(config, loggerFactory, out PluginCatalog? catalog, out Interceptors? interceptors))
-        {
-            return Failure;
-        }
-
-        PluginCatalog running = catalog;
+        using LoggingSetup logging = LoggingSetup.Create(config.Settings);
+        ILogger logger = logging.LoggerFactory.CreateLogger("PgProxy");
         using var shutdown = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var reloading = new SemaphoreSlim(1, 1);
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStopSignal);
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnStopSignal);
-        await using var server = new ProxyServer(config, loggerFactory, interceptors: instance => interceptors.For(instance, config.Settings));
+
+        // The server's configuration owner reads the file again on each reload, and re-points the logs with the rest.
+        var source = new ConfigurationSource(config)
+        {
+            Reload = () => ConfigLoader.LoadFile(configFile.FullName),
+            Reloadables = [logging],
+        };
+        await using var server = new ProxyServer(source, logging.LoggerFactory);
         using PosixSignalRegistration sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, signal =>
         {
             signal.Cancel = true;
@@ -99,9 +96,8 @@ internal static class Commands
             // A stop signal: drain below.
         }
 
+        // Waits for a reload in progress; none applies after this.
         await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
-        await reloading.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-        running.Dispose();
         HostLog.Stopped(logger);
         return Success;
 
@@ -112,82 +108,11 @@ internal static class Commands
             shutdown.Cancel();
         }
 
-        // SIGHUP: read the file again, load its plugins, and give new sessions the new interceptors. Anything that
-        // fails keeps the running configuration. Sessions already open keep what they started with; the old plugins'
-        // code is unloaded once the last of them ends.
+        // SIGHUP: the owner reads the file again and applies all of it, or logs every error and keeps what runs.
         async Task ReloadAsync()
         {
-            await reloading.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-            try
-            {
-                if (shutdown.IsCancellationRequested)
-                {
-                    return;
-                }
-
-                HostLog.Reloading(logger, configFile.FullName);
-                var problems = new List<string>();
-                if (!TryLoad(configFile, out ProxyConfig? next, problems.Add)
-                    || !TryLoadPlugins(next, loggerFactory, out PluginCatalog? nextCatalog, out Interceptors? nextInterceptors, problems.Add))
-                {
-                    HostLog.ReloadFailed(logger, string.Join(Environment.NewLine, problems));
-                    return;
-                }
-
-                // Certificates, keys and verifiers are read again, so renewed files serve new sessions.
-                problems.AddRange(server.ReloadSecurity(next));
-                if (problems.Count > 0)
-                {
-                    nextCatalog.Dispose();
-                    HostLog.ReloadFailed(logger, string.Join(Environment.NewLine, problems));
-                    return;
-                }
-
-                foreach (string change in ChangesNeedingRestart(config, next))
-                {
-                    HostLog.ReloadNeedsRestart(logger, change);
-                }
-
-                server.ReplaceInterceptors(name =>
-                    next.Instances.FirstOrDefault(i => i.Listen.Name == name) is { } instance ? nextInterceptors.For(instance, next.Settings) : null);
-                PluginCatalog previous = running;
-                running = nextCatalog;
-                previous.Dispose();
-                HostLog.Reloaded(logger, nextCatalog.Plugins.Count);
-            }
-            finally
-            {
-                reloading.Release();
-            }
-        }
-    }
-
-    /// <summary>What a reload does not apply: listening, upstreams, limits and logging are read at start only.</summary>
-    private static IEnumerable<string> ChangesNeedingRestart(ProxyConfig running, ProxyConfig next)
-    {
-        foreach (InstanceConfig instance in next.Instances)
-        {
-            InstanceConfig? current = running.Instances.FirstOrDefault(i => i.Listen.Name == instance.Listen.Name);
-            if (current is null)
-            {
-                yield return $"instance \"{instance.Listen.Name}\" is new";
-            }
-            else if (current.Listen != instance.Listen || current.Redirect != instance.Redirect || current.Limits != instance.Limits)
-            {
-                yield return $"instance \"{instance.Listen.Name}\": listen, redirect or limits changed";
-            }
-        }
-
-        foreach (InstanceConfig instance in running.Instances.Where(i => next.Instances.All(n => n.Listen.Name != i.Listen.Name)))
-        {
-            yield return $"instance \"{instance.Listen.Name}\" was removed";
-        }
-
-        ProxySettings a = running.Settings with { PluginTimeout = default, PluginFailure = default, PluginDirectory = string.Empty };
-        ProxySettings b = next.Settings with { PluginTimeout = default, PluginFailure = default, PluginDirectory = string.Empty };
-        if (a != b)
-        {
-            yield return "logging or shutdown settings changed";
+            HostLog.Reloading(logger, configFile.FullName);
+            await server.Configuration.ReloadAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }
 
@@ -215,9 +140,8 @@ internal static class Commands
         return problems.Count == 0;
     }
 
-    private static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config, Action<string>? report = null)
+    private static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config)
     {
-        report ??= message => Console.Error.WriteLine($"pgproxy: {message}");
         config = null;
         try
         {
@@ -225,7 +149,7 @@ internal static class Commands
         }
         catch (ConfigException e)
         {
-            report($"invalid configuration:{Environment.NewLine}{e.Message}");
+            Console.Error.WriteLine($"pgproxy: invalid configuration:{Environment.NewLine}{e.Message}");
             return false;
         }
 
@@ -233,73 +157,19 @@ internal static class Commands
     }
 
     /// <summary>
-    /// Loads the configuration's plugins and resolves every query, start-up and response interceptor entry, so that a missing or
-    /// mistyped function is reported with its line before anything listens. Every failing entry is reported, not just the first.
+    /// Loads the configuration's plugins and resolves every interceptor entry, so that a missing or mistyped function
+    /// is reported with its line; every failing entry is reported, not just the first.
     /// </summary>
-    private static bool TryLoadPlugins(
-        ProxyConfig config,
-        ILoggerFactory loggerFactory,
-        [NotNullWhen(true)] out PluginCatalog? catalog,
-        [NotNullWhen(true)] out Interceptors? interceptors,
-        Action<string>? report = null)
+    private static bool TryLoadPlugins(ProxyConfig config, [NotNullWhen(true)] out InterceptorPipelines? pipelines)
     {
-        report ??= message => Console.Error.WriteLine($"pgproxy: {message}");
-        catalog = null;
-        interceptors = null;
-        bool failed = false;
-        PluginCatalog loaded;
-        try
+        var problems = new List<string>();
+        pipelines = InterceptorPipelines.Load(config, NullLoggerFactory.Instance, problems);
+        foreach (string problem in problems)
         {
-            loaded = PluginCatalog.Load(config, loggerFactory);
-        }
-        catch (PluginLoadException e)
-        {
-            report(e.Message);
-            return false;
+            Console.Error.WriteLine($"pgproxy: {problem}");
         }
 
-        var resolved = new Interceptors();
-        foreach (InstanceConfig instance in config.Instances)
-        {
-            foreach (InterceptorReference reference in instance.Intercept.Queries)
-            {
-                failed |= !TryResolve(instance, "queries", reference, loaded.ResolveQueryInterceptor);
-            }
-
-            foreach (InterceptorReference reference in instance.Intercept.Connects)
-            {
-                failed |= !TryResolve(instance, "connects", reference, loaded.ResolveStartupInterceptor);
-            }
-
-            foreach (InterceptorReference reference in instance.Intercept.Responses)
-            {
-                failed |= !TryResolve(instance, "responses", reference, loaded.ResolveResponseInterceptor);
-            }
-        }
-
-        if (failed)
-        {
-            loaded.Dispose();
-            return false;
-        }
-
-        catalog = loaded;
-        interceptors = resolved;
-        return true;
-
-        bool TryResolve(InstanceConfig instance, string kind, InterceptorReference reference, Func<InterceptorReference, object> resolve)
-        {
-            try
-            {
-                resolved.Add(instance, kind, reference, resolve(reference));
-                return true;
-            }
-            catch (PluginLoadException e)
-            {
-                report(e.Message);
-                return false;
-            }
-        }
+        return pipelines is not null;
     }
 
     private static string Describe(PluginKind kind) => kind switch
@@ -333,34 +203,5 @@ internal static class Commands
             { } query => $"SCRAM verifiers by auth-query as \"{query.AuthUser}\"",
         };
         return $"  {listen}, upstream TLS {upstream}, {auth}";
-    }
-
-    /// <summary>The interceptors resolved for each instance, for <c>check</c> to print.</summary>
-    private sealed class Interceptors
-    {
-        private readonly List<(InstanceConfig Instance, string Kind, InterceptorReference Reference, object Interceptor)> resolved = [];
-
-        public void Add(InstanceConfig instance, string kind, InterceptorReference reference, object interceptor) =>
-            resolved.Add((instance, kind, reference, interceptor));
-
-        public IEnumerable<(string Kind, InterceptorReference Reference, object Interceptor)> Of(InstanceConfig instance) =>
-            resolved.Where(entry => ReferenceEquals(entry.Instance, instance)).Select(entry => (entry.Kind, entry.Reference, entry.Interceptor));
-
-        /// <summary>The engine's frozen view of one instance's interceptors, in configuration order.</summary>
-        public InstanceInterceptors For(InstanceConfig instance, ProxySettings settings) => new(
-            Named<IQueryInterceptor>(instance, "queries"),
-            Named<IStartupInterceptor>(instance, "connects"),
-            Named<IResponseInterceptor>(instance, "responses"),
-            settings.PluginTimeout,
-            settings.PluginFailure);
-
-        /// <summary>The interceptors of one kind, named <c>plugin.function</c>, with the keys their entries set.</summary>
-        private IEnumerable<NamedInterceptor<T>> Named<T>(InstanceConfig instance, string kind)
-            where T : class =>
-            Of(instance).Where(e => e.Kind == kind).Select(e => new NamedInterceptor<T>($"{e.Reference.Plugin}.{e.Reference.Function}", (T)e.Interceptor)
-            {
-                OnError = e.Reference.OnError,
-                Timeout = e.Reference.Timeout,
-            });
     }
 }

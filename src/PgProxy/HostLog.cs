@@ -23,14 +23,7 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "SIGHUP received: reloading {ConfigFile}")]
     public static partial void Reloading(ILogger logger, string configFile);
 
-    [LoggerMessage(EventId = 6, Level = LogLevel.Error, Message = "Reload failed; the running configuration stays:\n{Problems}")]
-    public static partial void ReloadFailed(ILogger logger, string problems);
-
-    [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "Reload: {Change}: takes effect after a restart")]
-    public static partial void ReloadNeedsRestart(ILogger logger, string change);
-
-    [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "Configuration reloaded: {Plugins} plugin(s); new sessions use the new interceptors, open sessions keep theirs")]
-    public static partial void Reloaded(ILogger logger, int plugins);
+    // 6-8 (reload failed, needs a restart, reloaded) are logged by the engine's configuration owner now, for every reload.
 }
 
 /// <summary>The version the command reports.</summary>

@@ -13,46 +13,55 @@ namespace PgProxy.Core.Hosting;
 
 /// <summary>
 /// Runs every instance of a configuration at once. Usable as a library: embed a proxy in a process or a test,
-/// start it, read back the bound addresses, stop it.
+/// start it, read back the bound addresses, reload it, stop it. Its <see cref="Configuration"/> owns what runs.
 /// </summary>
-public sealed class ProxyServer : IAsyncDisposable
+public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
 {
-    private readonly ProxyConfig config;
-    private readonly Func<InstanceConfig, InstanceInterceptors> interceptors;
-    private readonly ILoggerFactory loggerFactory;
     private readonly ILogger logger;
     private readonly ProxyMetrics metrics;
     private readonly bool ownsMetrics;
     private readonly SessionRegistry sessions = new();
-    private readonly List<InstanceListener> listeners = [];
+    private InstanceListener[] listeners = [];
     private int state; // 0 new, 1 started, 2 stopped
 
-    /// <param name="config">What to run.</param>
+    /// <param name="config">What to run; a reload builds it again (its TLS files afresh) with the same interceptors.</param>
     /// <param name="loggerFactory">Where the general log (and the PgProxy.Intercept category, the intercept log) goes.</param>
     /// <param name="metrics">Instruments to record into; a private set when null.</param>
     /// <param name="interceptors">The resolved interceptors of each instance; none when null.</param>
     public ProxyServer(ProxyConfig config, ILoggerFactory loggerFactory, ProxyMetrics? metrics = null, Func<InstanceConfig, InstanceInterceptors>? interceptors = null)
+        : this(new ConfigurationSource(config) { Interceptors = Fixed(interceptors) }, loggerFactory, metrics)
     {
-        this.interceptors = interceptors ?? (_ => InstanceInterceptors.None);
-        ArgumentNullException.ThrowIfNull(config);
+    }
+
+    /// <param name="source">The configuration to start with, how to read it again, and what else a reload reconfigures.</param>
+    /// <param name="loggerFactory">Where the general log (and the PgProxy.Intercept category, the intercept log) goes.</param>
+    /// <param name="metrics">Instruments to record into; a private set when null.</param>
+    public ProxyServer(ConfigurationSource source, ILoggerFactory loggerFactory, ProxyMetrics? metrics = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(loggerFactory);
-        this.config = config;
-        this.loggerFactory = loggerFactory;
         logger = loggerFactory.CreateLogger("PgProxy.Server");
         ownsMetrics = metrics is null;
         this.metrics = metrics ?? new ProxyMetrics();
+        Configuration = new ConfigurationOwner(source, loggerFactory, this.metrics, this);
     }
 
-    /// <summary>Client sessions open now, on every instance.</summary>
+    /// <summary>The owner of the running configuration: its current snapshot, and <see cref="ConfigurationOwner.ReloadAsync"/>.</summary>
+    public ConfigurationOwner Configuration { get; }
+
+    /// <summary>Client sessions open now, on every instance (those of instances a reload removed included).</summary>
     public int ActiveSessions => sessions.Count;
 
     /// <summary>
     /// How many epoll event loops sessions relay on (0: .NET's socket engine), from <c>PGPROXY_EVENT_LOOPS</c> or the
-    /// default; a malformed value is described in <paramref name="problem"/>.
+    /// default; a malformed value is described in <paramref name="problem"/>. Read at start only.
     /// </summary>
     public static int EventLoopCount(out string? problem) => EventLoops.ConfiguredCount(out problem);
 
-    /// <summary>Binds every instance's listening address, then starts accepting. Fails if any address cannot be bound.</summary>
+    /// <summary>
+    /// Loads the configuration (TLS files, interceptors), binds every instance's listening address, then starts
+    /// accepting. Fails with every problem if any part cannot run.
+    /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.CompareExchange(ref state, 1, 0) != 0)
@@ -60,68 +69,13 @@ public sealed class ProxyServer : IAsyncDisposable
             throw new InvalidOperationException("the proxy server was started already");
         }
 
-        try
-        {
-            foreach (InstanceConfig instance in config.Instances)
-            {
-                InstanceSecurity security;
-                try
-                {
-                    security = InstanceSecurity.Load(instance);
-                }
-                catch (SecurityMaterialException e)
-                {
-                    throw new InvalidOperationException(e.Message, e);
-                }
-
-                var environment = new SessionEnvironment(
-                    instance,
-                    loggerFactory.CreateLogger($"PgProxy.Instance.{instance.Listen.Name}"),
-                    loggerFactory.CreateLogger(InterceptLog.Category),
-                    metrics,
-                    interceptors(instance),
-                    security);
-                var listener = new InstanceListener(environment, sessions);
-                listeners.Add(listener);
-                await listener.BindAsync(cancellationToken).ConfigureAwait(false);
-            }
-        }
-        catch
-        {
-            foreach (InstanceListener listener in listeners)
-            {
-                await listener.DisposeAsync().ConfigureAwait(false);
-            }
-
-            throw;
-        }
-
-        foreach (InstanceListener listener in listeners)
-        {
-            listener.StartAccepting();
-        }
+        await Configuration.StartAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The addresses an instance listens on, port 0 resolved to the port chosen.</summary>
     public IReadOnlyList<IPEndPoint> GetEndpoints(string instanceName) =>
-        listeners.FirstOrDefault(l => l.InstanceName == instanceName)?.Endpoints
+        Volatile.Read(ref listeners).FirstOrDefault(l => l.InstanceName == instanceName)?.Endpoints
         ?? throw new ArgumentException($"no instance named \"{instanceName}\"", nameof(instanceName));
-
-    /// <summary>
-    /// Gives new sessions of each running instance the interceptors <paramref name="interceptors"/> returns for its
-    /// name (null leaves an instance as it is). Sessions already open keep the interceptors they started with.
-    /// </summary>
-    public void ReplaceInterceptors(Func<string, InstanceInterceptors?> interceptors)
-    {
-        ArgumentNullException.ThrowIfNull(interceptors);
-        foreach (InstanceListener listener in listeners)
-        {
-            if (interceptors(listener.InstanceName) is { } replacement)
-            {
-                listener.Interceptors = replacement;
-            }
-        }
-    }
 
     /// <summary>
     /// Reads every certificate, key, CA and auth file the configuration names, as start-up would; returns one line
@@ -147,49 +101,8 @@ public sealed class ProxyServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// Reads the certificates, keys and verifiers again (from <paramref name="next"/>'s settings for each running
-    /// instance of the same name) and gives them to new sessions; open sessions keep theirs. All or nothing: if any
-    /// file is unusable nothing changes, and the problems are returned.
-    /// </summary>
-    public IReadOnlyList<string> ReloadSecurity(ProxyConfig next)
-    {
-        ArgumentNullException.ThrowIfNull(next);
-        var problems = new List<string>();
-        var loaded = new List<(InstanceListener Listener, InstanceSecurity Security)>();
-        foreach (InstanceListener listener in listeners)
-        {
-            InstanceConfig? instance = next.Instances.FirstOrDefault(i => i.Listen.Name == listener.InstanceName);
-            if (instance is null)
-            {
-                continue;
-            }
-
-            try
-            {
-                // The redirect address is read at start only; the new TLS and auth settings apply to the running one.
-                loaded.Add((listener, InstanceSecurity.Load(instance with { Redirect = listener.Redirect, Limits = listener.Limits })));
-            }
-            catch (SecurityMaterialException e)
-            {
-                problems.Add(e.Message);
-            }
-        }
-
-        if (problems.Count == 0)
-        {
-            foreach ((InstanceListener listener, InstanceSecurity security) in loaded)
-            {
-                listener.Security = security;
-                Log.SecurityReloaded(logger, listener.InstanceName);
-            }
-        }
-
-        return problems;
-    }
-
-    /// <summary>
     /// Stops accepting, ends each session at its next idle point (the client gets 57P01, as from a PostgreSQL
-    /// shutdown), and after <c>shutdown-timeout</c> ends the sessions still busy.
+    /// shutdown), and after <c>shutdown-timeout</c> ends the sessions still busy. No reload applies after this begins.
     /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
@@ -198,12 +111,13 @@ public sealed class ProxyServer : IAsyncDisposable
             return;
         }
 
-        foreach (InstanceListener listener in listeners)
+        ConfigSnapshot? last = await Configuration.StopAsync().ConfigureAwait(false);
+        foreach (InstanceListener listener in Volatile.Read(ref listeners))
         {
             await listener.StopAcceptingAsync().ConfigureAwait(false);
         }
 
-        TimeSpan timeout = config.Settings.ShutdownTimeout;
+        TimeSpan timeout = (last?.Config.Settings ?? new ProxySettings()).ShutdownTimeout;
         Log.ShuttingDown(logger, sessions.Count, timeout);
         foreach (ProxySession session in sessions.Snapshot())
         {
@@ -237,14 +151,119 @@ public sealed class ProxyServer : IAsyncDisposable
             await StopAsync().ConfigureAwait(false);
         }
 
-        foreach (InstanceListener listener in listeners)
+        foreach (InstanceListener listener in Volatile.Read(ref listeners))
         {
             await listener.DisposeAsync().ConfigureAwait(false);
         }
 
+        Configuration.Dispose();
         if (ownsMetrics)
         {
             metrics.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Matches each instance of the next snapshot to a running listener on the same address (port 0: of the same
+    /// instance), and binds a new listener for the rest; the listeners left over are retired at commit.
+    /// </summary>
+    async Task<IListenerChange> ISnapshotTarget.PrepareAsync(ConfigSnapshot next, ICollection<string> errors, CancellationToken cancellationToken)
+    {
+        InstanceListener[] running = Volatile.Read(ref listeners);
+        var change = new ListenerChange(this);
+        try
+        {
+            foreach (InstanceConfig instance in next.Config.Instances)
+            {
+                SessionEnvironment environment = next.Environments[instance.Listen.Name];
+                InstanceListener? same = running.FirstOrDefault(l =>
+                    !change.Claims(l)
+                    && ConfigChanges.SameAddress(l.Listen, instance.Listen)
+                    && (instance.Listen.Port != 0 || l.InstanceName == instance.Listen.Name));
+                if (same is not null)
+                {
+                    change.Keep(same, environment);
+                    continue;
+                }
+
+                InstanceSessionCount? count = running.FirstOrDefault(l => l.InstanceName == instance.Listen.Name)?.Count;
+                var listener = new InstanceListener(environment, sessions, count);
+                change.Add(listener);
+                try
+                {
+                    await listener.BindAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (InvalidOperationException e)
+                {
+                    errors.Add(e.Message);
+                }
+            }
+
+            change.Retire(running.Where(l => !change.Claims(l)));
+            return change;
+        }
+        catch
+        {
+            await change.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static InterceptorPipelineBuilder Fixed(Func<InstanceConfig, InstanceInterceptors>? interceptors)
+    {
+        InterceptorPipelines pipelines = interceptors is null ? InterceptorPipelines.None : InterceptorPipelines.Fixed(interceptors);
+        return (_, _, _) => pipelines;
+    }
+
+    /// <summary>The listeners a snapshot keeps, opens and retires.</summary>
+    private sealed class ListenerChange(ProxyServer server) : IListenerChange
+    {
+        private readonly List<(InstanceListener Listener, SessionEnvironment Environment)> kept = [];
+        private readonly List<InstanceListener> added = [];
+        private readonly List<InstanceListener> retired = [];
+        private bool committed;
+
+        public bool Claims(InstanceListener listener) => kept.Exists(k => k.Listener == listener);
+
+        public void Keep(InstanceListener listener, SessionEnvironment environment) => kept.Add((listener, environment));
+
+        public void Add(InstanceListener listener) => added.Add(listener);
+
+        public void Retire(IEnumerable<InstanceListener> listeners) => retired.AddRange(listeners);
+
+        public async Task CommitAsync()
+        {
+            committed = true;
+            foreach ((InstanceListener listener, SessionEnvironment environment) in kept)
+            {
+                listener.Environment = environment;
+            }
+
+            foreach (InstanceListener listener in added)
+            {
+                listener.StartAccepting();
+            }
+
+            Volatile.Write(ref server.listeners, [.. kept.Select(k => k.Listener), .. added]);
+
+            // A retired address stops taking connections; the sessions it took go on, tracked by the server.
+            foreach (InstanceListener listener in retired)
+            {
+                await listener.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (committed)
+            {
+                return;
+            }
+
+            foreach (InstanceListener listener in added)
+            {
+                await listener.DisposeAsync().ConfigureAwait(false);
+            }
         }
     }
 }

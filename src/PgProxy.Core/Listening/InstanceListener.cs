@@ -9,55 +9,69 @@ using PgProxy.Protocol.Backend;
 namespace PgProxy.Core.Listening;
 
 /// <summary>
-/// The listening sockets of one instance and their accept loops. Each accepted connection becomes a
-/// <see cref="ProxySession"/> run on its own; the listener tracks them so the server can drain them.
+/// The listening sockets of one instance address and their accept loops. Each accepted connection becomes a
+/// <see cref="ProxySession"/> run on its own with the environment current when it was accepted; the listener tracks
+/// them so the server can drain them. A reload points a listener at its instance's environment of the new snapshot,
+/// or retires it (it stops accepting; its sessions run to their end).
 /// </summary>
 internal sealed class InstanceListener : IAsyncDisposable
 {
-    private readonly SessionEnvironment environment;
     private readonly SessionRegistry sessions;
     private readonly List<Socket> sockets = [];
     private readonly List<Task> acceptLoops = [];
     private readonly CancellationTokenSource stopAccepting = new();
-    private int activeSessions;
+    private SessionEnvironment current;
+    private bool accepting;
 
-    public InstanceListener(SessionEnvironment environment, SessionRegistry sessions)
+    /// <param name="environment">What its sessions get, until a reload replaces it.</param>
+    /// <param name="sessions">Every session of the server.</param>
+    /// <param name="count">
+    /// The instance's open sessions, for <c>max-connections</c>: shared with the listener of its previous address
+    /// when a reload moves it, so the sessions still open there count too.
+    /// </param>
+    public InstanceListener(SessionEnvironment environment, SessionRegistry sessions, InstanceSessionCount? count = null)
     {
-        this.environment = environment;
+        current = environment;
         this.sessions = sessions;
+        Listen = environment.Instance.Listen;
+        Count = count ?? new InstanceSessionCount();
     }
 
     /// <summary>The addresses actually bound (a configured port 0 is replaced by the one the system chose).</summary>
     public IReadOnlyList<IPEndPoint> Endpoints => sockets.Select(s => (IPEndPoint)s.LocalEndPoint!).ToList();
 
-    public string InstanceName => environment.InstanceName;
+    /// <summary>The <c>listen</c> address it was bound for; a reload with another one gets a new listener.</summary>
+    public EndpointConfig Listen { get; }
 
-    /// <summary>The interceptors new sessions of this instance get; replaced by a reload.</summary>
-    public InstanceInterceptors Interceptors
+    /// <summary>The name of the instance it serves now (a reload may rename the instance at the same address).</summary>
+    public string InstanceName => Environment.InstanceName;
+
+    /// <summary>The instance's open sessions.</summary>
+    public InstanceSessionCount Count { get; }
+
+    /// <summary>What new sessions get: one immutable environment of one snapshot, replaced whole by a reload.</summary>
+    public SessionEnvironment Environment
     {
-        get => environment.Interceptors;
-        set => environment.Interceptors = value;
+        get => Volatile.Read(ref current);
+        set => Volatile.Write(ref current, value);
     }
-
-    /// <summary>Certificates and verifiers new sessions of this instance get; replaced by a reload.</summary>
-    public Tls.InstanceSecurity Security
-    {
-        get => environment.Security;
-        set => environment.Security = value;
-    }
-
-    /// <summary>The upstream this instance relays to, as it started.</summary>
-    public EndpointConfig Redirect => environment.Instance.Redirect;
-
-    /// <summary>The limits this instance runs with, as it started.</summary>
-    public InstanceLimits Limits => environment.Instance.Limits;
 
     /// <summary>Binds every address of the instance's <c>listen</c> host; throws if one cannot be bound.</summary>
     public async Task BindAsync(CancellationToken cancellationToken)
     {
-        EndpointConfig listen = environment.Instance.Listen;
+        EndpointConfig listen = Listen;
         int port = listen.Port;
-        foreach (IPAddress address in await ResolveAsync(listen.Host, cancellationToken).ConfigureAwait(false))
+        IPAddress[] addresses;
+        try
+        {
+            addresses = await ResolveAsync(listen.Host, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            throw new InvalidOperationException($"instance \"{listen.Name}\" cannot listen on {listen.Host}: {e.Message}", e);
+        }
+
+        foreach (IPAddress address in addresses)
         {
             var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
             try
@@ -80,14 +94,17 @@ internal sealed class InstanceListener : IAsyncDisposable
             // With port 0, every address of the host shares the port the system chose for the first.
             port = ((IPEndPoint)socket.LocalEndPoint!).Port;
             sockets.Add(socket);
-            Log.InstanceListening(environment.Logger, listen.Name, socket.LocalEndPoint!, environment.Instance.Redirect.Name, environment.Instance.Redirect.Host, environment.Instance.Redirect.Port);
         }
     }
 
+    /// <summary>Starts the accept loops; logged only now, so a reload that binds and then fails announces nothing.</summary>
     public void StartAccepting()
     {
+        accepting = true;
+        SessionEnvironment environment = Environment;
         foreach (Socket socket in sockets)
         {
+            Log.InstanceListening(environment.Logger, environment.InstanceName, socket.LocalEndPoint!, environment.Instance.Redirect.Name, environment.Instance.Redirect.Host, environment.Instance.Redirect.Port);
             acceptLoops.Add(AcceptLoopAsync(socket, stopAccepting.Token));
         }
     }
@@ -102,7 +119,10 @@ internal sealed class InstanceListener : IAsyncDisposable
         }
 
         await Task.WhenAll(acceptLoops).ConfigureAwait(false);
-        Log.InstanceStopped(environment.Logger, environment.InstanceName);
+        if (accepting)
+        {
+            Log.InstanceStopped(Environment.Logger, InstanceName);
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -139,7 +159,7 @@ internal sealed class InstanceListener : IAsyncDisposable
             catch (SocketException e)
             {
                 // Out of file descriptors and the like: keep serving once it passes.
-                Log.AcceptFailed(environment.Logger, environment.InstanceName, e);
+                Log.AcceptFailed(Environment.Logger, InstanceName, e);
                 continue;
             }
 
@@ -149,11 +169,13 @@ internal sealed class InstanceListener : IAsyncDisposable
 
     private async Task RunSessionAsync(Socket client)
     {
+        // Read once: the session runs with this snapshot's environment to its end, whatever a reload does meanwhile.
+        SessionEnvironment environment = Environment;
         int limit = environment.Instance.Limits.MaxConnections;
-        if (Interlocked.Increment(ref activeSessions) > limit && limit > 0)
+        if (Count.Increment() > limit && limit > 0)
         {
-            Interlocked.Decrement(ref activeSessions);
-            await RefuseTooManyAsync(client, limit).ConfigureAwait(false);
+            Count.Decrement();
+            await RefuseTooManyAsync(environment, client, limit).ConfigureAwait(false);
             return;
         }
 
@@ -169,11 +191,11 @@ internal sealed class InstanceListener : IAsyncDisposable
         finally
         {
             sessions.Remove(session);
-            Interlocked.Decrement(ref activeSessions);
+            Count.Decrement();
         }
     }
 
-    private async Task RefuseTooManyAsync(Socket client, int limit)
+    private static async Task RefuseTooManyAsync(SessionEnvironment environment, Socket client, int limit)
     {
         Log.TooManyConnections(environment.Logger, environment.InstanceName, client.RemoteEndPoint, limit);
         environment.Metrics.ClientError(environment.InstanceName, SqlStates.TooManyConnections);
@@ -207,4 +229,16 @@ internal sealed class InstanceListener : IAsyncDisposable
         IPAddress[] addresses = await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
         return addresses.Length > 0 ? addresses.Distinct().ToArray() : throw new InvalidOperationException($"listen host \"{host}\" resolves to no address");
     }
+}
+
+/// <summary>The open sessions of one instance, across the listeners of its addresses.</summary>
+internal sealed class InstanceSessionCount
+{
+    private int value;
+
+    public int Value => Volatile.Read(ref value);
+
+    public int Increment() => Interlocked.Increment(ref value);
+
+    public void Decrement() => Interlocked.Decrement(ref value);
 }

@@ -7,7 +7,11 @@ using PgProxy.Core.Tls;
 
 namespace PgProxy.Core.Sessions;
 
-/// <summary>What every session of one instance shares: its configuration, logger and metrics.</summary>
+/// <summary>
+/// What every session of one instance shares under one configuration snapshot: its configuration, loggers, metrics,
+/// interceptors and TLS material. Immutable: a reload builds a new one, and a session takes the one current when it
+/// starts and keeps it to its end, so its interceptors and certificates always come from the same snapshot.
+/// </summary>
 internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger, ILogger interceptLogger, ProxyMetrics metrics, InstanceInterceptors interceptors, InstanceSecurity security)
 {
     /// <summary>
@@ -32,32 +36,17 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
     /// <summary>The intercept log.</summary>
     public ILogger InterceptLogger { get; } = interceptLogger;
 
-    private InstanceInterceptors interceptors = interceptors;
+    /// <summary>The interceptors of the instance in this snapshot, in configuration order.</summary>
+    public InstanceInterceptors Interceptors { get; } = interceptors;
 
-    /// <summary>
-    /// The interceptors new sessions get. A reload replaces them; a session reads them once, when it starts, and keeps
-    /// those to its end.
-    /// </summary>
-    public InstanceInterceptors Interceptors
-    {
-        get => Volatile.Read(ref interceptors);
-        set => Volatile.Write(ref interceptors, value);
-    }
-
-    private InstanceSecurity security = security;
-
-    /// <summary>
-    /// Certificates, upstream TLS and verifiers for new sessions. A reload replaces them; a session reads them once,
-    /// when it starts, and keeps those to its end.
-    /// </summary>
-    public InstanceSecurity Security
-    {
-        get => Volatile.Read(ref security);
-        set => Volatile.Write(ref security, value);
-    }
+    /// <summary>Certificates, upstream TLS and verifiers of the instance in this snapshot.</summary>
+    public InstanceSecurity Security { get; } = security;
 
     private int plainTextFallbackWarned;
 
-    /// <summary>True the first time a session of the instance falls back to a plain-text upstream for SCRAM: it is logged once at warning.</summary>
+    /// <summary>
+    /// True the first time a session of the instance falls back to a plain-text upstream for SCRAM: it is logged once at
+    /// warning per snapshot (a reload may have changed the settings the warning is about).
+    /// </summary>
     public bool ClaimPlainTextFallbackWarning() => Interlocked.Exchange(ref plainTextFallbackWarned, 1) == 0;
 }

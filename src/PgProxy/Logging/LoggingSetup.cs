@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Configuration;
+using PgProxy.Core.Hosting;
 using Serilog;
+using Serilog.Core;
 using Serilog.Events;
 using Serilog.Extensions.Logging;
 using Serilog.Filters;
@@ -8,11 +10,12 @@ using Serilog.Filters;
 namespace PgProxy.Host.Logging;
 
 /// <summary>
-/// Builds the two logs of the configuration: the general log (console, and <c>general-log</c> when set) and the
-/// intercept log (<c>intercept-log</c>), each a rolling file so it cannot fill the disk. Every sink writes from a
-/// background queue, so logging never blocks a session.
+/// The two logs of the configuration: the general log (console, and <c>general-log</c> when set) and the intercept
+/// log (<c>intercept-log</c>), each a rolling file so it cannot fill the disk. Every sink writes from a background
+/// queue, so logging never blocks a session. A reload changes the level at once (a level switch every logger reads)
+/// and re-points the files (a sink that forwards to the file loggers of the running configuration).
 /// </summary>
-internal static class LoggingSetup
+internal sealed class LoggingSetup : IReloadableSettings, IDisposable
 {
     /// <summary>The logger category that writes to the intercept log and nowhere else.</summary>
     public const string InterceptCategory = "PgProxy.Intercept";
@@ -20,31 +23,99 @@ internal static class LoggingSetup
     private const string FileTemplate = "{Timestamp:yyyy-MM-dd HH:mm:ss.fff zzz} [{Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}";
     private const string ConsoleTemplate = "{Timestamp:HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}";
 
-    public static ILoggerFactory Create(ProxySettings settings)
+    private readonly LoggingLevelSwitch level = new();
+    private readonly SwitchingSink files = new();
+    private readonly SerilogLoggerFactory loggerFactory;
+    private ProxySettings applied;
+    private volatile bool silent;
+
+    private LoggingSetup(ProxySettings settings)
     {
-        var configuration = new LoggerConfiguration()
-            .MinimumLevel.Is(ToSerilog(settings.LogLevel))
-            .WriteTo.Logger(general =>
+        applied = settings;
+        SetLevel(settings.LogLevel);
+        files.Replace(() => FileLogger(settings), closeFirst: false);
+        Logger logger = new LoggerConfiguration()
+            .MinimumLevel.ControlledBy(level)
+            .Filter.ByExcluding(_ => silent)
+            .WriteTo.Logger(general => general.Filter.ByExcluding(Matching.FromSource(InterceptCategory))
+                .WriteTo.Async(console => console.Console(outputTemplate: ConsoleTemplate, standardErrorFromLevel: LogEventLevel.Verbose, formatProvider: System.Globalization.CultureInfo.InvariantCulture)))
+            .WriteTo.Sink(files)
+            .CreateLogger();
+        loggerFactory = new SerilogLoggerFactory(logger, dispose: true);
+    }
+
+    public ILoggerFactory LoggerFactory => loggerFactory;
+
+    public static LoggingSetup Create(ProxySettings settings) => new(settings);
+
+    /// <summary>A log file whose directory cannot be created would stop logging there: the reload is refused instead.</summary>
+    public IReadOnlyList<string> Check(ProxyConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var problems = new List<string>();
+        foreach ((string key, string? path) in new[] { ("general-log", config.Settings.GeneralLog), ("intercept-log", config.Settings.InterceptLog) })
+        {
+            if (path is null || Path.GetDirectoryName(path) is not { Length: > 0 } directory)
             {
-                general.Filter.ByExcluding(Matching.FromSource(InterceptCategory))
-                    .WriteTo.Async(console => console.Console(outputTemplate: ConsoleTemplate, standardErrorFromLevel: LogEventLevel.Verbose, formatProvider: System.Globalization.CultureInfo.InvariantCulture));
-                if (settings.GeneralLog is { } generalLog)
-                {
-                    RollingFile(general, generalLog, settings);
-                }
-            });
+                continue;
+            }
+
+            try
+            {
+                Directory.CreateDirectory(directory);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                problems.Add($"settings.{key} {path}: cannot create its directory: {e.Message}");
+            }
+        }
+
+        return problems;
+    }
+
+    public void Apply(ProxyConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ProxySettings next = config.Settings;
+        SetLevel(next.LogLevel);
+        if (SameFiles(applied, next))
+        {
+            return;
+        }
+
+        // A file both configurations write is closed before it is opened again: one file, one writer.
+        bool shared = Paths(applied).Intersect(Paths(next), StringComparer.Ordinal).Any();
+        files.Replace(() => FileLogger(next), closeFirst: shared);
+        applied = next;
+    }
+
+    public void Dispose()
+    {
+        // Disposing the factory flushes and closes the console and, through the switching sink, the files.
+        loggerFactory.Dispose();
+        files.Dispose();
+    }
+
+    private static Logger? FileLogger(ProxySettings settings)
+    {
+        if (settings.GeneralLog is null && settings.InterceptLog is null)
+        {
+            return null;
+        }
+
+        // Verbose: the level switch of the outer logger has filtered already.
+        var configuration = new LoggerConfiguration().MinimumLevel.Verbose();
+        if (settings.GeneralLog is { } generalLog)
+        {
+            configuration.WriteTo.Logger(general => RollingFile(general.Filter.ByExcluding(Matching.FromSource(InterceptCategory)), generalLog, settings));
+        }
+
         if (settings.InterceptLog is { } interceptLog)
         {
-            configuration.WriteTo.Logger(intercept =>
-                RollingFile(intercept.Filter.ByIncludingOnly(Matching.FromSource(InterceptCategory)), interceptLog, settings));
+            configuration.WriteTo.Logger(intercept => RollingFile(intercept.Filter.ByIncludingOnly(Matching.FromSource(InterceptCategory)), interceptLog, settings));
         }
 
-        if (settings.LogLevel == LogLevel.None)
-        {
-            configuration.Filter.ByExcluding(_ => true);
-        }
-
-        return new SerilogLoggerFactory(configuration.CreateLogger(), dispose: true);
+        return configuration.CreateLogger();
     }
 
     private static void RollingFile(LoggerConfiguration logger, string path, ProxySettings settings)
@@ -67,6 +138,13 @@ internal static class LoggingSetup
             flushToDiskInterval: TimeSpan.FromSeconds(1)));
     }
 
+    private static bool SameFiles(ProxySettings a, ProxySettings b) =>
+        a.GeneralLog == b.GeneralLog && a.InterceptLog == b.InterceptLog && a.LogRotation == b.LogRotation
+        && a.LogMaxSize == b.LogMaxSize && a.LogRetainedFiles == b.LogRetainedFiles;
+
+    private static IEnumerable<string> Paths(ProxySettings settings) =>
+        new[] { settings.GeneralLog, settings.InterceptLog }.OfType<string>();
+
     private static LogEventLevel ToSerilog(LogLevel level) => level switch
     {
         LogLevel.Trace => LogEventLevel.Verbose,
@@ -76,4 +154,38 @@ internal static class LoggingSetup
         LogLevel.Error => LogEventLevel.Error,
         _ => LogEventLevel.Fatal,
     };
+
+    private void SetLevel(LogLevel logLevel)
+    {
+        level.MinimumLevel = ToSerilog(logLevel);
+        silent = logLevel == LogLevel.None;
+    }
+
+    /// <summary>Forwards each event to the file loggers of the running configuration; a reload swaps them.</summary>
+    private sealed class SwitchingSink : ILogEventSink, IDisposable
+    {
+        private Logger? inner;
+
+        public void Emit(LogEvent logEvent) => Volatile.Read(ref inner)?.Write(logEvent);
+
+        /// <summary>
+        /// Swaps in the loggers <paramref name="build"/> makes and closes the old ones, flushing what they queued.
+        /// With <paramref name="closeFirst"/> the old ones close before the new ones open; lines in between go to the
+        /// console only.
+        /// </summary>
+        public void Replace(Func<Logger?> build, bool closeFirst)
+        {
+            if (closeFirst)
+            {
+                Interlocked.Exchange(ref inner, null)?.Dispose();
+                Volatile.Write(ref inner, build());
+            }
+            else
+            {
+                Interlocked.Exchange(ref inner, build())?.Dispose();
+            }
+        }
+
+        public void Dispose() => Interlocked.Exchange(ref inner, null)?.Dispose();
+    }
 }

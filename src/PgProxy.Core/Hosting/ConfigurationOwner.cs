@@ -1,0 +1,272 @@
+using Microsoft.Extensions.Logging;
+using PgProxy.Core.Configuration;
+using PgProxy.Core.Diagnostics;
+using PgProxy.Core.Interception;
+using PgProxy.Core.Sessions;
+using PgProxy.Core.Tls;
+
+namespace PgProxy.Core.Hosting;
+
+/// <summary>
+/// The one owner of the running configuration. It loads a configuration, validates it, builds a whole snapshot
+/// (instances, TLS material, interceptor pipelines), readies the listeners, and swaps the snapshot in at once. The
+/// first load fails fast; a reload that fails anywhere logs every error and keeps the running snapshot. Reloads run
+/// one at a time, whoever asks for them (SIGHUP, an admin command).
+/// </summary>
+public sealed class ConfigurationOwner : IDisposable
+{
+    private readonly ConfigurationSource source;
+    private readonly ILoggerFactory loggerFactory;
+    private readonly ILogger logger;
+    private readonly ProxyMetrics metrics;
+    private readonly ISnapshotTarget target;
+    private readonly SemaphoreSlim gate = new(1, 1);
+    private ConfigSnapshot? current;
+    private bool stopped;
+
+    internal ConfigurationOwner(ConfigurationSource source, ILoggerFactory loggerFactory, ProxyMetrics metrics, ISnapshotTarget target)
+    {
+        this.source = source;
+        this.loggerFactory = loggerFactory;
+        this.metrics = metrics;
+        this.target = target;
+        logger = loggerFactory.CreateLogger("PgProxy.Configuration");
+    }
+
+    /// <summary>The snapshot new sessions get; null before the first load.</summary>
+    public ConfigSnapshot? Current => Volatile.Read(ref current);
+
+    /// <summary>
+    /// Reads the configuration again and, if all of it loads, validates, builds and binds, makes it the running one:
+    /// new sessions get it, open sessions keep theirs. Otherwise nothing changes and the result lists every error.
+    /// </summary>
+    public async Task<ReloadResult> ReloadAsync(CancellationToken cancellationToken = default)
+    {
+        await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ConfigSnapshot? running = current;
+            if (running is null || stopped)
+            {
+                return Refused(running, [running is null ? "PgProxy has not started" : "PgProxy is stopping"]);
+            }
+
+            var errors = new List<string>();
+            ProxyConfig? next = Load(errors);
+            if (next is null)
+            {
+                return Refused(running, errors);
+            }
+
+            ConfigSnapshot? built = Build(next, running.Generation + 1, errors);
+            foreach (IReloadableSettings reloadable in source.Reloadables)
+            {
+                errors.AddRange(reloadable.Check(next));
+            }
+
+            if (built is null || errors.Count > 0)
+            {
+                DisposePipelines(built, running);
+                return Refused(running, errors);
+            }
+
+            IListenerChange change = await PrepareAsync(built, running, errors, cancellationToken).ConfigureAwait(false);
+            if (errors.Count > 0)
+            {
+                await change.DisposeAsync().ConfigureAwait(false);
+                DisposePipelines(built, running);
+                return Refused(running, errors);
+            }
+
+            // Logging first, so the lines about the new snapshot already follow its level and files.
+            foreach (IReloadableSettings reloadable in source.Reloadables)
+            {
+                reloadable.Apply(next);
+            }
+
+            Volatile.Write(ref current, built);
+            await change.CommitAsync().ConfigureAwait(false);
+            await change.DisposeAsync().ConfigureAwait(false);
+
+            // Unloads the old plugins once the sessions still holding their interceptors end.
+            DisposePipelines(running, built);
+            IReadOnlyList<string> changes = ConfigChanges.Describe(running.Config, next);
+            foreach (string line in changes)
+            {
+                ConfigurationLog.ReloadChange(logger, line);
+            }
+
+            foreach (string setting in ReloadResult.NeedsRestart)
+            {
+                ConfigurationLog.ReloadNeedsRestart(logger, setting);
+            }
+
+            ConfigurationLog.Reloaded(logger, built.Generation, next.Instances.Count, built.Pipelines.Plugins.Count);
+            return new ReloadResult { Changes = changes, Generation = built.Generation };
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    public void Dispose()
+    {
+        Volatile.Read(ref current)?.Pipelines.Dispose();
+        gate.Dispose();
+    }
+
+    /// <summary>The first load: builds and binds the initial configuration, or throws with every problem.</summary>
+    /// <exception cref="InvalidOperationException">Something in the configuration cannot run; the message lists every problem, one per line.</exception>
+    internal async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (current is not null)
+            {
+                throw new InvalidOperationException("the configuration was loaded already");
+            }
+
+            var errors = new List<string>();
+            ConfigSnapshot first = Build(source.Initial, 1, errors) ?? throw new InvalidOperationException(string.Join('\n', errors));
+            IListenerChange change = await PrepareAsync(first, null, errors, cancellationToken).ConfigureAwait(false);
+            await using (change.ConfigureAwait(false))
+            {
+                if (errors.Count > 0)
+                {
+                    first.Pipelines.Dispose();
+                    throw new InvalidOperationException(string.Join('\n', errors));
+                }
+
+                Volatile.Write(ref current, first);
+                await change.CommitAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    /// <summary>Refuses every later reload (the server is stopping) and returns the snapshot that ran last.</summary>
+    internal async Task<ConfigSnapshot?> StopAsync()
+    {
+        await gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            stopped = true;
+            return current;
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Builds a snapshot of <paramref name="config"/>: every instance's TLS material and interceptors, and the session
+    /// environment made of them. Null, with every problem added to <paramref name="errors"/>, when any part fails.
+    /// </summary>
+    internal ConfigSnapshot? Build(ProxyConfig config, long generation, List<string> errors)
+    {
+        int before = errors.Count;
+        var security = new Dictionary<string, InstanceSecurity>(StringComparer.Ordinal);
+        foreach (InstanceConfig instance in config.Instances)
+        {
+            try
+            {
+                security[instance.Listen.Name] = InstanceSecurity.Load(instance);
+            }
+            catch (SecurityMaterialException e)
+            {
+                errors.Add(e.Message);
+            }
+        }
+
+        InterceptorPipelines? pipelines = source.Interceptors(config, loggerFactory, errors);
+        if (pipelines is null || errors.Count > before)
+        {
+            pipelines?.Dispose();
+            return null;
+        }
+
+        ILogger interceptLogger = loggerFactory.CreateLogger(InterceptLog.Category);
+        var environments = config.Instances.ToDictionary(
+            instance => instance.Listen.Name,
+            instance => new SessionEnvironment(
+                instance,
+                loggerFactory.CreateLogger($"PgProxy.Instance.{instance.Listen.Name}"),
+                interceptLogger,
+                metrics,
+                pipelines.For(instance, config.Settings),
+                security[instance.Listen.Name]),
+            StringComparer.Ordinal);
+        return new ConfigSnapshot(generation, config, pipelines, environments);
+    }
+
+    private static void DisposePipelines(ConfigSnapshot? snapshot, ConfigSnapshot? other)
+    {
+        // A builder may hand back the same pipelines for every configuration; those stay while either snapshot runs.
+        if (snapshot is not null && !ReferenceEquals(snapshot.Pipelines, other?.Pipelines))
+        {
+            snapshot.Pipelines.Dispose();
+        }
+    }
+
+    /// <summary>Readies the listeners for <paramref name="next"/>; if that throws (cancelled), its pipelines are unloaded again.</summary>
+    private async Task<IListenerChange> PrepareAsync(ConfigSnapshot next, ConfigSnapshot? running, List<string> errors, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await target.PrepareAsync(next, errors, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            DisposePipelines(next, running);
+            throw;
+        }
+    }
+
+    private ProxyConfig? Load(List<string> errors)
+    {
+        if (source.Reload is null)
+        {
+            return source.Initial;
+        }
+
+        try
+        {
+            return source.Reload();
+        }
+        catch (ConfigException e)
+        {
+            // One line per error, each FILE:LINE:COLUMN: KEY: message.
+            errors.AddRange(e.Message.Split('\n'));
+            return null;
+        }
+    }
+
+    private ReloadResult Refused(ConfigSnapshot? running, IReadOnlyList<string> errors)
+    {
+        ConfigurationLog.ReloadFailed(logger, string.Join(Environment.NewLine, errors));
+        return new ReloadResult { Errors = errors, Generation = running?.Generation ?? 0 };
+    }
+}
+
+/// <summary>What the owner swaps snapshots into: the listeners. Kept behind an interface so the owner can be tested without sockets.</summary>
+internal interface ISnapshotTarget
+{
+    /// <summary>
+    /// Binds every address <paramref name="next"/> listens on that nothing listens on yet, without accepting on it or
+    /// changing what runs; a problem (an address in use) is added to <paramref name="errors"/>, naming the instance.
+    /// </summary>
+    Task<IListenerChange> PrepareAsync(ConfigSnapshot next, ICollection<string> errors, CancellationToken cancellationToken);
+}
+
+/// <summary>A prepared change of the listeners: committed, or disposed unused, which closes what it bound.</summary>
+internal interface IListenerChange : IAsyncDisposable
+{
+    /// <summary>Gives every listener its environment of the new snapshot, starts the new ones, stops accepting on the retired ones.</summary>
+    Task CommitAsync();
+}
