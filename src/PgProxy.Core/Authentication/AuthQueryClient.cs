@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Buffers.Binary;
+using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
@@ -7,6 +9,9 @@ using PgProxy.Core.Tls;
 using PgProxy.Core.Server;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Authentication;
+using PgProxy.Protocol.Backend;
+using PgProxy.Protocol.Framing;
+using PgProxy.Protocol.Frontend;
 using PgProxy.Protocol.Startup;
 
 namespace PgProxy.Core.Authentication;
@@ -50,24 +55,27 @@ internal static class AuthQueryClient
 
         await using (stream.ConfigureAwait(false))
         {
+            PipeReader reader = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
             try
             {
                 await stream.WriteAsync(StartupPacketWriter.Build(StartupCodes.Protocol30, [new("user", authUser), new("database", database), new("application_name", "pgproxy auth-query")]), deadline.Token).ConfigureAwait(false);
-                await LogInAsync(stream, authUser, config.AuthPassword, deadline.Token).ConfigureAwait(false);
+                await LogInAsync(stream, reader, authUser, config.AuthPassword, deadline.Token).ConfigureAwait(false);
                 await stream.WriteAsync(ExtendedQuery(config.AuthQuery, user), deadline.Token).ConfigureAwait(false);
                 string? verifier = null;
                 bool sawRow = false;
                 while (true)
                 {
-                    (byte code, byte[] body) = await ReadAsync(stream, deadline.Token).ConfigureAwait(false);
+                    (byte code, byte[] body) = await ReadAsync(reader, deadline.Token).ConfigureAwait(false);
                     if (code == (byte)BackendMessageCode.DataRow && !sawRow)
                     {
                         sawRow = true;
-                        verifier = LastColumn(body);
+                        verifier = DataRowMessage.TryReadText(new ReadOnlySequence<byte>(body), Encoding.UTF8, out string?[] values) && values.Length > 0
+                            ? values[^1]
+                            : throw new AuthQueryException("the server sent a malformed row");
                     }
                     else if (code == (byte)BackendMessageCode.ReadyForQuery)
                     {
-                        await stream.WriteAsync(Protocol.Frontend.FrontendMessages.Terminate, deadline.Token).ConfigureAwait(false);
+                        await stream.WriteAsync(FrontendMessages.Terminate, deadline.Token).ConfigureAwait(false);
                         return verifier;
                     }
                 }
@@ -80,15 +88,19 @@ internal static class AuthQueryClient
             {
                 throw new AuthQueryException($"the connection failed: {e.Message}", e);
             }
+            finally
+            {
+                await reader.CompleteAsync().ConfigureAwait(false);
+            }
         }
     }
 
-    private static async Task LogInAsync(Stream stream, string user, string? password, CancellationToken cancellationToken)
+    private static async Task LogInAsync(Stream stream, PipeReader reader, string user, string? password, CancellationToken cancellationToken)
     {
         ScramClient? scram = null;
         while (true)
         {
-            (byte code, byte[] body) = await ReadAsync(stream, cancellationToken).ConfigureAwait(false);
+            (byte code, byte[] body) = await ReadAsync(reader, cancellationToken).ConfigureAwait(false);
             if (code == (byte)BackendMessageCode.ReadyForQuery)
             {
                 return;
@@ -149,123 +161,39 @@ internal static class AuthQueryClient
     private static byte[] PasswordMessage(string password) => SaslMessages.BuildResponse([.. Encoding.UTF8.GetBytes(password), 0]);
 
     /// <summary>Parse, Bind (one text parameter), Execute and Sync, unnamed, in one buffer.</summary>
-    private static byte[] ExtendedQuery(string query, string parameter)
+    private static ReadOnlyMemory<byte> ExtendedQuery(string query, string parameter)
     {
-        byte[] queryBytes = Encoding.UTF8.GetBytes(query);
-        byte[] parameterBytes = Encoding.UTF8.GetBytes(parameter);
-        var message = new MemoryStream();
-
-        // Parse: name "", query, no parameter types.
-        Begin(message, 'P', 1 + queryBytes.Length + 1 + 2);
-        message.WriteByte(0);
-        message.Write(queryBytes);
-        message.WriteByte(0);
-        WriteInt16(message, 0);
-
-        // Bind: portal "", statement "", no parameter formats (text), one parameter, no result formats (text).
-        Begin(message, 'B', 1 + 1 + 2 + 2 + 4 + parameterBytes.Length + 2);
-        message.WriteByte(0);
-        message.WriteByte(0);
-        WriteInt16(message, 0);
-        WriteInt16(message, 1);
-        WriteInt32(message, parameterBytes.Length);
-        message.Write(parameterBytes);
-        WriteInt16(message, 0);
-
-        // Execute: portal "", all rows. Sync.
-        Begin(message, 'E', 1 + 4);
-        message.WriteByte(0);
-        WriteInt32(message, 0);
-        Begin(message, 'S', 0);
-        return message.ToArray();
+        var message = new ArrayBufferWriter<byte>();
+        QueryMessages.WriteParse(message, Encoding.UTF8, string.Empty, query, []);
+        QueryMessages.WriteBindUnnamed(message, Encoding.UTF8, [parameter]);
+        QueryMessages.WriteExecuteUnnamed(message);
+        message.Write(FrontendMessages.Sync.Span);
+        return message.WrittenMemory;
     }
 
-    private static void Begin(MemoryStream message, char code, int bodyLength)
+    /// <summary>Reads one message (body after the header); an ErrorResponse becomes an exception carrying the server's message.</summary>
+    private static async Task<(byte Code, byte[] Body)> ReadAsync(PipeReader reader, CancellationToken cancellationToken)
     {
-        message.WriteByte((byte)code);
-        WriteInt32(message, 4 + bodyLength);
-    }
-
-    private static void WriteInt16(MemoryStream message, short value)
-    {
-        Span<byte> bytes = stackalloc byte[2];
-        BinaryPrimitives.WriteInt16BigEndian(bytes, value);
-        message.Write(bytes);
-    }
-
-    private static void WriteInt32(MemoryStream message, int value)
-    {
-        Span<byte> bytes = stackalloc byte[4];
-        BinaryPrimitives.WriteInt32BigEndian(bytes, value);
-        message.Write(bytes);
-    }
-
-    /// <summary>The last column of a DataRow, or null when it is SQL NULL.</summary>
-    private static string? LastColumn(byte[] body)
-    {
-        int columns = BinaryPrimitives.ReadInt16BigEndian(body);
-        int offset = 2;
-        string? value = null;
-        for (int i = 0; i < columns; i++)
+        byte[] frame;
+        try
         {
-            int length = BinaryPrimitives.ReadInt32BigEndian(body.AsSpan(offset));
-            offset += 4;
-            value = length < 0 ? null : Encoding.UTF8.GetString(body, offset, length);
-            offset += Math.Max(length, 0);
+            frame = await AuthenticationFrames.ReadAsync(reader, cancellationToken, MaxMessageLength).ConfigureAwait(false)
+                ?? throw new AuthQueryException("the server closed the connection");
+        }
+        catch (InvalidDataException e)
+        {
+            throw new AuthQueryException($"the server sent an {e.Message}", e);
         }
 
-        return value;
-    }
-
-    /// <summary>Reads one message; an ErrorResponse becomes an exception carrying the server's message.</summary>
-    private static async Task<(byte Code, byte[] Body)> ReadAsync(Stream stream, CancellationToken cancellationToken)
-    {
-        byte[] header = new byte[5];
-        await stream.ReadExactlyAsync(header, cancellationToken).ConfigureAwait(false);
-        int length = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(1));
-        if (length is < 4 or > MaxMessageLength)
+        byte[] body = frame[MessageHeader.Size..];
+        if (frame[0] == (byte)BackendMessageCode.ErrorResponse)
         {
-            throw new AuthQueryException($"the server sent an invalid message length {length}");
+            throw new AuthQueryException(ErrorNoticeMessage.TryRead(new ReadOnlySequence<byte>(body), Encoding.UTF8, out ErrorFields fields)
+                ? $"the server answered {fields.SqlState} {fields.Message}"
+                : "the server sent a malformed error");
         }
 
-        byte[] body = new byte[length - 4];
-        await stream.ReadExactlyAsync(body, cancellationToken).ConfigureAwait(false);
-        if (header[0] == (byte)BackendMessageCode.ErrorResponse)
-        {
-            throw new AuthQueryException(ErrorMessageOf(body));
-        }
-
-        return (header[0], body);
-    }
-
-    private static string ErrorMessageOf(byte[] body)
-    {
-        string sqlState = "";
-        string message = "";
-        int i = 0;
-        while (i < body.Length && body[i] != 0)
-        {
-            byte field = body[i++];
-            int end = Array.IndexOf(body, (byte)0, i);
-            if (end < 0)
-            {
-                break;
-            }
-
-            string value = Encoding.UTF8.GetString(body, i, end - i);
-            if (field == (byte)'C')
-            {
-                sqlState = value;
-            }
-            else if (field == (byte)'M')
-            {
-                message = value;
-            }
-
-            i = end + 1;
-        }
-
-        return $"the server answered {sqlState} {message}";
+        return (frame[0], body);
     }
 
     /// <summary>SCRAM-SHA-256 from a password, without channel binding (the gs2 header "n,,").</summary>

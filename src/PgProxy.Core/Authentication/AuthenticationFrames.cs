@@ -5,8 +5,9 @@ using PgProxy.Protocol.Framing;
 namespace PgProxy.Core.Authentication;
 
 /// <summary>
-/// Whole-message reads for the authentication exchange the proxy takes part in. These messages are few and small,
-/// so they are copied out of the pipe; the pipe then goes on to the pumps at the next message.
+/// Whole-message reads for the logins the proxy takes part in (the authentication exchange, auth-query). These
+/// messages are few and small, so they are copied out of the pipe; the pipe then goes on to the pumps at the next
+/// message. Framing is <see cref="FrameReader"/>'s, as everywhere else.
 /// </summary>
 internal static class AuthenticationFrames
 {
@@ -14,27 +15,25 @@ internal static class AuthenticationFrames
     public const int MaxLength = 1 << 20;
 
     /// <summary>The next whole message, type byte and length included; null when the peer closed first.</summary>
-    /// <exception cref="InvalidDataException">The length is invalid or above <see cref="MaxLength"/>.</exception>
-    public static async ValueTask<byte[]?> ReadAsync(PipeReader reader, CancellationToken cancellationToken)
+    /// <exception cref="InvalidDataException">The length is invalid or above <paramref name="maxLength"/>.</exception>
+    public static async ValueTask<byte[]?> ReadAsync(PipeReader reader, CancellationToken cancellationToken, int maxLength = MaxLength)
     {
         while (true)
         {
             ReadResult result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
             ReadOnlySequence<byte> buffer = result.Buffer;
-            if (MessageHeader.TryPeek(buffer, out MessageHeader header))
+            ReadOnlySequence<byte> rest = buffer;
+            switch (FrameReader.TryReadFrame(ref rest, maxLength, out _))
             {
-                if (header.Length is < MessageHeader.MinLength or > MaxLength)
-                {
+                case FrameReadStatus.Complete:
+                    byte[] frame = buffer.Slice(0, rest.Start).ToArray();
+                    reader.AdvanceTo(rest.Start);
+                    return frame;
+                case FrameReadStatus.InvalidLength:
+                case FrameReadStatus.TooLarge:
+                    MessageHeader.TryPeek(buffer, out MessageHeader header);
                     reader.AdvanceTo(buffer.Start);
                     throw new InvalidDataException($"invalid message length {header.Length}");
-                }
-
-                if (buffer.Length >= header.TotalSize)
-                {
-                    byte[] frame = buffer.Slice(0, header.TotalSize).ToArray();
-                    reader.AdvanceTo(buffer.GetPosition(header.TotalSize));
-                    return frame;
-                }
             }
 
             reader.AdvanceTo(buffer.Start, buffer.End);

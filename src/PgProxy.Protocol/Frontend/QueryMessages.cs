@@ -85,6 +85,39 @@ public static class QueryMessages
         message.Complete();
     }
 
+    /// <summary>
+    /// Writes Bind of the unnamed statement to the unnamed portal with text parameters (null: SQL NULL) and text
+    /// results.
+    /// </summary>
+    public static void WriteBindUnnamed(IBufferWriter<byte> writer, Encoding encoding, IReadOnlyList<string?> parameters)
+    {
+        ArgumentNullException.ThrowIfNull(encoding);
+        ArgumentNullException.ThrowIfNull(parameters);
+        int bodyLength = WireFormat.TerminatorSize + WireFormat.TerminatorSize + WireFormat.Int16Size + WireFormat.Int16Size + WireFormat.Int16Size;
+        foreach (string? parameter in parameters)
+        {
+            bodyLength = checked(bodyLength + WireFormat.Int32Size + (parameter is null ? 0 : encoding.GetByteCount(parameter)));
+        }
+
+        var message = MessageWriter.Start(writer, FrontendMessageCode.Bind, bodyLength);
+        message.WriteZeros(WireFormat.TerminatorSize + WireFormat.TerminatorSize + WireFormat.Int16Size); // names, no formats: text
+        message.WriteInt16(checked((short)parameters.Count));
+        foreach (string? parameter in parameters)
+        {
+            if (parameter is null)
+            {
+                message.WriteInt32(WireFormat.NullValueLength);
+            }
+            else
+            {
+                message.WriteLengthPrefixedText(parameter, encoding);
+            }
+        }
+
+        message.WriteInt16(0); // no result formats: text
+        message.Complete();
+    }
+
     /// <summary>Writes Execute of the unnamed portal, all rows.</summary>
     public static void WriteExecuteUnnamed(IBufferWriter<byte> writer)
     {
