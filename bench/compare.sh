@@ -6,11 +6,12 @@
 # throughput on a busy machine. Also: new connection per transaction (-C), bulk
 # streaming (COPY TO STDOUT, a large SELECT), idle-session memory, select-only with the
 # tableau_hll plugin configured (against plain pass-through), and select-only over TLS
-# (sslmode=require direct to PostgreSQL against PgProxy with TLS on both legs).
+# (TLS on both legs, and on the upstream leg only, against PgBouncer configured the same way).
 #
 #   bench/compare.sh                    # 3 rounds of 10 s per cell
 #   ROUNDS=5 DURATION=20 bench/compare.sh
 #   WARMUP=3                            # s per target and mode before round 1, not recorded
+#   PERF_STAT=1                         # also perf stat each proxy per cell: CPU, switches, system calls per tx
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -63,6 +64,7 @@ cleanup() {
 trap cleanup EXIT
 
 pg_port="$(free_port)"; bouncer_port="$(free_port)"; proxy_port="$(free_port)"; intercepted_port="$(free_port)"; tls_port="$(free_port)"; tableau_port="$(free_port)"
+upstream_tls_port="$(free_port)"; bouncer_tls_port="$(free_port)"; bouncer_upstream_tls_port="$(free_port)"
 say "PostgreSQL on $pg_port, PgBouncer on $bouncer_port, PgProxy on $proxy_port (TLS: $tls_port)"
 as_postgres "$pg_bin/initdb" -D "$work/data" -A trust -U postgres --encoding=UTF8 --locale=C >/dev/null
 # One self-signed certificate serves PostgreSQL and PgProxy's TLS instance.
@@ -74,25 +76,40 @@ as_postgres "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $work -c max_connections=1200 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c ssl=on -c ssl_cert_file=$work/server.crt -c ssl_key_file=$work/server.key" start >/dev/null
 "$pgbench" -i -q -s "$scale" -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
 
-cat >"$work/pgbouncer.ini" <<INI
+# PgBouncer three times, configured as the PgProxy instance it is compared with: plain text, TLS to the server
+# only (server_tls_sslmode = require), and TLS on both legs (client_tls_sslmode too).
+bouncer_ini() {
+    local name="$1" port="$2" tls="$3"
+    cat >"$work/$name.ini" <<INI
 [databases]
 * = host=127.0.0.1 port=$pg_port
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = $bouncer_port
+listen_port = $port
 unix_socket_dir =
 auth_type = trust
 auth_file = $work/users.txt
 pool_mode = session
-server_tls_sslmode = disable
 max_client_conn = 2000
 default_pool_size = 1100
-logfile = $work/pgbouncer.log
-pidfile = $work/pgbouncer.pid
+logfile = $work/$name.log
+pidfile = $work/$name.pid
+$tls
 INI
+    [[ "$(id -u)" -eq 0 ]] && chown postgres "$work/$name.ini"
+    return 0
+}
+bouncer_ini pgbouncer "$bouncer_port" "server_tls_sslmode = disable"
+bouncer_ini pgbouncer-upstream-tls "$bouncer_upstream_tls_port" "server_tls_sslmode = require"
+bouncer_ini pgbouncer-tls "$bouncer_tls_port" "server_tls_sslmode = require
+client_tls_sslmode = require
+client_tls_cert_file = $work/server.crt
+client_tls_key_file = $work/server.key"
 echo '"postgres" ""' >"$work/users.txt"
-[[ "$(id -u)" -eq 0 ]] && chown postgres "$work/pgbouncer.ini" "$work/users.txt"
-as_postgres pgbouncer -d "$work/pgbouncer.ini" >/dev/null 2>&1
+[[ "$(id -u)" -eq 0 ]] && chown postgres "$work/users.txt"
+for name in pgbouncer pgbouncer-upstream-tls pgbouncer-tls; do
+    as_postgres pgbouncer -d "$work/$name.ini" >/dev/null 2>&1
+done
 
 # Three instances of one process: plain pass-through, the same with a query interceptor that changes nothing
 # (a seed-style plugin compiled at start-up), so the table shows what configuring interception costs, and
@@ -113,6 +130,8 @@ instances:
   - listen: { name: proxy, host: 127.0.0.1, port: $proxy_port }
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }
   - listen: { name: tls, host: 127.0.0.1, port: $tls_port, tls: { mode: require, cert-file: $work/server.crt, key-file: $work/server.key } }
+    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: require } }
+  - listen: { name: upstream-tls, host: 127.0.0.1, port: $upstream_tls_port }
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: require } }
   - listen: { name: intercepted, host: 127.0.0.1, port: $intercepted_port }
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }
@@ -138,14 +157,21 @@ wait_port "$proxy_port" || { say "PgProxy did not start"; cat "$work/pgproxy.log
 wait_port "$intercepted_port" || { say "PgProxy's intercepted instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
 wait_port "$tableau_port" || { say "PgProxy's tableau_hll instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
 PGSSLMODE=require wait_port "$tls_port" || { say "PgProxy's TLS instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
+wait_port "$upstream_tls_port" || { say "PgProxy's upstream-TLS instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
+wait_port "$bouncer_upstream_tls_port" || { say "PgBouncer (upstream TLS) did not start"; cat "$work/pgbouncer-upstream-tls.log" >&2; exit 1; }
+PGSSLMODE=require wait_port "$bouncer_tls_port" || { say "PgBouncer (TLS) did not start"; cat "$work/pgbouncer-tls.log" >&2; exit 1; }
 bouncer_pid="$(cat "$work/pgbouncer.pid")"
-pids+=("$bouncer_pid")
+bouncer_upstream_tls_pid="$(cat "$work/pgbouncer-upstream-tls.pid")"
+bouncer_tls_pid="$(cat "$work/pgbouncer-tls.pid")"
+pids+=("$bouncer_pid" "$bouncer_upstream_tls_pid" "$bouncer_tls_pid")
 
-declare -A port_of=([direct]=$pg_port [pgbouncer]=$bouncer_port [pgproxy]=$proxy_port [intercepted]=$intercepted_port [pgproxy-tls]=$tls_port [tableau]=$tableau_port)
-declare -A pid_of=([pgbouncer]=$bouncer_pid [pgproxy]=$proxy_pid [intercepted]=$proxy_pid [pgproxy-tls]=$proxy_pid [tableau]=$proxy_pid)
+declare -A port_of=([direct]=$pg_port [pgbouncer]=$bouncer_port [pgproxy]=$proxy_port [intercepted]=$intercepted_port [pgproxy-tls]=$tls_port [tableau]=$tableau_port
+    [pgproxy-upstream-tls]=$upstream_tls_port [pgbouncer-tls]=$bouncer_tls_port [pgbouncer-upstream-tls]=$bouncer_upstream_tls_port)
+declare -A pid_of=([pgbouncer]=$bouncer_pid [pgproxy]=$proxy_pid [intercepted]=$proxy_pid [pgproxy-tls]=$proxy_pid [tableau]=$proxy_pid
+    [pgproxy-upstream-tls]=$proxy_pid [pgbouncer-tls]=$bouncer_tls_pid [pgbouncer-upstream-tls]=$bouncer_upstream_tls_pid)
 # The TLS instance's cells fill the pgproxy column of their own row; the tableau_hll instance's fill the icpt columns
 # of its rows, so icpt/pgp is what configuring the plugin costs.
-declare -A record_as=([pgproxy-tls]=pgproxy [tableau]=intercepted)
+declare -A record_as=([pgproxy-tls]=pgproxy [tableau]=intercepted [pgproxy-upstream-tls]=pgproxy [pgbouncer-tls]=pgbouncer [pgbouncer-upstream-tls]=pgbouncer)
 ticks_per_second="$(getconf CLK_TCK)"
 cpu_ticks() { [[ -n "${1:-}" ]] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
@@ -153,12 +179,30 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2
 results="$work/results.txt"
 : >"$results"
 # One cell: pgbench against a target; records tps and the target proxy's CPU µs per transaction.
+perf_results="$work/perf.txt"
+: >"$perf_results"
+perf_events="task-clock,context-switches,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_epoll_wait"
 run_cell() {
     local label="$1" target="$2"; shift 2
-    local before after out tps tx cpu_us=""
+    local before after out tps tx cpu_us="" perf_pid=""
     before="$(cpu_ticks "${pid_of[$target]:-}")"
+    # PERF_STAT=1: perf stat on the proxy for the cell's middle (task-clock, switches, system calls), per transaction.
+    if [[ "${PERF_STAT:-0}" == 1 && -n "${pid_of[$target]:-}" ]]; then
+        perf stat -x, -e "$perf_events" -o "$work/perf-cell.txt" -p "${pid_of[$target]}" -- sleep "$duration" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     out="$("$pgbench" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -j 2 -T "$duration" "$@" postgres 2>&1)" || { say "pgbench failed: $out"; return 1; }
     after="$(cpu_ticks "${pid_of[$target]:-}")"
+    if [[ -n "$perf_pid" ]]; then
+        wait "$perf_pid" || true
+        local tps_now; tps_now="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -n 1)"
+        # perf counted over the cell's duration; transactions over the same time are tps × duration.
+        awk -F, -v l="$label" -v t="${record_as[$target]:-$target}" -v tx="$(awk -v r="$tps_now" -v d="$duration" 'BEGIN {print r * d}')" '
+            $3 ~ /task-clock/ {cpu = $1} $3 ~ /context-switches/ {cs = $1} $3 ~ /recvfrom/ {rf = $1} $3 ~ /sendto/ {st = $1}
+            $3 ~ /sys_enter_read$/ {rd = $1} $3 ~ /sys_enter_write$/ {wr = $1} $3 ~ /epoll_wait/ {ep = $1}
+            END { if (tx > 0) printf "%s %s %.1f %.2f %.2f %.2f %.2f %.2f %.2f\n", l, t, cpu * 1000 / tx, cs / tx, rf / tx, st / tx, rd / tx, wr / tx, ep / tx }' \
+            "$work/perf-cell.txt" >>"$perf_results"
+    fi
     tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -n 1)"
     tx="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")"
     if [[ -n "${pid_of[$target]:-}" && "$tx" -gt 0 ]]; then
@@ -178,8 +222,14 @@ for mode in simple extended prepared; do
             || { say "warm-up against $target failed"; exit 1; }
     done
 done
-PGSSLMODE=require "$pgbench" -h 127.0.0.1 -p "$tls_port" -U postgres -j 2 -T "${WARMUP:-3}" -S -M extended -c "$clients" postgres >/dev/null 2>&1 \
-    || { say "warm-up against pgproxy-tls failed"; exit 1; }
+for target in pgproxy-tls pgbouncer-tls; do
+    PGSSLMODE=require "$pgbench" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -j 2 -T "${WARMUP:-3}" -S -M extended -c "$clients" postgres >/dev/null 2>&1 \
+        || { say "warm-up against $target failed"; exit 1; }
+done
+for target in pgproxy-upstream-tls pgbouncer-upstream-tls; do
+    "$pgbench" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -j 2 -T "${WARMUP:-3}" -S -M extended -c "$clients" postgres >/dev/null 2>&1 \
+        || { say "warm-up against $target failed"; exit 1; }
+done
 
 for round in $(seq 1 "$rounds"); do
     say "round $round of $rounds"
@@ -197,9 +247,17 @@ for round in $(seq 1 "$rounds"); do
             run_cell "tableau_hll/$mode" "$target" -S -M "$mode" -c "$clients"
         done
     done
-    # sslmode=require: direct TLS to PostgreSQL against TLS to PgProxy and from it to PostgreSQL.
-    for target in direct pgproxy-tls; do
+    # TLS on both legs: sslmode=require to PgBouncer and PgProxy, each with TLS to PostgreSQL (direct: TLS to it).
+    for target in direct pgbouncer-tls pgproxy-tls; do
         PGSSLMODE=require run_cell "select-only/tls" "$target" -S -M extended -c "$clients"
+    done
+    # TLS on the upstream leg only: plain text to the proxies, TLS from them (direct: TLS from pgbench, for scale).
+    for target in direct pgbouncer-upstream-tls pgproxy-upstream-tls; do
+        if [[ "$target" == direct ]]; then
+            PGSSLMODE=require run_cell "select-only/tls-upstream" "$target" -S -M extended -c "$clients"
+        else
+            run_cell "select-only/tls-upstream" "$target" -S -M extended -c "$clients"
+        fi
     done
 done
 
@@ -267,3 +325,20 @@ for label in $(awk '{print $1}' "$results" | awk '!seen[$0]++'); do
         ri = (i == "nan" || p == "nan" || p == 0) ? "" : sprintf("%.2f", i / p);
         printf "| %-20s | %9.1f | %9.1f | %9.1f | %9s | %9s | %7s | %8s | %10s | %8s | %8s |\n", l, d, b, p, rb, rp, (i == "nan" ? "" : sprintf("%.0f", i)), ri, bc, pc, ic }'
 done
+
+if [[ "${PERF_STAT:-0}" == 1 ]]; then
+    echo
+    echo "perf stat per transaction (medians): task-clock µs, context switches, recvfrom, sendto, read, write, epoll_wait"
+    echo
+    printf '| %-24s | %-9s | %8s | %8s | %8s | %8s | %8s | %8s | %10s |\n' "test" "proxy" "cpu µs" "switches" "recvfrom" "sendto" "read" "write" "epoll_wait"
+    printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "--------------------------" "-----------" "----------" "----------" "----------" "----------" "----------" "----------" "------------"
+    for key in $(awk '{print $1 "|" $2}' "$perf_results" | awk '!seen[$0]++'); do
+        label="${key%|*}"; target="${key##*|}"
+        row=""
+        for column in 3 4 5 6 7 8 9; do
+            row+=" $(awk -v l="$label" -v t="$target" -v c="$column" '$1==l && $2==t {print $c}' "$perf_results" | median)"
+        done
+        # shellcheck disable=SC2086
+        printf '| %-24s | %-9s | %8s | %8s | %8s | %8s | %8s | %8s | %10s |\n' "$label" "$target" $row
+    done
+fi

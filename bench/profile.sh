@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Where PgProxy's CPU goes under pgbench: perf record of the pgproxy process (with .NET's perf map, so managed
+# frames have names; W^X off so perf can map them) during pgbench -S, for one shape of the relay. Prints the
+# share of each library and the top symbols, self time.
+#
+#   bench/profile.sh                    # plain text, -M prepared
+#   SHAPE=tls-upstream MODE=extended bench/profile.sh
+#   SHAPE=tls bench/profile.sh          # TLS on both legs
+#   TOP=40 DURATION=10 bench/profile.sh
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=../scripts/lib/postgres.sh
+source "$repo_root/scripts/lib/postgres.sh"
+shape="${SHAPE:-plain}"
+mode="${MODE:-prepared}"
+duration="${DURATION:-8}"
+top="${TOP:-30}"
+say() { printf 'profile: %s\n' "$*" >&2; }
+command -v perf >/dev/null || { say "perf is missing (apt-get install linux-perf)"; exit 1; }
+pg_bin="$(newest_pg_bin)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+work="$(mktemp -d /tmp/pgproxy-profile.XXXXXX)"
+chmod 755 "$work"
+[[ "$(id -u)" -eq 0 ]] && chown postgres "$work"
+proxy_pid=""
+cleanup() {
+    [[ -n "$proxy_pid" ]] && kill "$proxy_pid" 2>/dev/null || true
+    as_postgres "$pg_bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$work" "/tmp/perf-$proxy_pid.map"
+}
+trap cleanup EXIT
+
+pg_port="$(free_port)"; proxy_port="$(free_port)"
+as_postgres "$pg_bin/initdb" -D "$work/data" -A trust -U postgres --encoding=UTF8 --locale=C >/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$work/server.key" -out "$work/server.crt" >/dev/null 2>&1
+chmod 600 "$work/server.key"
+[[ "$(id -u)" -eq 0 ]] && chown postgres "$work/server.key" "$work/server.crt"
+as_postgres "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $work -c max_connections=100 -c fsync=off -c ssl=on -c ssl_cert_file=$work/server.crt -c ssl_key_file=$work/server.key" start >/dev/null
+"$pg_bin/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
+
+case "$shape" in
+    plain) listen="{ name: proxy, host: 127.0.0.1, port: $proxy_port }"; upstream_tls=disable; sslmode=disable ;;
+    tls-upstream) listen="{ name: proxy, host: 127.0.0.1, port: $proxy_port }"; upstream_tls=require; sslmode=disable ;;
+    tls) listen="{ name: proxy, host: 127.0.0.1, port: $proxy_port, tls: { mode: require, cert-file: $work/server.crt, key-file: $work/server.key } }"
+         upstream_tls=require; sslmode=require ;;
+    *) say "SHAPE is plain, tls-upstream or tls"; exit 1 ;;
+esac
+cat >"$work/pgproxy.yml" <<YAML
+settings:
+  log-level: warning
+instances:
+  - listen: $listen
+    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: $upstream_tls } }
+YAML
+dotnet build "$repo_root/src/PgProxy/PgProxy.csproj" -c Release -nologo -v q >/dev/null
+DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll" --config "$work/pgproxy.yml" >"$work/pgproxy.log" 2>&1 &
+proxy_pid=$!
+for _ in $(seq 1 100); do
+    PGSSLMODE=$sslmode "$pg_bin/psql" -h 127.0.0.1 -p "$proxy_port" -U postgres -Atc 'select 1' postgres >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+export PGSSLMODE=$sslmode
+say "warm-up, then $duration s of perf record during pgbench -S -M $mode -c 16 ($shape)"
+"$pg_bin/pgbench" -h 127.0.0.1 -p "$proxy_port" -U postgres -j 2 -c 16 -S -M "$mode" -T 5 postgres >/dev/null 2>&1
+"$pg_bin/pgbench" -h 127.0.0.1 -p "$proxy_port" -U postgres -j 2 -c 16 -S -M "$mode" -T $((duration + 2)) postgres >"$work/pgbench.txt" 2>&1 &
+bench=$!
+sleep 1
+perf record -F 1999 -g -o "$work/perf.data" -p "$proxy_pid" -- sleep "$duration" >/dev/null 2>&1
+wait "$bench"
+grep -E '^tps' "$work/pgbench.txt" >&2 || true
+echo "by library:"
+perf report -i "$work/perf.data" --no-children -g none --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n 12
+echo "top symbols (self):"
+perf report -i "$work/perf.data" --no-children -g none --sort dso,sym --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n "$top"
+if [[ -n "${CALLERS:-}" ]]; then
+    echo "callers of $CALLERS:"
+    perf report -i "$work/perf.data" --no-children -G --symbol-filter="$CALLERS" --stdio 2>/dev/null | grep -v '^$' | head -n 60
+fi
