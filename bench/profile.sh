@@ -7,6 +7,7 @@
 #   SHAPE=tls-upstream MODE=extended bench/profile.sh
 #   SHAPE=tls bench/profile.sh          # TLS on both legs
 #   TOP=40 DURATION=10 bench/profile.sh
+#   STAT=1 SHAPE=tls bench/profile.sh   # perf stat instead: CPU µs and context switches per transaction
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,6 +71,15 @@ say "warm-up, then $duration s of perf record during pgbench -S -M $mode -c 16 (
 "$pg_bin/pgbench" -h 127.0.0.1 -p "$proxy_port" -U postgres -j 2 -c 16 -S -M "$mode" -T $((duration + 2)) postgres >"$work/pgbench.txt" 2>&1 &
 bench=$!
 sleep 1
+if [[ "${STAT:-0}" == 1 ]]; then
+    # STAT=1: CPU and switches per transaction instead of a profile.
+    perf stat -x, -e task-clock,context-switches -o "$work/stat.txt" -p "$proxy_pid" -- sleep "$duration" >/dev/null 2>&1
+    wait "$bench"
+    tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench.txt")"
+    awk -F, -v tps="$tps" -v d="$duration" '$3 ~ /task-clock/ {cpu = $1} $3 ~ /context-switches/ {cs = $1}
+        END {printf "tps %.0f, %.1f µs CPU and %.2f context switches per transaction\n", tps, cpu * 1000 / (tps * d), cs / (tps * d)}' "$work/stat.txt"
+    exit 0
+fi
 perf record -F 1999 -g -o "$work/perf.data" -p "$proxy_pid" -- sleep "$duration" >/dev/null 2>&1
 wait "$bench"
 grep -E '^tps' "$work/pgbench.txt" >&2 || true
