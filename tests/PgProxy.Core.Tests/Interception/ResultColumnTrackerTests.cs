@@ -17,10 +17,7 @@ public sealed class ResultColumnTrackerTests
     [Fact]
     public void A_statement_prepared_and_described_once_gives_its_columns_to_every_later_execution()
     {
-        Send(Parse("s1"), DescribeStatement("s1"), Sync());
-        tracker.OnParseComplete();
-        tracker.OnRowDescription(Columns("id", "name"));
-        tracker.OnReadyForQuery();
+        Prepare("s1", Columns("id", "name"));
 
         for (int execution = 0; execution < 10; execution++)
         {
@@ -77,10 +74,7 @@ public sealed class ResultColumnTrackerTests
     [Fact]
     public void A_portal_bound_from_a_named_statement_has_its_columns_with_the_formats_bind_asked_for()
     {
-        Send(Parse("s1"), DescribeStatement("s1"), Sync());
-        tracker.OnParseComplete();
-        tracker.OnRowDescription(Columns("a", "b", "c"));
-        tracker.OnReadyForQuery();
+        Prepare("s1", Columns("a", "b", "c"));
 
         Send(Bind("p1", "s1", Text, Binary, Text), Execute("p1"), Execute("p1"), Sync());
         tracker.OnBindComplete();
@@ -143,10 +137,7 @@ public sealed class ResultColumnTrackerTests
     [Fact]
     public void An_error_skips_the_rest_of_its_batch_and_the_next_batch_is_paired_as_usual()
     {
-        Send(Parse("s1"), DescribeStatement("s1"), Sync());
-        tracker.OnParseComplete();
-        tracker.OnRowDescription(Columns("a"));
-        tracker.OnReadyForQuery();
+        Prepare("s1", Columns("a"));
 
         // Three batches in flight; the middle one fails at its Parse, so the server skips its Bind, Describe and Execute.
         Send(Bind("p1", "s1"), Execute("p1"), Sync());
@@ -309,6 +300,15 @@ public sealed class ResultColumnTrackerTests
         Assert.Equal(2, tracker.Known);
         Send(Execute("p1"), Sync());
         Assert.Equal(["n"], NamesOfRow());
+    }
+
+    /// <summary>A statement parsed and described in a batch of its own, and answered.</summary>
+    private void Prepare(string statement, ResponseColumn[] columns)
+    {
+        Send(Parse(statement), DescribeStatement(statement), Sync());
+        tracker.OnParseComplete();
+        tracker.OnRowDescription(columns);
+        tracker.OnReadyForQuery();
     }
 
     private void DescribeAndRun(string statement, ResponseColumn[] columns)
