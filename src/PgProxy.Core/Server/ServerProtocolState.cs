@@ -43,7 +43,11 @@ internal sealed class ServerProtocolState
     public Task WhenNoOutstandingRequestsAsync(CancellationToken cancellationToken)
     {
         var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Volatile.Write(ref noOutstandingWaiter, waiter);
+
+        // Full fences on both sides (here and the increment in OnReadyForQuery): with plain volatile accesses each side
+        // could miss the other's write (a store then a load may be reordered) and the wait would never end. One
+        // metadata query runs at a time per session, so one waiter is enough.
+        Interlocked.Exchange(ref noOutstandingWaiter, waiter);
         if (OutstandingRequests == 0)
         {
             waiter.TrySetResult();
@@ -59,7 +63,7 @@ internal sealed class ServerProtocolState
     public void OnReadyForQuery(byte status)
     {
         Volatile.Write(ref transactionStatus, status);
-        Volatile.Write(ref readyReceived, readyReceived + 1);
+        Interlocked.Increment(ref readyReceived);
         if (Volatile.Read(ref noOutstandingWaiter) is { } waiter && OutstandingRequests == 0)
         {
             waiter.TrySetResult();
