@@ -11,6 +11,8 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=../scripts/lib/postgres.sh
 source "$repo_root/scripts/lib/postgres.sh"
+# shellcheck source=lib/bench-server.sh
+source "$repo_root/bench/lib/bench-server.sh"
 rounds="${ROUNDS:-3}"
 duration="${DURATION:-8}"
 say() { printf 'login-cost: %s\n' "$*" >&2; }
@@ -19,32 +21,19 @@ pg_bin="$(newest_pg_bin)"
 [[ -n "$pg_bin" ]] || { say "PostgreSQL is missing (apt-get install postgresql)"; exit 1; }
 pgbench="$pg_bin/pgbench"
 psql="$pg_bin/psql"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-work="$(mktemp -d /tmp/pgproxy-login-cost.XXXXXX)"
-chmod 755 "$work"
-[[ "$(id -u)" -eq 0 ]] && chown postgres "$work"
+work="$(bench_work login-cost)"
 proxy_pid=""
-cleanup() {
-    [[ -n "$proxy_pid" ]] && kill "$proxy_pid" 2>/dev/null || true
-    as_postgres "$pg_bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 pg_port="$(free_port)"
-as_postgres "$pg_bin/initdb" -D "$work/data" -A trust -U postgres --encoding=UTF8 --locale=C >/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$work/server.key" -out "$work/server.crt" >/dev/null 2>&1
-chmod 600 "$work/server.key"
-[[ "$(id -u)" -eq 0 ]] && chown postgres "$work/server.key" "$work/server.crt"
+bench_initdb
 cat >"$work/data/pg_hba.conf" <<HBA
 local all all trust
 host all postgres 127.0.0.1/32 trust
 host all bench 127.0.0.1/32 scram-sha-256
 HBA
-as_postgres "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $work -c max_connections=200 -c fsync=off -c ssl=on -c ssl_cert_file=$work/server.crt -c ssl_key_file=$work/server.key" start >/dev/null
+bench_start_postgres "$pg_port" 200
 "$psql" -h 127.0.0.1 -p "$pg_port" -U postgres -q -c "SET password_encryption = 'scram-sha-256'; CREATE ROLE bench LOGIN PASSWORD 'bench'" postgres
 verifier="$("$psql" -h 127.0.0.1 -p "$pg_port" -U postgres -Atc "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'" postgres)"
 printf '"bench" "%s"\n' "$verifier" >"$work/users.txt"

@@ -13,6 +13,8 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=../scripts/lib/postgres.sh
 source "$repo_root/scripts/lib/postgres.sh"
+# shellcheck source=lib/bench-server.sh
+source "$repo_root/bench/lib/bench-server.sh"
 shape="${SHAPE:-plain}"
 mode="${MODE:-prepared}"
 duration="${DURATION:-8}"
@@ -20,27 +22,15 @@ top="${TOP:-30}"
 say() { printf 'profile: %s\n' "$*" >&2; }
 command -v perf >/dev/null || { say "perf is missing (apt-get install linux-perf)"; exit 1; }
 pg_bin="$(newest_pg_bin)"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-work="$(mktemp -d /tmp/pgproxy-profile.XXXXXX)"
-chmod 755 "$work"
-[[ "$(id -u)" -eq 0 ]] && chown postgres "$work"
+work="$(bench_work profile)"
 proxy_pid=""
-cleanup() {
-    [[ -n "$proxy_pid" ]] && kill "$proxy_pid" 2>/dev/null || true
-    as_postgres "$pg_bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$work" "/tmp/perf-$proxy_pid.map"
-}
-trap cleanup EXIT
+# The perf map .NET writes for the process goes too.
+trap 'bench_cleanup; rm -f "/tmp/perf-${proxy_pid:-none}.map"' EXIT
 
 pg_port="$(free_port)"; proxy_port="$(free_port)"
-as_postgres "$pg_bin/initdb" -D "$work/data" -A trust -U postgres --encoding=UTF8 --locale=C >/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$work/server.key" -out "$work/server.crt" >/dev/null 2>&1
-chmod 600 "$work/server.key"
-[[ "$(id -u)" -eq 0 ]] && chown postgres "$work/server.key" "$work/server.crt"
-as_postgres "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $work -c max_connections=100 -c fsync=off -c ssl=on -c ssl_cert_file=$work/server.crt -c ssl_key_file=$work/server.key" start >/dev/null
+bench_initdb
+bench_start_postgres "$pg_port" 100
 "$pg_bin/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
 
 case "$shape" in
