@@ -25,8 +25,6 @@ internal sealed class ProxySession : IDisposable
     /// <summary>How long a server may take to close its end after the client's Terminate, before the proxy closes it.</summary>
     private static readonly TimeSpan UpstreamCloseGrace = TimeSpan.FromSeconds(1);
 
-    private static readonly ProtocolError ShuttingDown = new(SqlStates.AdminShutdown, "terminating connection due to administrator command");
-
     private readonly SessionEnvironment environment;
     private readonly InstanceSecurity security;
     private readonly ClientConnection client;
@@ -144,7 +142,7 @@ internal sealed class ProxySession : IDisposable
         }
         catch (OperationCanceledException)
         {
-            await client.RefuseAsync(ShuttingDown).ConfigureAwait(false);
+            await client.RefuseAsync(RelayEnd.ShuttingDown).ConfigureAwait(false);
             return;
         }
         catch (UpstreamUnreachableException e)
@@ -283,7 +281,7 @@ internal sealed class ProxySession : IDisposable
         }
     }
 
-    /// <summary>Says goodbye to whichever side can still take a message, and names why the session ended.</summary>
+    /// <summary>Says goodbye to whichever side can still take a message (see <see cref="RelayEnd"/>), and names why the session ended.</summary>
     private async Task<string> FinishAsync(
         PumpStop frontendStop,
         PumpStop backendStop,
@@ -291,47 +289,14 @@ internal sealed class ProxySession : IDisposable
         ForwardingPump backend,
         Stream upstreamStream)
     {
-        ProtocolError? toClient = null;
-        string reason;
-        if (frontendStop == PumpStop.MessageTooLarge)
-        {
-            reason = $"client announced a message of {frontend.OffendingLength} bytes, above max-message-size";
-            toClient = new ProtocolError(SqlStates.ProtocolViolation, $"invalid message length: {frontend.OffendingLength} bytes exceeds the limit of {environment.Instance.Limits.MaxMessageSize}");
-        }
-        else if (frontendStop == PumpStop.InvalidMessage)
-        {
-            reason = $"client sent an invalid message length {frontend.OffendingLength}";
-            toClient = new ProtocolError(SqlStates.ProtocolViolation, $"invalid message length {frontend.OffendingLength}");
-        }
-        else if (backendStop == PumpStop.InvalidMessage)
-        {
-            reason = $"upstream sent an invalid message length {backend.OffendingLength}";
-            toClient = new ProtocolError(SqlStates.ProtocolViolation, $"upstream \"{environment.Instance.Redirect.Name}\" sent an invalid message");
-        }
-        else if (frontendStop == PumpStop.Terminated)
-        {
-            reason = "client terminated";
-        }
-        else if (frontendStop is PumpStop.SourceClosed or PumpStop.SourceFailed || backendStop == PumpStop.DestinationFailed)
-        {
-            reason = "client closed";
-        }
-        else if (Volatile.Read(ref shutdownMode) != 0 && backendStop is PumpStop.IdleShutdown or PumpStop.Cancelled)
-        {
-            reason = "proxy shutting down";
-            toClient = ShuttingDown;
-        }
-        else if (backend.BytesForwarded == 0 && authenticationBytesToClient == 0)
-        {
-            // The server went away before answering the start-up: the client would otherwise see a silent drop.
-            reason = "upstream closed before answering the start-up";
-            toClient = new ProtocolError(SqlStates.SqlClientUnableToEstablishSqlConnection, $"upstream \"{environment.Instance.Redirect.Name}\" closed the connection before answering the start-up");
-        }
-        else
-        {
-            reason = "upstream closed";
-        }
-
+        var stops = new RelayStops(
+            frontendStop,
+            backendStop,
+            frontend.OffendingLength,
+            backend.OffendingLength,
+            NothingFromServer: backend.BytesForwarded == 0 && authenticationBytesToClient == 0,
+            ShuttingDown: Volatile.Read(ref shutdownMode) != 0);
+        (string reason, ProtocolError? toClient) = RelayEnd.Of(stops, environment.Instance.Limits.MaxMessageSize, environment.Instance.Redirect.Name);
         if (toClient is not null)
         {
             Log.SessionProtocolError(environment.Logger, Id, reason);
