@@ -27,6 +27,14 @@ missing_prerequisites() {
     if [[ ! -f /usr/include/pg_query/pg_query.proto ]]; then
         missing+=("libpg-query-dev")
     fi
+    # pgJDBC, a client library the end-to-end tests log in with beside Npgsql and libpq (run as a single-file
+    # Java program, which needs the JDK's compiler).
+    if [[ ! -f /usr/share/java/postgresql.jar ]]; then
+        missing+=("libpostgresql-jdbc-java")
+    fi
+    if ! command -v javac >/dev/null 2>&1; then
+        missing+=("default-jdk-headless")
+    fi
     printf '%s\n' "${missing[@]+"${missing[@]}"}"
 }
 
@@ -41,7 +49,7 @@ if [[ -n "$missing" ]]; then
     hll_package="postgresql-${pg_major}-hll"
     if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
         note "missing: $(tr '\n' ',' <<<"$missing" | sed 's/,$//; s/,/, /g')"
-        note "install them, e.g.: sudo apt-get install postgresql $hll_package libpg-query-dev"
+        note "install them, e.g.: sudo apt-get install postgresql $hll_package libpg-query-dev libpostgresql-jdbc-java default-jdk-headless"
         exit 1
     fi
     note "installing what the tests need (missing: $(tr '\n' ',' <<<"$missing" | sed 's/,$//; s/,/, /g'))"
@@ -53,6 +61,8 @@ if [[ -n "$missing" ]]; then
         note "$hll_package is not available from apt: tests that need hll will not run"
     fi
     packages+=(libpg-query-dev)
+    [[ -f /usr/share/java/postgresql.jar ]] || packages+=(libpostgresql-jdbc-java)
+    command -v javac >/dev/null 2>&1 || packages+=(default-jdk-headless)
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
     still_missing="$(missing_prerequisites | grep -v '^hll extension$' || true)"
     if [[ -n "$still_missing" ]]; then
