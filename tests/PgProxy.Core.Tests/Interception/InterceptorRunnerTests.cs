@@ -152,11 +152,18 @@ public sealed class InterceptorRunnerTests
         Outcome first = await session.RunAsync(kind, body, Short, InterceptorFailurePolicy.Refuse, null, null, default);
         Outcome second = await session.RunAsync(kind, body, Short, InterceptorFailurePolicy.Refuse, null, null, default);
 
+        // Disarmed once the call returned: the second call's token, which a plugin may keep, does not fire at the
+        // timeout later (waited on, with a deadline of three timeouts; it would end the wait early if it fired).
+        await Assert.ThrowsAsync<TimeoutException>(() => Task.Delay(Timeout.Infinite, calls[1]).WaitAsync(Short * 3));
+        Outcome third = await session.RunAsync(kind, body, Short, InterceptorFailurePolicy.Refuse, null, null, default);
+
         Assert.Equal("XX000", first.SqlState);
         Assert.Equal(Outcome.Continue, second);
+        Assert.Equal(Outcome.Continue, third);
         Assert.True(calls[0].IsCancellationRequested);
-        await Task.Delay(Short * 3);
-        Assert.False(calls[1].IsCancellationRequested); // disarmed once the call returned
+        Assert.NotEqual(calls[0], calls[1]); // a source that fired is replaced...
+        Assert.Equal(calls[1], calls[2]); // ...and one that was reset serves the next call
+        Assert.False(calls[1].IsCancellationRequested);
     }
 
     [Theory]

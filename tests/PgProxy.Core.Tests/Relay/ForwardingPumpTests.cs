@@ -91,8 +91,12 @@ public sealed class ForwardingPumpTests
             Task<PumpStop> pumping = run.Pump.RunAsync(CancellationToken.None);
 
             // Start-up (1) + Query + Sync: three requests; the Parse opens an extended batch that the Sync closes.
-            await run.Pipe.Writer.WriteAsync((byte[])[.. Frame('Q', "SELECT 1\0"u8), .. Frame('P', "\0SELECT 1\0\0\0"u8)]);
-            await WaitUntilAsync(() => run.State.ExtendedBatchOpen);
+            byte[] firstBatch = [.. Frame('Q', "SELECT 1\0"u8), .. Frame('P', "\0SELECT 1\0\0\0"u8)];
+            await run.Pipe.Writer.WriteAsync(firstBatch);
+
+            // A batch is observed before it is written on: once it has arrived at the output, its frames are counted.
+            await run.Output.WhenLengthAsync(firstBatch.Length).WaitAsync(Deadline);
+            Assert.True(run.State.ExtendedBatchOpen);
             Assert.Equal(2, run.State.OutstandingRequests);
             await run.Pipe.Writer.WriteAsync(Frame('S', []));
             await run.Pipe.Writer.CompleteAsync();
@@ -157,21 +161,12 @@ public sealed class ForwardingPumpTests
         Assert.False(run.State.RequestShutdown());
         byte[] parameter = Frame('S', "application_name\0psql\0"u8);
         await run.Pipe.Writer.WriteAsync(parameter);
-        await WaitUntilAsync(() => run.Output.Length == parameter.Length);
+        await run.Output.WhenLengthAsync(parameter.Length).WaitAsync(Deadline);
         Assert.False(pumping.IsCompleted);
         await run.Pipe.Writer.WriteAsync(Frame('Z', "I"u8));
 
         Assert.Equal(PumpStop.IdleShutdown, await pumping.WaitAsync(Deadline));
         Assert.True(run.State.IsIdle);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        using var deadline = new CancellationTokenSource(Deadline);
-        while (!condition())
-        {
-            await Task.Delay(5, deadline.Token);
-        }
     }
 
     private static byte[] Header(char code, int length) =>
@@ -189,7 +184,7 @@ public sealed class ForwardingPumpTests
 
         public Pipe Pipe { get; } = new(new PipeOptions(pauseWriterThreshold: 0));
 
-        public MemoryStream Output { get; } = new();
+        public WatchedStream Output { get; } = new();
 
         public ServerProtocolState State { get; }
 
@@ -215,6 +210,62 @@ public sealed class ForwardingPumpTests
             Seen.Add(((char)code).ToString());
             OnHandle?.Invoke();
             await destination.WriteAsync(replacement ?? frame.ToArray(), cancellationToken);
+        }
+    }
+
+    /// <summary>A memory stream whose writes can be waited for: the pump's output announces what arrives.</summary>
+    private sealed class WatchedStream : MemoryStream
+    {
+        private readonly Lock gate = new();
+        private readonly List<(long Length, TaskCompletionSource Arrived)> waiters = [];
+
+        /// <summary>Completes once at least <paramref name="length"/> bytes have been written.</summary>
+        public Task WhenLengthAsync(long length)
+        {
+            lock (gate)
+            {
+                if (Length >= length)
+                {
+                    return Task.CompletedTask;
+                }
+
+                var arrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                waiters.Add((length, arrived));
+                return arrived.Task;
+            }
+        }
+
+        // MemoryStream sends a subclass's span writes to the array overload: that one does the work.
+        public override void Write(ReadOnlySpan<byte> buffer) => Write(buffer.ToArray(), 0, buffer.Length);
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            lock (gate)
+            {
+                base.Write(buffer, offset, count);
+                Announce();
+            }
+        }
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Write(buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        {
+            Write(buffer, offset, count);
+            return Task.CompletedTask;
+        }
+
+        private void Announce()
+        {
+            foreach ((long length, TaskCompletionSource arrived) in waiters.Where(waiter => Length >= waiter.Length).ToList())
+            {
+                arrived.TrySetResult();
+                waiters.Remove((length, arrived));
+            }
         }
     }
 }
