@@ -21,8 +21,6 @@ namespace PgProxy.Core.Client;
 /// </summary>
 internal sealed class ClientConnection : IAsyncDisposable
 {
-    private static readonly TimeSpan ErrorWriteTimeout = TimeSpan.FromSeconds(5);
-
     /// <summary>How long a refused client may go on sending before the proxy closes on it.</summary>
     private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(5);
 
@@ -263,21 +261,7 @@ internal sealed class ClientConnection : IAsyncDisposable
     }
 
     /// <summary>Writes a message of the proxy's own; a client that is gone or stalled is not waited for.</summary>
-    public Task TryWriteAsync(ReadOnlyMemory<byte> message) => TryWriteAsync(Stream, message);
-
-    /// <summary>Writes within a few seconds, or not at all: the connection is being closed anyway.</summary>
-    internal static async Task TryWriteAsync(Stream stream, ReadOnlyMemory<byte> message)
-    {
-        try
-        {
-            using var deadline = new CancellationTokenSource(ErrorWriteTimeout);
-            await stream.WriteAsync(message, deadline.Token).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
-        {
-            // The peer is gone or stalled.
-        }
-    }
+    public Task TryWriteAsync(ReadOnlyMemory<byte> message) => BoundedWrites.TryWriteAsync(Stream, message);
 
     /// <summary>
     /// After refusing a client's message, ends the proxy's side of the stream and discards what the client is still

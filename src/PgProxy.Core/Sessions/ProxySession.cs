@@ -310,7 +310,7 @@ internal sealed class ProxySession : IDisposable
         // Ending the upstream session politely spares the server an "unexpected EOF" in its log.
         if (frontendStop != PumpStop.Terminated && frontend.AtFrameBoundary)
         {
-            await ClientConnection.TryWriteAsync(upstreamStream, FrontendMessages.Terminate).ConfigureAwait(false);
+            await BoundedWrites.TryWriteAsync(upstreamStream, FrontendMessages.Terminate).ConfigureAwait(false);
         }
 
         return reason;
