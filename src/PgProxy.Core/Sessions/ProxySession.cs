@@ -28,7 +28,7 @@ internal sealed class ProxySession : IDisposable
     private readonly SessionEnvironment environment;
     private readonly InstanceSecurity security;
     private readonly ClientConnection client;
-    private readonly ServerProtocolState state = new();
+    private readonly ServerProtocolState state;
     private readonly CancellationTokenSource stopping = new();
 
     // Both of the session's sockets are on this loop (null: on .NET's socket engine), so a message crosses the proxy
@@ -44,6 +44,7 @@ internal sealed class ProxySession : IDisposable
         Id = id;
         this.environment = environment;
         security = environment.Security;
+        state = new ServerProtocolState(trackStatements: environment.Pipeline.TracksStatements);
         client = new ClientConnection(id, clientSocket, loop, environment, security);
     }
 
@@ -157,7 +158,7 @@ internal sealed class ProxySession : IDisposable
         long started = Stopwatch.GetTimestamp();
         environment.Metrics.SessionOpened(environment.InstanceName);
         Log.SessionOpened(environment.Logger, Id, client.Address, user, database, environment.InstanceName);
-        ServerResponseHandler? responses = null;
+        SessionHandlers? handlers = null;
         ForwardingPump? frontend = null;
         ForwardingPump? backend = null;
         string reason = "unknown";
@@ -177,16 +178,17 @@ internal sealed class ProxySession : IDisposable
                 return;
             }
 
-            responses = CreateHandlers(interceptors, context, out ClientQueryHandler? queries);
+            FramePipeline pipeline = environment.Pipeline;
+            handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, interceptors);
 
             // The pumps start after the login: the plain-text fallback may have replaced the server connection.
             UpstreamLeg upstream = server.Leg;
-            frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, queries);
-            backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, responses);
+            frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer);
+            backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient);
             if (context is not null)
             {
-                // Metadata queries go through the frontend's batch, so they stay in order with the client's bytes.
-                context.Upstream = frontend.Destination;
+                // Metadata queries go through the frontend's output, so they stay in order with the client's bytes.
+                context.Upstream = frontend.Output;
             }
 
             reason = await PumpAsync(frontend, backend, upstream).ConfigureAwait(false);
@@ -205,7 +207,7 @@ internal sealed class ProxySession : IDisposable
         }
         finally
         {
-            responses?.Abandon();
+            handlers?.Diversion.Abandon();
             await server.DisposeAsync().ConfigureAwait(false);
             double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
             long fromClient = frontend?.BytesForwarded ?? 0;
@@ -213,26 +215,6 @@ internal sealed class ProxySession : IDisposable
             environment.Metrics.SessionClosed(environment.InstanceName, seconds, fromClient, toClient);
             Log.SessionClosed(environment.Logger, Id, client.Address, user, database, seconds, fromClient, toClient, reason);
         }
-    }
-
-    /// <summary>The frame handlers of an instance that intercepts: null handlers where nothing is intercepted.</summary>
-    private ServerResponseHandler? CreateHandlers(InstanceInterceptors interceptors, SessionContext? context, out ClientQueryHandler? queries)
-    {
-        queries = null;
-        if (context is null || !(interceptors.InterceptsQueries || interceptors.InterceptsResponses))
-        {
-            return null;
-        }
-
-        ResponseInterception? interception = interceptors.InterceptsResponses ? new ResponseInterception(context, interceptors) : null;
-        var responses = new ServerResponseHandler(state, context, interception);
-        if (interceptors.InterceptsQueries || interception?.Tracker is not null)
-        {
-            queries = new ClientQueryHandler(state, context, responses, interceptors, interception?.Tracker);
-        }
-
-        context.Responses = responses;
-        return responses;
     }
 
     /// <summary>Runs both pumps until one ends, stops the other, and says goodbye to whichever side can still hear it.</summary>

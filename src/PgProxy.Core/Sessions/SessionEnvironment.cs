@@ -39,6 +39,9 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
     /// <summary>The interceptors of the instance in this snapshot, in configuration order.</summary>
     public InstanceInterceptors Interceptors { get; } = interceptors;
 
+    /// <summary>The ordered frame handlers of the instance's pumps in this snapshot.</summary>
+    public FramePipeline Pipeline { get; } = FramePipeline.For(interceptors);
+
     /// <summary>Certificates, upstream TLS and verifiers of the instance in this snapshot.</summary>
     public InstanceSecurity Security { get; } = security;
 
