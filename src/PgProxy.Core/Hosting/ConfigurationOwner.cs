@@ -1,4 +1,6 @@
 using Microsoft.Extensions.Logging;
+using PgProxy.Core.Statistics;
+using PgProxy.Sql;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
@@ -19,10 +21,14 @@ public sealed class ConfigurationOwner : IDisposable
     private readonly ILoggerFactory loggerFactory;
     private readonly ILogger logger;
     private readonly ProxyMetrics metrics;
+    private readonly QueryShapes shapes = new();
     private readonly ISnapshotTarget target;
     private readonly SemaphoreSlim gate = new(1, 1);
     private ConfigSnapshot? current;
     private bool stopped;
+
+    /// <summary>Per-query statistics: kept across reloads (a reload may change their capacity).</summary>
+    internal QueryStatistics Statistics { get; } = new(new StatsConfig().MaxQueries);
 
     internal ConfigurationOwner(ConfigurationSource source, ILoggerFactory loggerFactory, ProxyMetrics metrics, ISnapshotTarget target)
     {
@@ -192,6 +198,8 @@ public sealed class ConfigurationOwner : IDisposable
         }
 
         ILogger interceptLogger = loggerFactory.CreateLogger(InterceptLog.Category);
+        bool keepStatistics = config.Stats.Queries && PostgresParser.IsAvailable;
+        Statistics.Capacity = config.Stats.MaxQueries;
         var environments = config.Instances.ToDictionary(
             instance => instance.Listen.Name,
             instance => new SessionEnvironment(
@@ -200,7 +208,11 @@ public sealed class ConfigurationOwner : IDisposable
                 interceptLogger,
                 metrics,
                 pipelines.For(instance, config.Settings),
-                security[instance.Listen.Name]),
+                security[instance.Listen.Name])
+            {
+                Statistics = keepStatistics ? Statistics : null,
+                Shapes = keepStatistics ? shapes : null,
+            },
             StringComparer.Ordinal);
         return new ConfigSnapshot(generation, config, pipelines, environments);
     }

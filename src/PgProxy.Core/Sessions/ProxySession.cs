@@ -4,6 +4,7 @@ using PgProxy.Core.Authentication;
 using PgProxy.Core.Client;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
+using PgProxy.Core.Statistics;
 using PgProxy.Core.Relay;
 using PgProxy.Core.Server;
 using PgProxy.Core.Tls;
@@ -183,8 +184,11 @@ internal sealed class ProxySession : IDisposable
 
             // The pumps start after the login: the plain-text fallback may have replaced the server connection.
             UpstreamLeg upstream = server.Leg;
-            frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer);
-            backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient);
+            StatementTimer? timer = environment.Statistics is { } statistics
+                ? new StatementTimer(statistics, environment.Shapes!, state, environment.InstanceName, database, user)
+                : null;
+            frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer, timer);
+            backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient, timer);
             if (context is not null)
             {
                 // Metadata queries go through the frontend's output, so they stay in order with the client's bytes.
