@@ -9,6 +9,7 @@
 #   TOP=40 DURATION=10 bench/profile.sh
 #   STAT=1 SHAPE=tls bench/profile.sh   # perf stat instead: CPU µs and context switches per transaction
 #   STAT=threads bench/profile.sh       # the same per thread
+#   STATS=false STAT=1 bench/profile.sh # with per-query statistics off (stats.queries: false)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,6 +45,8 @@ esac
 cat >"$work/pgproxy.yml" <<YAML
 settings:
   log-level: warning
+stats:
+  queries: ${STATS:-true}
 instances:
   - listen: $listen
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: $upstream_tls } }
