@@ -57,7 +57,7 @@ internal static class Commands
             return Failure;
         }
 
-        using LoggingSetup logging = LoggingSetup.Create(config.Settings);
+        using LoggingSetup logging = LoggingSetup.Create(config.Settings, config.QueryLog?.File);
         ILogger logger = logging.LoggerFactory.CreateLogger("PgProxy");
         using var shutdown = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStopSignal);

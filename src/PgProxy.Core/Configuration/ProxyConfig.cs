@@ -15,6 +15,9 @@ public sealed record ProxyConfig(
 {
     /// <summary>The <c>stats</c> section.</summary>
     public StatsConfig Stats { get; init; } = new();
+
+    /// <summary>The <c>query-log</c> section; null when there is no query log.</summary>
+    public QueryLogConfig? QueryLog { get; init; }
 }
 
 /// <summary>A plugin named in the top-level <c>plugins</c> list, with the line it was named on.</summary>

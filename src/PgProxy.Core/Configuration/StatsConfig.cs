@@ -11,7 +11,7 @@ public sealed record StatsConfig
 
     private static readonly string[] Keys = ["queries", "max-queries"];
 
-    private static readonly Dictionary<string, bool> Booleans = new(StringComparer.OrdinalIgnoreCase)
+    internal static readonly Dictionary<string, bool> Booleans = new(StringComparer.OrdinalIgnoreCase)
     {
         ["true"] = true,
         ["false"] = false,

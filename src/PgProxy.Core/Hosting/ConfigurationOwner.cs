@@ -30,6 +30,9 @@ public sealed class ConfigurationOwner : IDisposable
     /// <summary>Per-query statistics: kept across reloads (a reload may change their capacity).</summary>
     internal QueryStatistics Statistics { get; } = new(new StatsConfig().MaxQueries);
 
+    /// <summary>The query log's queue and writer: kept across reloads, which change its settings.</summary>
+    internal QueryLog QueryLog { get; }
+
     internal ConfigurationOwner(ConfigurationSource source, ILoggerFactory loggerFactory, ProxyMetrics metrics, ISnapshotTarget target)
     {
         this.source = source;
@@ -37,6 +40,7 @@ public sealed class ConfigurationOwner : IDisposable
         this.metrics = metrics;
         this.target = target;
         logger = loggerFactory.CreateLogger("PgProxy.Configuration");
+        QueryLog = new QueryLog(loggerFactory);
     }
 
     /// <summary>The snapshot new sessions get; null before the first load.</summary>
@@ -199,6 +203,7 @@ public sealed class ConfigurationOwner : IDisposable
 
         ILogger interceptLogger = loggerFactory.CreateLogger(InterceptLog.Category);
         bool keepStatistics = config.Stats.Queries && PostgresParser.IsAvailable;
+        bool logQueries = config.QueryLog is not null && PostgresParser.IsAvailable;
         Statistics.Capacity = config.Stats.MaxQueries;
         var environments = config.Instances.ToDictionary(
             instance => instance.Listen.Name,
@@ -211,7 +216,9 @@ public sealed class ConfigurationOwner : IDisposable
                 security[instance.Listen.Name])
             {
                 Statistics = keepStatistics ? Statistics : null,
-                Shapes = keepStatistics ? shapes : null,
+                QueryLog = logQueries ? QueryLog : null,
+                QueryLogSettings = logQueries ? config.QueryLog : null,
+                Shapes = keepStatistics || logQueries ? shapes : null,
             },
             StringComparer.Ordinal);
         return new ConfigSnapshot(generation, config, pipelines, environments);

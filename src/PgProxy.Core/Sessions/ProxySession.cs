@@ -179,14 +179,20 @@ internal sealed class ProxySession : IDisposable
                 return;
             }
 
+            StatementTimer? timer = environment.Statistics is not null || environment.QueryLog is not null
+                ? new StatementTimer(
+                    environment.Statistics,
+                    environment.QueryLog,
+                    environment.QueryLogSettings,
+                    environment.Shapes!,
+                    state,
+                    new StatementSource(Id, environment.InstanceName, database, user, context?.ApplicationName ?? startup.GetParameter("application_name"), client.Address))
+                : null;
             FramePipeline pipeline = environment.Pipeline;
-            handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, interceptors);
+            handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, interceptors, timer);
 
             // The pumps start after the login: the plain-text fallback may have replaced the server connection.
             UpstreamLeg upstream = server.Leg;
-            StatementTimer? timer = environment.Statistics is { } statistics
-                ? new StatementTimer(statistics, environment.Shapes!, state, environment.InstanceName, database, user)
-                : null;
             frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer, timer);
             backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient, timer);
             if (context is not null)

@@ -43,6 +43,12 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
     /// <summary>Where sessions record per-query statistics (shared by every snapshot); null when <c>stats.queries</c> is off.</summary>
     public QueryStatistics? Statistics { get; init; }
 
+    /// <summary>The query log, when the configuration has one.</summary>
+    public QueryLog? QueryLog { get; init; }
+
+    /// <summary>The <c>query-log</c> section of this snapshot (null with no query log).</summary>
+    public QueryLogConfig? QueryLogSettings { get; init; }
+
     /// <summary>The shapes of query texts seen, shared by every session (a cache).</summary>
     public QueryShapes? Shapes { get; init; }
 

@@ -6,11 +6,14 @@ using PgProxy.Sql;
 
 namespace PgProxy.Core.Statistics;
 
-/// <summary>One statement's shape: its fingerprint and its text with the constants replaced by <c>$n</c>.</summary>
-internal sealed record QueryShape(ulong Fingerprint, string FingerprintText, string NormalizedText)
+/// <summary>
+/// One statement's shape: its fingerprint and its text with the constants replaced by <c>$n</c>; <see cref="Text"/> is
+/// the statement as sent, written only where the configuration asks for values (<c>query-log.parameters</c>).
+/// </summary>
+internal sealed record QueryShape(ulong Fingerprint, string FingerprintText, string NormalizedText, string Text)
 {
     /// <summary>What a statement the parser rejects is counted as: the server will reject it too.</summary>
-    public static QueryShape Unparsable { get; } = new(0, "0000000000000000", "(a statement PgProxy could not parse)");
+    public static QueryShape Unparsable { get; } = new(0, "0000000000000000", "(a statement PgProxy could not parse)", "");
 }
 
 /// <summary>
@@ -90,7 +93,7 @@ internal sealed class QueryShapes
             try
             {
                 SqlFingerprint fingerprint = PostgresParser.Fingerprint(statement);
-                shapes[i] = new QueryShape(fingerprint.Value, fingerprint.Text, PostgresParser.Normalize(statement));
+                shapes[i] = new QueryShape(fingerprint.Value, fingerprint.Text, PostgresParser.Normalize(statement), statement);
             }
             catch (SqlParseException)
             {

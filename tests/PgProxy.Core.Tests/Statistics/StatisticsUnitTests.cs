@@ -37,7 +37,7 @@ public sealed class StatisticsUnitTests
     public void A_full_store_evicts_the_least_recently_seen_entries_and_counts_them()
     {
         var statistics = new QueryStatistics(capacity: 10);
-        var shape = new QueryShape(1, "0000000000000001", "SELECT $1");
+        var shape = new QueryShape(1, "0000000000000001", "SELECT $1", "SELECT 1");
         DateTimeOffset start = DateTimeOffset.UnixEpoch;
         for (int i = 0; i < 10; i++)
         {
