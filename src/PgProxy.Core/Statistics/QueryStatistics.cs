@@ -24,7 +24,11 @@ internal sealed class QueryStatistics(int capacity)
     public int Count => entries.Count;
 
     /// <summary>A statement ended: <paramref name="failed"/> when by an ErrorResponse, otherwise with <paramref name="rows"/>.</summary>
-    public void Record(in QueryKey key, QueryShape shape, double microseconds, long rows, bool failed, DateTimeOffset now)
+    public void Record(in QueryKey key, QueryShape shape, double microseconds, long rows, bool failed, DateTimeOffset now) =>
+        EntryFor(key, shape).Record(microseconds, rows, failed, now);
+
+    /// <summary>The entry of <paramref name="key"/>, made when new. A caller may keep it while <see cref="QueryEntry.Evicted"/> is false.</summary>
+    public QueryEntry EntryFor(in QueryKey key, QueryShape shape)
     {
         if (!entries.TryGetValue(key, out QueryEntry? entry))
         {
@@ -36,7 +40,7 @@ internal sealed class QueryStatistics(int capacity)
             entry = entries.GetOrAdd(key, static (_, shape) => new QueryEntry(shape.NormalizedText), shape);
         }
 
-        entry.Record(microseconds, rows, failed, now);
+        return entry;
     }
 
     /// <summary>Counts a rewrite or a refusal of a statement by a rule or plugin, on its entry.</summary>
@@ -48,6 +52,11 @@ internal sealed class QueryStatistics(int capacity)
 
     public void Reset()
     {
+        foreach (QueryEntry entry in entries.Values)
+        {
+            entry.Evicted = true;
+        }
+
         entries.Clear();
         Interlocked.Exchange(ref evictions, 0);
     }
@@ -64,8 +73,9 @@ internal sealed class QueryStatistics(int capacity)
             int toEvict = Math.Max(1, entries.Count - Capacity + (Capacity / 10));
             foreach (KeyValuePair<QueryKey, QueryEntry> oldest in entries.OrderBy(pair => pair.Value.LastSeenTicks).Take(toEvict).ToList())
             {
-                if (entries.TryRemove(oldest.Key, out _))
+                if (entries.TryRemove(oldest.Key, out QueryEntry? evicted))
                 {
+                    evicted.Evicted = true;
                     Interlocked.Increment(ref evictions);
                 }
             }
@@ -90,6 +100,15 @@ internal sealed class QueryEntry(string normalizedText)
     private long lastSeenTicks;
 
     public long LastSeenTicks => Interlocked.Read(ref lastSeenTicks);
+
+    /// <summary>Set when the store let this entry go: sessions that remembered it look it up again.</summary>
+    public bool Evicted
+    {
+        get => Volatile.Read(ref evicted);
+        set => Volatile.Write(ref evicted, value);
+    }
+
+    private bool evicted;
 
     public void Record(double microseconds, long rowCount, bool failed, DateTimeOffset now)
     {

@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Buffers.Text;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text;
 using PgProxy.Core.Configuration;
@@ -25,7 +24,11 @@ internal sealed record StatementSource(long SessionId, string Instance, string D
 internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? queryLog, QueryLogConfig? queryLogSettings, QueryShapes shapes, ServerProtocolState state, StatementSource source)
 {
     private static readonly byte[] Unnamed = [];
-    private readonly ConcurrentQueue<Pending> pending = new();
+    // One writer (the frontend pump) and one reader (the backend pump), on one loop thread or two: an uncontended lock
+    // on a plain queue costs less than a ConcurrentQueue, whose TryPeek retires its segment and so allocates.
+    private readonly Queue<Pending> pending = new();
+    private readonly Lock pendingGate = new();
+    private readonly Dictionary<QueryShape, QueryEntry> entries = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<byte[], Prepared> statements = new(ByteKeyComparer.Instance);
     private readonly Dictionary<byte[], Bound> portals = new(ByteKeyComparer.Instance);
     private long lastEnded;
@@ -71,7 +74,7 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
                     string? changedBy = TakeChange(shape);
 
                     // The same statement parsed again (the unnamed one, every time) keeps its entry: no allocation.
-                    if (Find(statements, name) is not { } known || known.Shape != shape || known.ChangedBy != changedBy)
+                    if (Find(statements, name) is not { } known || !ReferenceEquals(known.Shape, shape) || known.ChangedBy != changedBy)
                     {
                         statements[Key(name)] = new Prepared(shape, changedBy);
                     }
@@ -85,7 +88,7 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
                 if (TryReadName(body, out ReadOnlySequence<byte> executed, out _))
                 {
                     Bound? bound = Find(portals, executed);
-                    pending.Enqueue(new Pending(bound?.Statement.Shape ?? QueryShape.Unparsable, Stopwatch.GetTimestamp(), bound?.Statement.ChangedBy, bound?.Parameters));
+                    Enqueue(new Pending(bound?.Statement.Shape ?? QueryShape.Unparsable, Stopwatch.GetTimestamp(), bound?.Statement.ChangedBy, bound?.Parameters));
                 }
 
                 break;
@@ -105,7 +108,7 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
                 break;
             case FrontendMessageCode.Sync:
             case FrontendMessageCode.FunctionCall:
-                pending.Enqueue(Pending.EndOfRequest);
+                Enqueue(Pending.EndOfRequest);
                 break;
         }
     }
@@ -122,27 +125,14 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
                 End(null, 0);
                 break;
             case BackendMessageCode.EmptyQueryResponse:
-                if (pending.TryPeek(out Pending empty) && !empty.IsEndOfRequest)
-                {
-                    pending.TryDequeue(out _);
-                }
-
+                TakeStatement(out _);
                 break;
             case BackendMessageCode.ErrorResponse:
                 End(SqlStateOf(body) ?? "XX000", 0);
-
-                // The server skips the rest of the Query, or everything up to the Sync.
-                while (pending.TryPeek(out Pending skipped) && !skipped.IsEndOfRequest)
-                {
-                    pending.TryDequeue(out _);
-                }
-
+                Skip(untilEnd: false); // the server skips the rest of the Query, or everything up to the Sync
                 break;
             case BackendMessageCode.ReadyForQuery:
-                while (pending.TryDequeue(out Pending answered) && !answered.IsEndOfRequest)
-                {
-                }
-
+                Skip(untilEnd: true);
                 break;
         }
     }
@@ -155,16 +145,16 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
         QueryShape[] parts = TakeRefusedShapes() ?? shapes.Of(text, Encoding);
         if (parts.Length == 0)
         {
-            pending.Enqueue(new Pending(null, now, null, null)); // an empty query: answered by EmptyQueryResponse
+            Enqueue(new Pending(null, now, null, null)); // an empty query: answered by EmptyQueryResponse
         }
 
         string? changedBy = parts.Length > 0 ? TakeChange(parts[0]) : null;
         foreach (QueryShape part in parts)
         {
-            pending.Enqueue(new Pending(part, now, changedBy, null));
+            Enqueue(new Pending(part, now, changedBy, null));
         }
 
-        pending.Enqueue(Pending.EndOfRequest);
+        Enqueue(Pending.EndOfRequest);
     }
 
     private void OnBind(in ReadOnlySequence<byte> body)
@@ -179,7 +169,7 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
         {
             IReadOnlyList<string?>? values = queryLogSettings is { Parameters: true } ? ReadParameters(afterStatement) : null;
             Bound bound = values is null ? prepared.WithoutValues : new Bound(prepared, values);
-            if (Find(portals, portal) != bound)
+            if (!ReferenceEquals(Find(portals, portal), bound))
             {
                 portals[Key(portal)] = bound;
             }
@@ -215,14 +205,58 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
         return by;
     }
 
+    private void Enqueue(Pending item)
+    {
+        lock (pendingGate)
+        {
+            pending.Enqueue(item);
+        }
+    }
+
+    /// <summary>Takes the oldest statement waiting, unless the oldest item is the end of a request.</summary>
+    private bool TakeStatement(out Pending head)
+    {
+        lock (pendingGate)
+        {
+            if (pending.TryPeek(out head) && !head.IsEndOfRequest)
+            {
+                pending.Dequeue();
+                return true;
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>Drops the statements waiting up to the end of their request, and that end too when <paramref name="untilEnd"/>.</summary>
+    private void Skip(bool untilEnd)
+    {
+        lock (pendingGate)
+        {
+            while (pending.TryPeek(out Pending head))
+            {
+                if (head.IsEndOfRequest)
+                {
+                    if (untilEnd)
+                    {
+                        pending.Dequeue();
+                    }
+
+                    return;
+                }
+
+                pending.Dequeue();
+            }
+        }
+    }
+
     private void End(string? sqlState, long rows)
     {
-        if (!pending.TryPeek(out Pending head) || head.IsEndOfRequest)
+        if (!TakeStatement(out Pending head))
         {
             return; // an error at Sync, or a response PgProxy cannot pair: nothing is timed
         }
 
-        pending.TryDequeue(out _);
         long now = Stopwatch.GetTimestamp();
         long started = Math.Max(head.Sent, lastEnded);
         lastEnded = now;
@@ -232,13 +266,34 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
         }
 
         double microseconds = Stopwatch.GetElapsedTime(started, now).TotalMicroseconds;
-        statistics?.Record(KeyOf(shape), shape, microseconds, rows, failed: sqlState is not null, DateTimeOffset.UtcNow);
+        if (statistics is not null)
+        {
+            EntryOf(shape).Record(microseconds, rows, failed: sqlState is not null, DateTimeOffset.UtcNow);
+        }
         if (queryLog is not null && queryLogSettings is { } settings && microseconds >= settings.MinDuration.TotalMicroseconds)
         {
             queryLog.Write(new QueryLogRecord(
                 DateTimeOffset.UtcNow, source.SessionId, source.Instance, source.User, source.Database, source.ApplicationName, source.ClientAddress,
                 shape, microseconds, rows, sqlState, head.ChangedBy, head.Parameters, settings));
         }
+    }
+
+    /// <summary>The store's entry of a shape, remembered by the session so a repeated statement skips the store's lookup.</summary>
+    private QueryEntry EntryOf(QueryShape shape)
+    {
+        if (entries.TryGetValue(shape, out QueryEntry? entry) && !entry.Evicted)
+        {
+            return entry;
+        }
+
+        if (entries.Count >= 256)
+        {
+            entries.Clear();
+        }
+
+        entry = statistics!.EntryFor(KeyOf(shape), shape);
+        entries[shape] = entry;
+        return entry;
     }
 
     private QueryKey KeyOf(QueryShape shape) => new(source.Instance, source.Database, source.User, shape.Fingerprint);
