@@ -223,6 +223,7 @@ internal sealed class ProxySession : IDisposable
             long fromClient = frontend?.BytesForwarded ?? 0;
             long toClient = backend?.BytesForwarded ?? 0;
             environment.Metrics.SessionClosed(environment.InstanceName, seconds, fromClient, toClient);
+            environment.Statistics?.ForInstance(environment.InstanceName).SessionEnded(fromClient, toClient);
             Log.SessionClosed(environment.Logger, Id, client.Address, user, database, seconds, fromClient, toClient, reason);
         }
     }

@@ -13,6 +13,7 @@ internal readonly record struct QueryKey(string Instance, string Database, strin
 internal sealed class QueryStatistics(int capacity)
 {
     private readonly ConcurrentDictionary<QueryKey, QueryEntry> entries = new();
+    private readonly ConcurrentDictionary<string, InstanceStatistics> instances = new(StringComparer.Ordinal);
     private readonly Lock evicting = new();
     private long evictions;
 
@@ -47,6 +48,13 @@ internal sealed class QueryStatistics(int capacity)
     public void RecordChange(in QueryKey key, QueryShape shape, string by, bool refused, DateTimeOffset now) =>
         entries.GetOrAdd(key, static (_, shape) => new QueryEntry(shape.NormalizedText), shape).RecordChange(by, refused, now);
 
+    /// <summary>The totals of the instance named <paramref name="instance"/> (its listen name).</summary>
+    public InstanceStatistics ForInstance(string instance) => instances.GetOrAdd(instance, static _ => new InstanceStatistics());
+
+    /// <summary>Every instance's totals, by listen name.</summary>
+    public IReadOnlyDictionary<string, InstanceStatisticsSnapshot> InstanceSnapshots() =>
+        instances.ToDictionary(pair => pair.Key, pair => pair.Value.Snapshot(), StringComparer.Ordinal);
+
     public IReadOnlyList<KeyValuePair<QueryKey, QueryEntrySnapshot>> Snapshot() =>
         [.. entries.Select(pair => new KeyValuePair<QueryKey, QueryEntrySnapshot>(pair.Key, pair.Value.Snapshot()))];
 
@@ -58,6 +66,7 @@ internal sealed class QueryStatistics(int capacity)
         }
 
         entries.Clear();
+        instances.Clear();
         Interlocked.Exchange(ref evictions, 0);
     }
 

@@ -31,6 +31,7 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
     private readonly Dictionary<QueryShape, QueryEntry> entries = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<byte[], Prepared> statements = new(ByteKeyComparer.Instance);
     private readonly Dictionary<byte[], Bound> portals = new(ByteKeyComparer.Instance);
+    private readonly InstanceStatistics? totals = statistics?.ForInstance(source.Instance);
     private long lastEnded;
     private string? rewrittenBy;
     private (string By, QueryShape[] Original)? refusal;
@@ -39,7 +40,7 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
     public static bool NeedsBody(bool frontend, byte code) => frontend
         ? (FrontendMessageCode)code is FrontendMessageCode.Query or FrontendMessageCode.Parse or FrontendMessageCode.Bind
             or FrontendMessageCode.Execute or FrontendMessageCode.Close
-        : (BackendMessageCode)code is BackendMessageCode.CommandComplete or BackendMessageCode.ErrorResponse;
+        : (BackendMessageCode)code is BackendMessageCode.CommandComplete or BackendMessageCode.ErrorResponse or BackendMessageCode.ReadyForQuery;
 
     /// <summary>The next Query or Parse the server receives was rewritten by <paramref name="by"/> (a rule or plugin).</summary>
     public void NoteRewrite(string by) => rewrittenBy = by;
@@ -133,6 +134,11 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
                 break;
             case BackendMessageCode.ReadyForQuery:
                 Skip(untilEnd: true);
+                if (!body.IsEmpty && body.FirstSpan[0] == (byte)'I')
+                {
+                    totals?.TransactionEnded();
+                }
+
                 break;
         }
     }
@@ -269,6 +275,7 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
         if (statistics is not null)
         {
             EntryOf(shape).Record(microseconds, rows, failed: sqlState is not null, DateTimeOffset.UtcNow);
+            totals!.StatementEnded(microseconds, sqlState);
         }
         if (queryLog is not null && queryLogSettings is { } settings && microseconds >= settings.MinDuration.TotalMicroseconds)
         {
