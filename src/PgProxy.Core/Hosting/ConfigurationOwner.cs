@@ -112,6 +112,7 @@ public sealed class ConfigurationOwner : IDisposable
             }
 
             ConfigurationLog.Reloaded(logger, built.Generation, next.Instances.Count, built.Pipelines.Plugins.Count);
+            metrics.Reloaded(applied: true);
             return new ReloadResult { Changes = changes, Generation = built.Generation };
         }
         finally
@@ -151,6 +152,7 @@ public sealed class ConfigurationOwner : IDisposable
 
                 Volatile.Write(ref current, first);
                 await change.CommitAsync().ConfigureAwait(false);
+                metrics.ConfigurationLoaded();
             }
         }
         finally
@@ -269,6 +271,7 @@ public sealed class ConfigurationOwner : IDisposable
     private ReloadResult Refused(ConfigSnapshot? running, IReadOnlyList<string> errors)
     {
         ConfigurationLog.ReloadFailed(logger, string.Join(Environment.NewLine, errors));
+        metrics.Reloaded(applied: false);
         return new ReloadResult { Errors = errors, Generation = running?.Generation ?? 0 };
     }
 }
