@@ -111,8 +111,9 @@ public sealed class ConfigurationOwner : IDisposable
                 ConfigurationLog.ReloadNeedsRestart(logger, setting);
             }
 
-            ConfigurationLog.Reloaded(logger, built.Generation, next.Instances.Count, built.Pipelines.Plugins.Count);
+            // Counted before it is logged, so whoever reads the log line reads the counter too.
             metrics.Reloaded(applied: true);
+            ConfigurationLog.Reloaded(logger, built.Generation, next.Instances.Count, built.Pipelines.Plugins.Count);
             return new ReloadResult { Changes = changes, Generation = built.Generation };
         }
         finally
@@ -270,8 +271,8 @@ public sealed class ConfigurationOwner : IDisposable
 
     private ReloadResult Refused(ConfigSnapshot? running, IReadOnlyList<string> errors)
     {
-        ConfigurationLog.ReloadFailed(logger, string.Join(Environment.NewLine, errors));
         metrics.Reloaded(applied: false);
+        ConfigurationLog.ReloadFailed(logger, string.Join(Environment.NewLine, errors));
         return new ReloadResult { Errors = errors, Generation = running?.Generation ?? 0 };
     }
 }

@@ -138,6 +138,10 @@ internal sealed class MetricsEndpoint : IReloadableSettings, IAsyncDisposable
                 // Every series is PgProxy's: the otel_scope_* labels and the target_info series would only repeat that.
                 options.ScopeInfoEnabled = false;
                 options.TargetInfoEnabled = false;
+
+                // Each scrape collects afresh (a collection of PgProxy's series takes well under a millisecond), so a
+                // scrape right after an event shows it; the default would answer scrapes within 300 ms from one.
+                options.ScrapeResponseCacheDurationMilliseconds = 0;
             })
             .Build();
 
