@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Reflection;
 using System.Runtime.InteropServices;
 using PgProxy.Core.Server;
 using PgProxy.Protocol;
@@ -86,12 +87,15 @@ public sealed class ProxyMetrics : IDisposable
         reloads = meter.CreateCounter<long>("pgproxy.reloads", "{reload}", "Configuration reloads, by result (ok, failed).");
         meter.CreateObservableGauge("pgproxy.reload.last_timestamp", ObserveLastReloadTime, "s", "When the configuration was last loaded or reloaded (applied or not), in Unix seconds.");
         meter.CreateObservableGauge("pgproxy.reload.last_success", ObserveLastReloadApplied, null, "1 when the last load or reload of the configuration applied, 0 when it failed.");
+        Assembly assembly = typeof(ProxyMetrics).Assembly;
+        string? informational = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion;
         KeyValuePair<string, object?>[] build =
         [
-            new("version", typeof(ProxyMetrics).Assembly.GetName().Version?.ToString(3) ?? "unknown"),
+            new("version", assembly.GetName().Version?.ToString(3) ?? "unknown"),
+            new("revision", informational?.Split('+') is [_, var commit] ? commit : ""),
             new("runtime", RuntimeInformation.FrameworkDescription),
         ];
-        meter.CreateObservableGauge("pgproxy.build.info", () => new Measurement<long>(1, build), null, "Always 1: the version of PgProxy and of the .NET runtime it runs on.");
+        meter.CreateObservableGauge("pgproxy.build.info", () => new Measurement<long>(1, build), null, "Always 1: the version and source revision of PgProxy, and the .NET runtime it runs on.");
     }
 
     /// <summary>
@@ -166,7 +170,8 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <summary>
     /// Where <c>pgproxy.sessions.state</c> reads its values at each collection: one row per instance and state
-    /// (idle, active, idle_in_transaction, waiting). Replaces any source registered before.
+    /// (idle, active, idle_in_transaction, waiting). Replaces any source registered before. It is called on the
+    /// collecting thread (a scrape), while sessions change state: it must be safe to call from any thread, and cheap.
     /// </summary>
     internal void ObserveSessionStates(Func<IEnumerable<(string Listen, string State, long Count)>> source) =>
         Volatile.Write(ref sessionStates, source);

@@ -135,6 +135,8 @@ public sealed class ProxyMetricsTests : IDisposable
 
         Assert.Equal(1, info.Value);
         Assert.Matches(@"^\d+\.\d+\.\d+$", (string)info.Tags["version"]!);
+        Assert.True(info.Tags.ContainsKey("revision"));
+        Assert.StartsWith(".NET ", (string)info.Tags["runtime"]!, StringComparison.Ordinal);
     }
 
     [Fact]

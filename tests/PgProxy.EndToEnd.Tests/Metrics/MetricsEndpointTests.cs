@@ -16,7 +16,7 @@ namespace PgProxy.EndToEnd.Tests.Metrics;
 public sealed class MetricsEndpointTests(PostgresFixture fixture)
 {
     /// <summary>The labels a series may carry: each takes a bounded set of values (never query text or a client address).</summary>
-    private static readonly HashSet<string> AllowedLabels = ["listen", "direction", "sqlstate", "result", "state", "by", "plugin", "le", "version", "runtime"];
+    private static readonly HashSet<string> AllowedLabels = ["listen", "direction", "sqlstate", "result", "state", "by", "plugin", "le", "version", "revision", "runtime"];
 
     /// <summary>The series that describe the process rather than one instance, so they carry no listen label.</summary>
     private static readonly HashSet<string> ProcessSeries =
