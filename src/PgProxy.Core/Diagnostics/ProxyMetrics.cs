@@ -61,6 +61,8 @@ public sealed class ProxyMetrics : IDisposable
     // a listener that starts late (a reload that adds the metrics endpoint) still reads the right values.
     private readonly ConcurrentDictionary<string, InstanceGauges> gauges = new(StringComparer.Ordinal);
     private Func<IEnumerable<(string Listen, string State, long Count)>>? sessionStates;
+    private Func<long>? statisticsEvictions;
+    private Func<long>? queryLogDropped;
     private long lastReloadUnixMilliseconds;
     private int lastReloadApplied = -1; // -1: no configuration loaded yet
 
@@ -84,6 +86,8 @@ public sealed class ProxyMetrics : IDisposable
         masks = meter.CreateCounter<long>("pgproxy.masks", "{statement}", "Statements whose results a mask changed, by mask.");
         pluginFailures = meter.CreateCounter<long>("pgproxy.plugin.failures", "{call}", "Interceptor calls that threw, by plugin.");
         pluginTimeouts = meter.CreateCounter<long>("pgproxy.plugin.timeouts", "{call}", "Interceptor calls that ran out of time, by plugin.");
+        meter.CreateObservableCounter("pgproxy.stats.evictions", () => Observe(Volatile.Read(ref statisticsEvictions)), "{entry}", "Per-query statistics entries evicted because stats.max-queries were kept already.");
+        meter.CreateObservableCounter("pgproxy.query_log.dropped", () => Observe(Volatile.Read(ref queryLogDropped)), "{line}", "Query log lines dropped because the query log's queue was full.");
         reloads = meter.CreateCounter<long>("pgproxy.reloads", "{reload}", "Configuration reloads, by result (ok, failed).");
         meter.CreateObservableGauge("pgproxy.reload.last_timestamp", ObserveLastReloadTime, "s", "When the configuration was last loaded or reloaded (applied or not), in Unix seconds.");
         meter.CreateObservableGauge("pgproxy.reload.last_success", ObserveLastReloadApplied, null, "1 when the last load or reload of the configuration applied, 0 when it failed.");
@@ -176,6 +180,13 @@ public sealed class ProxyMetrics : IDisposable
     internal void ObserveSessionStates(Func<IEnumerable<(string Listen, string State, long Count)>> source) =>
         Volatile.Write(ref sessionStates, source);
 
+    /// <summary>Where the statistics' eviction count and the query log's drop count are read at each collection (both since start).</summary>
+    internal void ObserveStatistics(Func<long> evictions, Func<long> dropped)
+    {
+        Volatile.Write(ref statisticsEvictions, evictions);
+        Volatile.Write(ref queryLogDropped, dropped);
+    }
+
     public void Dispose() => meter.Dispose();
 
     internal void LoginEnded(InstanceGauges instance, string listen, double seconds, bool succeeded)
@@ -211,6 +222,9 @@ public sealed class ProxyMetrics : IDisposable
         Volatile.Read(ref sessionStates) is { } source
             ? source().Select(row => new Measurement<long>(row.Count, Listen(row.Listen), new KeyValuePair<string, object?>("state", row.State)))
             : [];
+
+    private static IEnumerable<Measurement<long>> Observe(Func<long>? source) =>
+        source is null ? [] : [new Measurement<long>(source())];
 
     private IEnumerable<Measurement<double>> ObserveLastReloadTime() =>
         Volatile.Read(ref lastReloadApplied) < 0 ? [] : [new Measurement<double>(Volatile.Read(ref lastReloadUnixMilliseconds) / 1000.0)];

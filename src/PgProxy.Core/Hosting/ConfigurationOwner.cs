@@ -41,6 +41,7 @@ public sealed class ConfigurationOwner : IDisposable
         this.target = target;
         logger = loggerFactory.CreateLogger("PgProxy.Configuration");
         QueryLog = new QueryLog(loggerFactory);
+        metrics.ObserveStatistics(() => Statistics.Evictions, () => QueryLog.Dropped);
     }
 
     /// <summary>The snapshot new sessions get; null before the first load.</summary>

@@ -129,6 +129,19 @@ public sealed class ProxyMetricsTests : IDisposable
     }
 
     [Fact]
+    public void Statistics_evictions_and_query_log_drops_are_read_from_their_sources()
+    {
+        Assert.Empty(recorder.ObserveAll("pgproxy.query_log.dropped"));
+        long dropped = 3;
+
+        metrics.ObserveStatistics(() => 7, () => dropped);
+        dropped = 4;
+
+        Assert.Equal(7, recorder.Observe("pgproxy.stats.evictions"));
+        Assert.Equal(4, recorder.Observe("pgproxy.query_log.dropped"));
+    }
+
+    [Fact]
     public void Build_info_is_one_with_the_version()
     {
         Measurement info = Assert.Single(recorder.ObserveAll("pgproxy.build.info"));

@@ -20,7 +20,10 @@ public sealed class MetricsEndpointTests(PostgresFixture fixture)
 
     /// <summary>The series that describe the process rather than one instance, so they carry no listen label.</summary>
     private static readonly HashSet<string> ProcessSeries =
-        ["pgproxy_build_info", "pgproxy_reloads_total", "pgproxy_reload_last_success", "pgproxy_reload_last_timestamp_seconds"];
+        [
+            "pgproxy_build_info", "pgproxy_reloads_total", "pgproxy_reload_last_success", "pgproxy_reload_last_timestamp_seconds",
+            "pgproxy_stats_evictions_total", "pgproxy_query_log_dropped_total",
+        ];
 
     private static readonly string[] Listens = ["proxy", "down"];
 
@@ -125,6 +128,8 @@ public sealed class MetricsEndpointTests(PostgresFixture fixture)
         Assert.Single(scrape.Series("pgproxy_errors_total"));
         Assert.InRange(scrape.Value("pgproxy_bytes_total", ("listen", "proxy"), ("direction", "client_to_server")), Sessions * QueriesEach * 14, double.MaxValue);
         Assert.InRange(scrape.Value("pgproxy_bytes_total", ("listen", "proxy"), ("direction", "server_to_client")), 1, double.MaxValue);
+        Assert.Equal(0, scrape.Value("pgproxy_stats_evictions_total"));
+        Assert.Equal(0, scrape.Value("pgproxy_query_log_dropped_total"));
         PrometheusSample build = Assert.Single(scrape.Series("pgproxy_build_info"));
         Assert.Equal((1.0, global::PgProxy.Host.ThisAssembly.Version), (build.Value, build.Label("version")));
 
