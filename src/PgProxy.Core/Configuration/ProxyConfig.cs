@@ -13,6 +13,9 @@ public sealed record ProxyConfig(
     IReadOnlyList<InstanceConfig> Instances,
     string BaseDirectory)
 {
+    /// <summary>The <c>metrics</c> section (see <see cref="MetricsConfig"/>); null when absent: no Prometheus endpoint.</summary>
+    public MetricsConfig? Metrics { get; init; }
+
     /// <summary>The <c>stats</c> section.</summary>
     public StatsConfig Stats { get; init; } = new();
 

@@ -41,6 +41,7 @@ public sealed class ConfigurationOwner : IDisposable
         this.target = target;
         logger = loggerFactory.CreateLogger("PgProxy.Configuration");
         QueryLog = new QueryLog(loggerFactory);
+        metrics.ObserveStatistics(() => Statistics.Evictions, () => QueryLog.Dropped);
     }
 
     /// <summary>The snapshot new sessions get; null before the first load.</summary>
@@ -111,6 +112,8 @@ public sealed class ConfigurationOwner : IDisposable
                 ConfigurationLog.ReloadNeedsRestart(logger, setting);
             }
 
+            // Counted before it is logged, so whoever reads the log line reads the counter too.
+            metrics.Reloaded(applied: true);
             ConfigurationLog.Reloaded(logger, built.Generation, next.Instances.Count, built.Pipelines.Plugins.Count);
             return new ReloadResult { Changes = changes, Generation = built.Generation };
         }
@@ -151,6 +154,7 @@ public sealed class ConfigurationOwner : IDisposable
 
                 Volatile.Write(ref current, first);
                 await change.CommitAsync().ConfigureAwait(false);
+                metrics.ConfigurationLoaded();
             }
         }
         finally
@@ -268,6 +272,7 @@ public sealed class ConfigurationOwner : IDisposable
 
     private ReloadResult Refused(ConfigSnapshot? running, IReadOnlyList<string> errors)
     {
+        metrics.Reloaded(applied: false);
         ConfigurationLog.ReloadFailed(logger, string.Join(Environment.NewLine, errors));
         return new ReloadResult { Errors = errors, Generation = running?.Generation ?? 0 };
     }

@@ -116,6 +116,7 @@ internal sealed class ProxySession : IDisposable
     /// <summary>Runs the start-up interceptors, connects and logs in upstream, then relays both ways until either side ends.</summary>
     private async Task RelayAsync(StartupPacket startup)
     {
+        using LoginMeasurement loginTime = environment.Metrics.LoginStarted(environment.InstanceName, state);
         InstanceInterceptors interceptors = environment.Interceptors;
         SessionContext? context = null;
         byte[] startupBytes = startup.RawBytes;
