@@ -23,7 +23,7 @@ public class StatementTimerBenchmarks
     public void Setup()
     {
         var statistics = new QueryStatistics(5000);
-        timer = new StatementTimer(statistics, null, null, new QueryShapes(), new ServerProtocolState(), new StatementSource(1, "proxy", "postgres", "postgres", "pgbench", "127.0.0.1:5000"));
+        timer = new StatementTimer(statistics, null, null, new QueryShapes(), null, new ServerProtocolState(), new StatementSource(1, "proxy", "postgres", "postgres", "pgbench", "127.0.0.1:5000"));
         var parse = new ArrayBufferWriter<byte>();
         parse.Write("P0_1\0"u8);
         parse.Write(Encoding.UTF8.GetBytes(Wire.PgbenchSelect + "\0"));

@@ -52,6 +52,7 @@ internal sealed class ClientQueryHandler(
             {
                 InterceptLog.Refused(context.Logger, context.SessionId, kind, interceptor.Name, decision.RefusalSqlState!, decision.RefusalMessage!, query.Text);
                 timer?.NoteRefusal(interceptor.Name, TextOf(isQuery, frame));
+                context.Metrics?.Refused(context.InstanceName, interceptor.Name);
                 await RefuseAsync(isQuery, decision.RefusalSqlState!, decision.RefusalMessage!, next, cancellationToken).ConfigureAwait(false);
                 return;
             }
@@ -60,6 +61,7 @@ internal sealed class ClientQueryHandler(
             {
                 InterceptLog.Rewritten(context.Logger, context.SessionId, kind, interceptor.Name, query.Text, text);
                 changedBy = changedBy is null ? interceptor.Name : $"{changedBy},{interceptor.Name}";
+                context.Metrics?.Rewritten(context.InstanceName, interceptor.Name);
                 query = new QueryMessage(query.Kind, text, query.StatementName, query.ParameterTypes);
             }
             else

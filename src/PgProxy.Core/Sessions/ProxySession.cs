@@ -125,6 +125,7 @@ internal sealed class ProxySession : IDisposable
             context = new SessionContext(Id, environment.InstanceName, client.RemoteEndPoint, startup.Parameters, state, environment.InterceptLogger)
             {
                 SessionToken = stopping.Token,
+                Metrics = environment.Metrics,
             };
             StartupOutcome outcome = await StartupInterception.RunAsync(interceptors, startup, context, stopping.Token).ConfigureAwait(false);
             if (outcome.Refusal is { } refusal)
@@ -180,12 +181,14 @@ internal sealed class ProxySession : IDisposable
                 return;
             }
 
-            StatementTimer? timer = environment.Statistics is not null || environment.QueryLog is not null
+            ProxyMetrics? statementMetrics = environment.Metrics.RecordsStatements ? environment.Metrics : null;
+            StatementTimer? timer = environment.Statistics is not null || environment.QueryLog is not null || statementMetrics is not null
                 ? new StatementTimer(
                     environment.Statistics,
                     environment.QueryLog,
                     environment.QueryLogSettings,
-                    environment.Shapes!,
+                    environment.Shapes,
+                    statementMetrics,
                     state,
                     new StatementSource(Id, environment.InstanceName, database, user, context?.ApplicationName ?? startup.GetParameter("application_name"), client.Address))
                 : null;

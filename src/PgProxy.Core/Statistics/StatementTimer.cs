@@ -4,6 +4,7 @@ using System.Buffers.Text;
 using System.Diagnostics;
 using System.Text;
 using PgProxy.Core.Configuration;
+using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Server;
 using PgProxy.Protocol;
 
@@ -19,11 +20,20 @@ internal sealed record StatementSource(long SessionId, string Instance, string D
 /// extended protocol the shape is taken at Parse and carried by the statement and portal names. After an error the
 /// server skips to the end of the Query or to the Sync, and so do the statements waiting here. The frontend pump
 /// enqueues, the backend pump dequeues; handlers that change a statement say so first (<see cref="NoteRewrite"/>,
-/// <see cref="NoteRefusal"/>).
+/// <see cref="NoteRefusal"/>). Without <paramref name="shapes"/> (only metrics are on) nothing is parsed: statements
+/// are timed, not told apart.
 /// </summary>
-internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? queryLog, QueryLogConfig? queryLogSettings, QueryShapes shapes, ServerProtocolState state, StatementSource source)
+internal sealed class StatementTimer(
+    QueryStatistics? statistics,
+    QueryLog? queryLog,
+    QueryLogConfig? queryLogSettings,
+    QueryShapes? shapes,
+    ProxyMetrics? metrics,
+    ServerProtocolState state,
+    StatementSource source)
 {
     private static readonly byte[] Unnamed = [];
+    private static readonly QueryShape[] Unshaped = [QueryShape.Unparsable];
     // One writer (the frontend pump) and one reader (the backend pump), on one loop thread or two: an uncontended lock
     // on a plain queue costs less than a ConcurrentQueue, whose TryPeek retires its segment and so allocates.
     private readonly Queue<Pending> pending = new();
@@ -33,6 +43,7 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
     private readonly Dictionary<byte[], Bound> portals = new(ByteKeyComparer.Instance);
     private readonly InstanceStatistics? totals = statistics?.ForInstance(source.Instance);
     private long lastEnded;
+    private long transactionStarted;
     private string? rewrittenBy;
     private (string By, QueryShape[] Original)? refusal;
 
@@ -51,6 +62,11 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
     /// </summary>
     public void NoteRefusal(string by, in ReadOnlySequence<byte> originalText)
     {
+        if (shapes is null)
+        {
+            return;
+        }
+
         QueryShape[] original = shapes.Of(originalText, Encoding);
         refusal = (by, original);
         foreach (QueryShape shape in original)
@@ -70,7 +86,7 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
             case FrontendMessageCode.Parse:
                 if (TryReadName(body, out ReadOnlySequence<byte> name, out ReadOnlySequence<byte> rest) && TryReadName(rest, out ReadOnlySequence<byte> text, out _))
                 {
-                    QueryShape[] parsed = TakeRefusedShapes() ?? shapes.Of(text, Encoding);
+                    QueryShape[] parsed = TakeRefusedShapes() ?? shapes?.Of(text, Encoding) ?? Unshaped;
                     QueryShape shape = parsed.Length == 1 ? parsed[0] : QueryShape.Unparsable;
                     string? changedBy = TakeChange(shape);
 
@@ -134,9 +150,14 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
                 break;
             case BackendMessageCode.ReadyForQuery:
                 Skip(untilEnd: true);
-                if (!body.IsEmpty && body.FirstSpan[0] == (byte)'I')
+                if (!body.IsEmpty && FirstByte(body) == (byte)'I')
                 {
                     totals?.TransactionEnded();
+                    if (transactionStarted != 0)
+                    {
+                        metrics?.TransactionCompleted(source.Instance, Stopwatch.GetElapsedTime(transactionStarted).TotalSeconds);
+                        transactionStarted = 0;
+                    }
                 }
 
                 break;
@@ -148,7 +169,7 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
     private void OnQuery(in ReadOnlySequence<byte> text)
     {
         long now = Stopwatch.GetTimestamp();
-        QueryShape[] parts = TakeRefusedShapes() ?? shapes.Of(text, Encoding);
+        QueryShape[] parts = TakeRefusedShapes() ?? shapes?.Of(text, Encoding) ?? Unshaped;
         if (parts.Length == 0)
         {
             Enqueue(new Pending(null, now, null, null)); // an empty query: answered by EmptyQueryResponse
@@ -213,6 +234,13 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
 
     private void Enqueue(Pending item)
     {
+        if (!item.IsEndOfRequest && Volatile.Read(ref transactionStarted) == 0)
+        {
+            // Written here and reset by the backend at ReadyForQuery 'I': a statement sent while the previous
+            // transaction is ending may start the next one a little early, which only widens its duration.
+            Volatile.Write(ref transactionStarted, item.Sent);
+        }
+
         lock (pendingGate)
         {
             pending.Enqueue(item);
@@ -272,6 +300,7 @@ internal sealed class StatementTimer(QueryStatistics? statistics, QueryLog? quer
         }
 
         double microseconds = Stopwatch.GetElapsedTime(started, now).TotalMicroseconds;
+        metrics?.QueryCompleted(source.Instance, microseconds / 1_000_000);
         if (statistics is not null)
         {
             EntryOf(shape).Record(microseconds, rows, failed: sqlState is not null, DateTimeOffset.UtcNow);
