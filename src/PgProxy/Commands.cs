@@ -140,7 +140,7 @@ internal static class Commands
         return problems.Count == 0;
     }
 
-    private static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config)
+    internal static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config)
     {
         config = null;
         try
