@@ -119,6 +119,9 @@ public sealed class NamePattern : IEquatable<NamePattern>
     /// <exception cref="RegexMatchTimeoutException">The pattern ran past <c>settings.rule-timeout</c>.</exception>
     public bool IsMatch(string name) => regex is null ? string.Equals(Text, name, StringComparison.Ordinal) : regex.IsMatch(name);
 
+    /// <summary>The compiled pattern of the <c>/pattern/</c> form; null for an exact name.</summary>
+    internal Regex? Regex => regex;
+
     public bool Equals(NamePattern? other) => other is not null && string.Equals(Text, other.Text, StringComparison.Ordinal);
 
     public override bool Equals(object? obj) => Equals(obj as NamePattern);

@@ -33,6 +33,7 @@ public sealed class RuleDecision
         foreach (RuleHit hit in hits)
         {
             characters += hit.Before.Length + hit.After.Length;
+            HasTimeout |= hit.Kind == RuleHitKind.TimedOut;
         }
 
         RetainedCharacters = characters;
@@ -68,6 +69,9 @@ public sealed class RuleDecision
 
     /// <summary>The hits as an array: replaying them on a cache hit must not allocate an enumerator.</summary>
     internal RuleHit[] HitArray { get; }
+
+    /// <summary>True when a rule was skipped because one of its patterns timed out: the decision may not be the rules' last word.</summary>
+    internal bool HasTimeout { get; }
 
     /// <summary>Characters this decision keeps alive, for the cache's memory budget.</summary>
     internal long RetainedCharacters { get; }

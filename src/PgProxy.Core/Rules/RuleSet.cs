@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
@@ -31,8 +32,14 @@ public sealed class RuleSet
     /// <summary>Characters the cached decisions may keep alive (queries, new texts, texts of hits): 64 MB of UTF-16.</summary>
     public const long CacheCharacterBudget = 32L * 1024 * 1024;
 
+    /// <summary>Texts remembered as having timed out once; past it the memory starts again empty.</summary>
+    private const int TimedOutTextCapacity = 1_000;
+
     private readonly Rule[] rules;
     private readonly DecisionCache cache;
+
+    // Texts whose decision had a timeout once and was not cached (see Evaluate).
+    private readonly ConcurrentDictionary<string, bool> timedOutOnce = new(StringComparer.Ordinal);
     private readonly bool usesUser;
     private readonly bool usesDatabase;
     private readonly bool usesApplicationName;
@@ -51,6 +58,7 @@ public sealed class RuleSet
         usesProtocol = rules.Any(rule => rule.Config.Match.Protocol is not null);
         timeoutText = ConfigValueParsers.FormatDuration(ruleTimeout);
         Rules = rules;
+        WarmUp(rules);
     }
 
     /// <summary>A set without rules: every message goes on unchanged, at no cost.</summary>
@@ -95,19 +103,35 @@ public sealed class RuleSet
             return RuleDecision.Unchanged;
         }
 
-        var key = new DecisionKey(
-            queryText,
+        var session = new SessionKey(
             usesUser ? subject.User : null,
             usesDatabase ? subject.Database : null,
             usesApplicationName ? subject.ApplicationName : null,
             usesClient ? subject.Client : null,
             usesProtocol ? (int)protocol : -1);
         bool fresh = false;
-        if (!cache.TryGet(key, out RuleDecision decision))
+        if (!cache.TryGet(queryText, session, out RuleDecision decision))
         {
             decision = Decide(queryText, subject, protocol);
-            cache.Add(key, decision);
             fresh = true;
+
+            // A timeout may be the text's fault (a pattern that backtracks on it) or the moment's (a GC pause, a starved
+            // CPU): the first is cached, so that a pathological query does not cost the timeout each time it comes
+            // again, but only once the same text has timed out twice, so that a passing stall does not leave a rule
+            // skipped for that text until the cache empties.
+            if (!decision.HasTimeout || timedOutOnce.TryRemove(queryText, out _))
+            {
+                cache.Add(queryText, session, decision);
+            }
+            else
+            {
+                if (timedOutOnce.Count >= TimedOutTextCapacity)
+                {
+                    timedOutOnce.Clear();
+                }
+
+                timedOutOnce.TryAdd(queryText, true);
+            }
         }
 
         if (decision.HitArray.Length > 0)
@@ -128,6 +152,33 @@ public sealed class RuleSet
             InterceptLog.RuleCounters(
                 log, instance, rule.Name, rule.IsLogOnly ? "log-only" : "enforce",
                 counters.Matched, counters.Applied, counters.LogOnlyHits, counters.Refusals, counters.RegexTimeouts);
+        }
+    }
+
+    /// <summary>
+    /// Runs every pattern once on a short text. The first match of an expression builds its matcher (the linear engine
+    /// builds its automaton lazily) and JIT-compiles the engine's code: measured past 100 ms on a loaded machine, which
+    /// would time out the first query a rule meets. Paid here, at start-up or reload, it is paid before any session.
+    /// </summary>
+    private static void WarmUp(Rule[] rules)
+    {
+        foreach (Rule rule in rules)
+        {
+            RuleMatch match = rule.Config.Match;
+            IEnumerable<Regex?> patterns = match.Users.Concat(match.Databases).Concat(match.ApplicationNames)
+                .Select(name => name.Regex)
+                .Append(match.Query?.Regex);
+            foreach (Regex? regex in patterns)
+            {
+                try
+                {
+                    regex?.IsMatch("SELECT 1 FROM t WHERE a = 'x' -- warm-up");
+                }
+                catch (RegexMatchTimeoutException)
+                {
+                    // A pattern too slow even here will time out on queries as well, and be counted there.
+                }
+            }
         }
     }
 
