@@ -77,9 +77,6 @@ public sealed record RuleMatch
     /// False (the default): such a match is passed over.
     /// </summary>
     public bool Anywhere { get; init; }
-
-    /// <summary>True when the rule needs the statement's parse tree: its kind or the relations it names.</summary>
-    public bool NeedsParse => Statements != StatementKinds.None || Tables.Count > 0;
 }
 
 /// <summary><c>refuse</c>: the SQLSTATE and message the client receives.</summary>
