@@ -175,6 +175,32 @@ public sealed class RuleCommandTests
     }
 
     [Fact]
+    public async Task Check_lists_each_instance_s_rules_with_their_line_mode_and_actions()
+    {
+        ProcessResult result = await ProxyProcess.RunToEndAsync("check", "--config", Config);
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Contains("  rule \"no-ddl-for-app\" (config line 6, enforce): refuse with 42501\n", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("  rule \"hll-visitors\" (config line 9, log-only): rewrite\n", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("  rule \"tag-tableau\" (config line 13, enforce): tag /* source=tableau */, continue\n", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("  rule \"read-only\" (config line 29, enforce): refuse with 25006\n", result.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Without_the_parser_library_check_refuses_an_instance_with_rules()
+    {
+        ProcessResult result = await ProcessRunner.RunAsync(
+            "dotnet",
+            [ProxyProcess.AssemblyPath, "check", "--config", Config],
+            TimeSpan.FromSeconds(60),
+            environment: new Dictionary<string, string?> { ["PGPROXY_LIBPG_QUERY"] = "/nonexistent/libpg_query.so" });
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("pgproxy: instance \"shop\" has rules, which need the PostgreSQL parser: the PostgreSQL parser library libpg_query could not be loaded from /nonexistent/libpg_query.so", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("pgproxy: instance \"reports\" has rules", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Help_lists_both_commands()
     {
         ProcessResult result = await ProxyProcess.RunToEndAsync("--help");
