@@ -11,7 +11,17 @@ public sealed record ProxyConfig(
     IReadOnlyList<PluginReference> Plugins,
     ProxySettings Settings,
     IReadOnlyList<InstanceConfig> Instances,
-    string BaseDirectory);
+    string BaseDirectory)
+{
+    /// <summary>The <c>metrics</c> section (see <see cref="MetricsConfig"/>); null when absent: no Prometheus endpoint.</summary>
+    public MetricsConfig? Metrics { get; init; }
+
+    /// <summary>The <c>stats</c> section.</summary>
+    public StatsConfig Stats { get; init; } = new();
+
+    /// <summary>The <c>query-log</c> section; null when there is no query log.</summary>
+    public QueryLogConfig? QueryLog { get; init; }
+}
 
 /// <summary>A plugin named in the top-level <c>plugins</c> list, with the line it was named on.</summary>
 /// <param name="Name">The plugin's name.</param>

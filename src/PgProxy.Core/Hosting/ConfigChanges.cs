@@ -45,6 +45,11 @@ internal static class ConfigChanges
             changes.Add("settings changed");
         }
 
+        if (running.Metrics != next.Metrics)
+        {
+            changes.Add(next.Metrics is { } metrics ? $"metrics endpoint: listens on {metrics.Host}:{metrics.Port}" : "metrics endpoint removed");
+        }
+
         if (!running.Plugins.SequenceEqual(next.Plugins))
         {
             changes.Add("plugins changed");

@@ -156,6 +156,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
             await listener.DisposeAsync().ConfigureAwait(false);
         }
 
+        await Configuration.QueryLog.DisposeAsync().ConfigureAwait(false); // what sessions queued reaches the file
         Configuration.Dispose();
         if (ownsMetrics)
         {

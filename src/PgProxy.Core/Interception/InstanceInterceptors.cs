@@ -77,8 +77,6 @@ public sealed class InstanceInterceptors
 
     public bool InterceptsResponses => ResponseKinds != ResponseKinds.None;
 
-    /// <summary>True when DataRows are intercepted, so the columns of every extended-protocol Execute must be tracked.</summary>
-    public bool TracksResultColumns => (ResponseKinds & ResponseKinds.DataRow) != 0;
 
     /// <summary>An entry's own keys first, then the settings, then the kind's default.</summary>
     private static InterceptorEntry<T>[] Resolve<T>(IEnumerable<NamedInterceptor<T>> entries, TimeSpan timeout, InterceptorFailurePolicy onError)

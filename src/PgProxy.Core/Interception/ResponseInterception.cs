@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Text;
 using PgProxy.Abstractions;
+using PgProxy.Core.Relay;
+using PgProxy.Core.Server;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Backend;
 using PgProxy.Protocol.Framing;
@@ -10,31 +12,30 @@ namespace PgProxy.Core.Interception;
 /// <summary>
 /// Runs the instance's response interceptors on the server messages of the kinds they asked for. Which message codes
 /// the backend must take is decided once per session, in a table: every other message passes as raw bytes. A message is
-/// decoded only when some interceptor wants its kind, and re-encoded only when an interceptor changed it.
+/// decoded only when some interceptor wants its kind, and re-encoded only when an interceptor changed it. The columns
+/// of a DataRow come from the server state's statement tracker (the session is created with one when DataRows are
+/// intercepted).
 /// </summary>
-internal sealed class ResponseInterception
+internal sealed class ResponseInterception : IFrameHandler
 {
     private readonly bool[] taken = new bool[256];
     private readonly SessionContext context;
     private readonly InstanceInterceptors interceptors;
     private readonly ArrayBufferWriter<byte> output = new(256);
     private readonly InterceptorRunner<IResponseInterceptor, ResponseMessage, ResponseDecision> runner;
+    private readonly StatementTracker? statements;
 
-    public ResponseInterception(SessionContext context, InstanceInterceptors interceptors)
+    private FieldDescription[]? lastFields;
+    private ResponseColumn[] lastColumns = [];
+
+    public ResponseInterception(SessionContext context, InstanceInterceptors interceptors, StatementTracker? statements)
     {
         this.context = context;
         this.interceptors = interceptors;
+        this.statements = statements;
         runner = new(InterceptorKinds.Response, context);
         ResponseKinds kinds = interceptors.ResponseKinds;
-        if ((kinds & ResponseKinds.DataRow) != 0)
-        {
-            Tracker = new ResultColumnTracker();
-            foreach (char code in "123TnDCIsEZ")
-            {
-                taken[code] = true;
-            }
-        }
-
+        taken['D'] = (kinds & ResponseKinds.DataRow) != 0;
         taken['T'] |= (kinds & ResponseKinds.RowDescription) != 0;
         taken['C'] |= (kinds & ResponseKinds.CommandComplete) != 0;
         taken['E'] |= (kinds & ResponseKinds.ErrorResponse) != 0;
@@ -42,61 +43,45 @@ internal sealed class ResponseInterception
         taken['S'] |= (kinds & ResponseKinds.ParameterStatus) != 0;
     }
 
-    /// <summary>Present when DataRows are intercepted: the columns of every row are tracked.</summary>
-    public ResultColumnTracker? Tracker { get; }
+    /// <summary>Whether DataRows are intercepted: the session's server state must then track statements.</summary>
+    public static bool NeedsStatements(InstanceInterceptors interceptors) => (interceptors.ResponseKinds & ResponseKinds.DataRow) != 0;
 
-    /// <summary>Whether the backend must take frames with this code whole (to decode or to track columns).</summary>
-    public bool Takes(byte code) => taken[code];
+    public bool Wants(byte code) => taken[code];
 
-    /// <summary>Lets the tracker learn from a response, before it is intercepted or diverted.</summary>
-    public void Track(byte code, in ReadOnlySequence<byte> body)
+    public ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken) =>
+        WriteAsync(code, frame, next, cancellationToken);
+
+    /// <summary>The columns of the DataRow arriving now, as interceptors see them; converted once per description.</summary>
+    private ResponseColumn[] ColumnsOfRow()
     {
-        if (Tracker is not { } tracker)
+        FieldDescription[]? fields = statements?.ColumnsOfRow();
+        if (fields is null)
         {
-            return;
+            return [];
         }
 
-        switch ((BackendMessageCode)code)
+        if (!ReferenceEquals(fields, lastFields))
         {
-            case BackendMessageCode.ParseComplete:
-                tracker.OnParseComplete();
-                break;
-            case BackendMessageCode.BindComplete:
-                tracker.OnBindComplete();
-                break;
-            case BackendMessageCode.CloseComplete:
-                tracker.OnCloseComplete();
-                break;
-            case BackendMessageCode.RowDescription:
-                tracker.OnRowDescription(TryReadColumns(body, context.ClientEncoding, out ResponseColumn[] columns) ? columns : []);
-                break;
-            case BackendMessageCode.NoData:
-                tracker.OnRowDescription([]);
-                break;
-            case BackendMessageCode.CommandComplete:
-            case BackendMessageCode.EmptyQueryResponse:
-            case BackendMessageCode.PortalSuspended:
-                tracker.OnCompletion();
-                break;
-            case BackendMessageCode.ErrorResponse:
-                tracker.OnError();
-                break;
-            case BackendMessageCode.ReadyForQuery:
-                tracker.OnReadyForQuery();
-                break;
+            lastColumns = ToColumns(fields);
+            lastFields = fields;
         }
+
+        return lastColumns;
     }
+
+    private static ResponseColumn[] ToColumns(FieldDescription[] fields) =>
+        Array.ConvertAll(fields, f => new ResponseColumn(f.Name, f.TableOid, f.ColumnNumber, f.TypeOid, f.TypeSize, f.TypeModifier, f.FormatCode));
 
     /// <summary>
     /// Runs the interceptors on one frame and writes what results: the frame as it was, re-encoded, or (a DataRow an
     /// interceptor refused, or failed on under the refuse policy) nothing.
     /// </summary>
-    public async ValueTask WriteAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
+    public async ValueTask WriteAsync(byte code, ReadOnlySequence<byte> frame, IFrameSink destination, CancellationToken cancellationToken)
     {
         ResponseKinds kind = KindOf(code);
         if ((kind & interceptors.ResponseKinds) == 0 || Decode(code, kind, frame.Slice(MessageHeader.Size)) is not { } message)
         {
-            await WriteRawAsync(destination, frame, cancellationToken).ConfigureAwait(false);
+            await destination.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -123,7 +108,7 @@ internal sealed class ResponseInterception
 
         if (!message.IsChanged)
         {
-            await WriteRawAsync(destination, frame, cancellationToken).ConfigureAwait(false);
+            await destination.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -138,7 +123,7 @@ internal sealed class ResponseInterception
             InterceptLog.ResponseChanged(context.Logger, context.SessionId, kind);
         }
 
-        await destination.WriteAsync(output.WrittenMemory, cancellationToken).ConfigureAwait(false);
+        await destination.WriteAsync(new ReadOnlySequence<byte>(output.WrittenMemory), cancellationToken).ConfigureAwait(false);
     }
 
     private static ResponseKinds KindOf(byte code) => (BackendMessageCode)code switch
@@ -161,7 +146,7 @@ internal sealed class ResponseInterception
             {
                 case ResponseKinds.DataRow:
                     return TryReadValues(body, out ReadOnlyMemory<byte>?[] values)
-                        ? ResponseMessage.ForDataRow(Tracker?.ColumnsOfRow() ?? [], values, encoding)
+                        ? ResponseMessage.ForDataRow(ColumnsOfRow(), values, encoding)
                         : null;
                 case ResponseKinds.RowDescription:
                     return TryReadColumns(body, encoding, out ResponseColumn[] columns) ? ResponseMessage.ForRowDescription(columns, encoding) : null;
@@ -235,7 +220,7 @@ internal sealed class ResponseInterception
             return false;
         }
 
-        columns = Array.ConvertAll(fields, f => new ResponseColumn(f.Name, f.TableOid, f.ColumnNumber, f.TypeOid, f.TypeSize, f.TypeModifier, f.FormatCode));
+        columns = ToColumns(fields);
         return true;
     }
 
@@ -259,13 +244,5 @@ internal sealed class ResponseInterception
 
         values = result;
         return true;
-    }
-
-    private static async ValueTask WriteRawAsync(Stream destination, ReadOnlySequence<byte> frame, CancellationToken cancellationToken)
-    {
-        foreach (ReadOnlyMemory<byte> segment in frame)
-        {
-            await destination.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
-        }
     }
 }

@@ -11,16 +11,12 @@ using PgProxy.Protocol.Framing;
 namespace PgProxy.Core.Interception;
 
 /// <summary>
-/// The backend side of interception: tracks client_encoding, takes the responses to the proxy's own metadata queries
-/// away from the client, and tidies the error of a refused query. Which responses are diverted is decided by response
-/// group (the messages up to and including one ReadyForQuery), registered by the frontend before it sends the request.
+/// The first handler from the server: takes the responses to the proxy's own metadata queries away from the client,
+/// and tidies the error of a refused query. Which responses are diverted is decided by response group (the messages up
+/// to and including one ReadyForQuery), registered by the frontend before it sends the request. It wants nothing
+/// between diversions, so the response interceptors after it see only the client's responses.
 /// </summary>
-/// <remarks>
-/// With response interceptors (<paramref name="interception"/>), it also takes the frames they need, tracks the columns
-/// of DataRows, and has the interceptors look at the messages of the kinds they asked for. Without, it takes only
-/// ParameterStatus and the frames of a diversion.
-/// </remarks>
-internal sealed class ServerResponseHandler(ServerProtocolState state, SessionContext context, ResponseInterception? interception = null) : IFrameHandler
+internal sealed class ServerResponseHandler(ServerProtocolState state, SessionContext context) : IFrameHandler
 {
     private const byte ParseComplete = (byte)BackendMessageCode.ParseComplete;
     private const byte BindComplete = (byte)BackendMessageCode.BindComplete;
@@ -41,44 +37,25 @@ internal sealed class ServerResponseHandler(ServerProtocolState state, SessionCo
     public void ExpectRefusal(long group, bool extended, string sqlState, string message) =>
         diversions.Enqueue(new Diversion(group, extended ? DiversionKind.ExtendedRefusal : DiversionKind.SimpleRefusal, sqlState, message));
 
-    public bool Wants(byte code) => code == (byte)BackendMessageCode.ParameterStatus || interception?.Takes(code) == true || Current() is not null;
+    public bool Wants(byte code) => Current() is not null;
 
-    public async ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
+    public async ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
     {
         ReadOnlySequence<byte> body = frame.Slice(MessageHeader.Size);
-        if (code == (byte)BackendMessageCode.ParameterStatus
-            && BackendMessages.TryReadParameterStatus(body, out string name, out string value)
-            && name == "client_encoding")
-        {
-            context.OnClientEncoding(value);
-        }
-
-        Diversion? diversion = Current();
-        if (diversion is null || diversion.Kind != DiversionKind.Metadata)
-        {
-            // The proxy's own metadata queries are not the client's: the tracker never sees their responses.
-            interception?.Track(code, body);
-        }
-
-        if (diversion is null)
-        {
-            await InterceptAsync(code, frame, destination, cancellationToken).ConfigureAwait(false);
-            return;
-        }
-
+        Diversion diversion = Current()!;
         if (code == (byte)BackendMessageCode.ReadyForQuery)
         {
-            await FlushHeldAsync(destination, held.Count, cancellationToken).ConfigureAwait(false);
+            await FlushHeldAsync(next, held.Count, cancellationToken).ConfigureAwait(false);
             if (diversion.Kind == DiversionKind.Metadata)
             {
                 diversion.Complete();
             }
             else
             {
-                await WriteAsync(destination, frame, cancellationToken).ConfigureAwait(false);
+                await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
             }
 
-            // The pump counts this ReadyForQuery once the handler returns, which closes the group.
+            // The pump counts this ReadyForQuery once the handlers return, which closes the group.
             active = null;
             return;
         }
@@ -89,7 +66,7 @@ internal sealed class ServerResponseHandler(ServerProtocolState state, SessionCo
                 diversion.Collect(code, body, context.ClientEncoding);
                 if (code == (byte)BackendMessageCode.ParameterStatus)
                 {
-                    await WriteAsync(destination, frame, cancellationToken).ConfigureAwait(false);
+                    await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
                 }
 
                 return;
@@ -102,19 +79,16 @@ internal sealed class ServerResponseHandler(ServerProtocolState state, SessionCo
                 {
                     bool ownCompletions = diversion.Kind == DiversionKind.ExtendedRefusal
                         && held.Count >= 2 && held[^2][0] == ParseComplete && held[^1][0] == BindComplete;
-                    await FlushHeldAsync(destination, ownCompletions ? held.Count - 2 : held.Count, cancellationToken).ConfigureAwait(false);
-                    await destination.WriteAsync(tidy, cancellationToken).ConfigureAwait(false);
+                    await FlushHeldAsync(next, ownCompletions ? held.Count - 2 : held.Count, cancellationToken).ConfigureAwait(false);
+                    await next.WriteAsync(new ReadOnlySequence<byte>(tidy!), cancellationToken).ConfigureAwait(false);
                     return;
                 }
 
-                await FlushHeldAsync(destination, held.Count, cancellationToken).ConfigureAwait(false);
-                await InterceptAsync(code, frame, destination, cancellationToken).ConfigureAwait(false);
+                await FlushHeldAsync(next, held.Count, cancellationToken).ConfigureAwait(false);
+                await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
                 return;
         }
     }
-
-    private ValueTask InterceptAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken) =>
-        interception is null ? WriteAsync(destination, frame, cancellationToken) : interception.WriteAsync(code, frame, destination, cancellationToken);
 
     /// <summary>Fails every metadata query still waiting: the session is ending.</summary>
     public void Abandon()
@@ -143,22 +117,14 @@ internal sealed class ServerResponseHandler(ServerProtocolState state, SessionCo
         return null;
     }
 
-    private async ValueTask FlushHeldAsync(Stream destination, int count, CancellationToken cancellationToken)
+    private async ValueTask FlushHeldAsync(IFrameSink next, int count, CancellationToken cancellationToken)
     {
         for (int i = 0; i < count; i++)
         {
-            await destination.WriteAsync(held[i], cancellationToken).ConfigureAwait(false);
+            await next.WriteAsync(new ReadOnlySequence<byte>(held[i]), cancellationToken).ConfigureAwait(false);
         }
 
         held.Clear();
-    }
-
-    private static async ValueTask WriteAsync(Stream destination, ReadOnlySequence<byte> frame, CancellationToken cancellationToken)
-    {
-        foreach (ReadOnlyMemory<byte> segment in frame)
-        {
-            await destination.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
-        }
     }
 
     private enum DiversionKind

@@ -45,12 +45,15 @@ internal sealed class SessionContext : ISessionContext
     public IReadOnlyDictionary<string, string> StartupParameters => startupParameters;
 
     /// <summary>The encoding of client_encoding, or UTF-8 when PgProxy has no decoder for it (see <see cref="HasDecodableEncoding"/>).</summary>
-    public Encoding ClientEncoding => clientEncoding ?? PostgresEncodings.Utf8;
+    public Encoding ClientEncoding => CurrentEncoding ?? PostgresEncodings.Utf8;
 
     /// <summary>False when client_encoding names an encoding PgProxy cannot decode: query text then passes untouched.</summary>
-    public bool HasDecodableEncoding => clientEncoding is not null;
+    public bool HasDecodableEncoding => CurrentEncoding is not null;
 
-    public string ClientEncodingName => clientEncodingName;
+    /// <summary>What the server last reported (the pumps keep it in the server state), else what the start-up asked for.</summary>
+    public string ClientEncodingName => state.ClientEncodingName ?? clientEncodingName;
+
+    private Encoding? CurrentEncoding => state.ClientEncodingName is null ? clientEncoding : state.ClientEncoding;
 
     public Abstractions.TransactionStatus TransactionStatus => (Abstractions.TransactionStatus)state.TransactionStatus;
 
@@ -58,8 +61,8 @@ internal sealed class SessionContext : ISessionContext
 
     public ILogger Logger { get; }
 
-    /// <summary>The upstream stream, once connected; metadata queries are written to it.</summary>
-    internal Stream? Upstream { get; set; }
+    /// <summary>The frontend pump's output, once relaying: metadata queries go out through it, in order with the client's messages.</summary>
+    internal Relay.ForwardingPump.PumpOutput? Upstream { get; set; }
 
     internal ServerResponseHandler? Responses { get; set; }
 
@@ -80,13 +83,6 @@ internal sealed class SessionContext : ISessionContext
 
         clientEncodingName = startupParameters.GetValueOrDefault("client_encoding") ?? "UTF8";
         clientEncoding = PostgresEncodings.Find(clientEncodingName);
-    }
-
-    /// <summary>Called when the server reports a new client_encoding (ParameterStatus).</summary>
-    internal void OnClientEncoding(string name)
-    {
-        clientEncodingName = name;
-        Volatile.Write(ref clientEncoding, PostgresEncodings.Find(name));
     }
 
     public async Task<UpstreamQueryResult> QueryUpstreamAsync(string sql, CancellationToken cancellationToken = default)
@@ -114,9 +110,8 @@ internal sealed class SessionContext : ISessionContext
         Task<UpstreamQueryResult> result = Responses.ExpectMetadataResult(state.NextRequestNumber);
         var message = new ArrayBufferWriter<byte>(sql.Length + 16);
         QueryMessages.WriteQuery(message, ClientEncoding, sql);
-        await Upstream.WriteAsync(message.WrittenMemory, SessionToken).ConfigureAwait(false);
+        await Upstream.WriteAsync(new ReadOnlySequence<byte>(message.WrittenMemory), SessionToken).ConfigureAwait(false);
         await Upstream.FlushAsync(SessionToken).ConfigureAwait(false);
-        state.OnRequestForwarded();
         UpstreamQueryResult rows = await result.WaitAsync(cancellationToken).ConfigureAwait(false);
         InterceptLog.MetadataQuery(Logger, SessionId, interceptor, sql, rows.Rows.Count);
         return rows;

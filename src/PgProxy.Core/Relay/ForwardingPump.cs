@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using PgProxy.Core.Server;
+using PgProxy.Core.Statistics;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Framing;
 
@@ -30,30 +31,57 @@ internal sealed class ForwardingPump
     private readonly ServerProtocolState state;
     private readonly PumpDirection direction;
     private readonly long maxMessageLength;
-    private readonly IFrameHandler? handler;
+    private readonly FrameHandlerChain? handlers;
     private readonly BatchingStream? batching;
+    private readonly bool[]? wholeCodes;
+    private readonly StatementTimer? timer;
+    private PumpStop? outputStop;
     private long remainingInFrame;
     private long bytesForwarded;
     private bool writeInterrupted;
 
-    public ForwardingPump(PipeReader source, Stream destination, ServerProtocolState state, PumpDirection direction, long maxMessageSize, IFrameHandler? handler = null)
+    public ForwardingPump(
+        PipeReader source,
+        Stream destination,
+        ServerProtocolState state,
+        PumpDirection direction,
+        long maxMessageSize,
+        IReadOnlyList<IFrameHandler>? handlers = null,
+        StatementTimer? timer = null)
     {
+        this.timer = timer;
         this.source = source;
-        this.handler = handler;
 
-        // With a handler, a batch's slices and the handler's messages are gathered and sent in one write.
-        batching = handler is null ? null : new BatchingStream(destination);
+        // With handlers, a batch's slices and the handlers' messages are gathered and sent in one write.
+        batching = handlers is null or { Count: 0 } ? null : new BatchingStream(destination);
         destination = batching ?? destination;
         this.destination = destination;
         this.state = state;
         this.direction = direction;
+        Output = new PumpOutput(this);
+        this.handlers = batching is null ? null : new FrameHandlerChain(handlers!, Output);
+        if (state.Statements is not null || timer is not null)
+        {
+            // The statement tracker and the statement timer read the bodies of some messages: those never stream
+            // through in pieces (they are bounded by max-message-size toward the server, and small from it).
+            bool frontend = direction == PumpDirection.ClientToServer;
+            wholeCodes = new bool[256];
+            for (int code = 0; code < 256; code++)
+            {
+                wholeCodes[code] = (state.Statements is not null && StatementTracker.NeedsBody(frontend, (byte)code))
+                    || (timer is not null && StatementTimer.NeedsBody(frontend, (byte)code));
+            }
+        }
 
         // The limit is on the whole message; the length field excludes the type byte.
         maxMessageLength = Math.Min(int.MaxValue, maxMessageSize - 1);
     }
 
-    /// <summary>Where this pump writes: the destination itself, or the batch in front of it when there is a handler.</summary>
-    public Stream Destination => destination;
+    /// <summary>
+    /// Where frames of the proxy's own go out in order with the relayed ones (a metadata query, a handler's output):
+    /// written frames are observed as the ones forwarded are.
+    /// </summary>
+    public PumpOutput Output { get; }
 
     /// <summary>Bytes written to the destination so far.</summary>
     public long BytesForwarded => Volatile.Read(ref bytesForwarded);
@@ -99,14 +127,22 @@ internal sealed class ForwardingPump
                         break;
                     }
 
-                    // A frame the handler wants: whole, at the start of what is left. It is observed once the handler
-                    // has dealt with it, as a forwarded frame is once it is scanned: a handler that puts a message of the
-                    // proxy's own before it (a metadata query) has that one counted first, in the order of the wire.
+                    // A frame some handler wants: whole, at the start of what is left. Toward the server, the state
+                    // follows what the server receives, so the pump's output observes what the handlers write (a
+                    // metadata query put before the client's Query is counted first, in the order of the wire). From the
+                    // server, it follows what the server sent: the frame is observed once the handlers are done with it.
                     ReadOnlySequence<byte> frame = buffer.Slice(consumed, handled);
-                    byte code = SequenceBytes.First(frame);
-                    await handler!.HandleAsync(code, frame, destination, cancellationToken).ConfigureAwait(false);
-                    MessageHeader.TryPeek(frame, out MessageHeader handledHeader);
-                    stop = Observe(handledHeader, frame, 0, whole: true);
+                    await handlers!.HandleAsync(frame, cancellationToken).ConfigureAwait(false);
+                    if (direction == PumpDirection.ServerToClient)
+                    {
+                        MessageHeader.TryPeek(frame, out MessageHeader handledHeader);
+                        stop = Observe(handledHeader, frame, 0, whole: true);
+                    }
+                    else
+                    {
+                        stop = outputStop;
+                    }
+
                     consumed += handled;
                     bytesForwarded += handled;
                     if (stop is not null)
@@ -199,7 +235,7 @@ internal sealed class ForwardingPump
             }
 
             long total = header.TotalSize;
-            if (handler is not null && handler.Wants(header.Code))
+            if (handlers is not null && handlers.Wants(header.Code))
             {
                 // Handled frames are taken whole, after the bytes before them are forwarded.
                 if (available - position >= total)
@@ -212,9 +248,9 @@ internal sealed class ForwardingPump
 
             if (available - position < total)
             {
-                if (total < StreamingThreshold)
+                if (total < StreamingThreshold || wholeCodes?[header.Code] == true)
                 {
-                    break; // wait for the whole small frame
+                    break; // wait for the whole small frame, or one the statement tracker reads
                 }
 
                 stop = Observe(header, buffer, position, whole: false);
@@ -231,12 +267,28 @@ internal sealed class ForwardingPump
     }
 
     /// <summary>
-    /// The one place the server's protocol state follows the conversation: every frame passes here exactly once,
-    /// forwarded or handled. Only the header is read, except the bodies of ReadyForQuery, BackendKeyData and
-    /// ParameterStatus (rare, small, and whole when <paramref name="whole"/>).
+    /// The one place the server's protocol state follows the conversation: every frame the server receives or sends
+    /// passes here exactly once, forwarded or handled. Only the header is read, except the bodies of ReadyForQuery,
+    /// BackendKeyData and ParameterStatus (rare, small, and whole when <paramref name="whole"/>), and those the
+    /// statement tracker reads when there is one.
     /// </summary>
     private PumpStop? Observe(MessageHeader header, in ReadOnlySequence<byte> buffer, long position, bool whole)
     {
+        if (wholeCodes is not null)
+        {
+            ReadOnlySequence<byte> body = whole ? buffer.Slice(position + MessageHeader.Size, header.Length - MessageHeader.LengthFieldSize) : default;
+            if (direction == PumpDirection.ClientToServer)
+            {
+                state.Statements?.OnFrontendMessage(header.Code, body);
+                timer?.OnFrontendMessage(header.Code, body);
+            }
+            else
+            {
+                state.Statements?.OnBackendMessage(header.Code, body, state.ClientEncoding ?? PostgresEncodings.Utf8);
+                timer?.OnBackendMessage(header.Code, body);
+            }
+        }
+
         if (direction == PumpDirection.ClientToServer)
         {
             switch ((FrontendMessageCode)header.Code)
@@ -336,5 +388,31 @@ internal sealed class ForwardingPump
         {
             return false;
         }
+    }
+
+    /// <summary>The end of a pump's handler pipeline: frames written here are observed (toward the server) and batched.</summary>
+    internal sealed class PumpOutput(ForwardingPump pump) : IFrameSink
+    {
+        public async ValueTask WriteAsync(ReadOnlySequence<byte> frames, CancellationToken cancellationToken)
+        {
+            if (pump.direction == PumpDirection.ClientToServer)
+            {
+                long position = 0;
+                while (position < frames.Length && MessageHeader.TryPeek(frames.Slice(position), out MessageHeader header))
+                {
+                    PumpStop? stop = pump.Observe(header, frames, position, whole: true);
+                    pump.outputStop ??= stop;
+                    position += header.TotalSize;
+                }
+            }
+
+            foreach (ReadOnlyMemory<byte> segment in frames)
+            {
+                await pump.destination.WriteAsync(segment, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        /// <summary>Sends what the batch holds now (before the proxy waits for the server to answer a message of its own).</summary>
+        public Task FlushAsync(CancellationToken cancellationToken) => pump.destination.FlushAsync(cancellationToken);
     }
 }

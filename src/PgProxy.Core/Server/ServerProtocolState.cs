@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Text;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Backend;
 using PgProxy.Protocol.Startup;
@@ -7,7 +8,8 @@ namespace PgProxy.Core.Server;
 
 /// <summary>
 /// What the relay knows of a server connection's protocol conversation, and nothing more: requests still unanswered,
-/// the last transaction status, the server's BackendKeyData and the parameters it reported. Everything here is written
+/// the last transaction status, the server's BackendKeyData and the parameters it reported, and (when something needs
+/// them: see <see cref="Statements"/>) its prepared statements and portals. Everything here is written
 /// by the pumps as they observe frames (see <c>ForwardingPump.Observe</c>); each counter has one writer (its pump),
 /// and readers use Volatile.
 /// </summary>
@@ -21,6 +23,24 @@ internal sealed class ServerProtocolState
     private TaskCompletionSource? noOutstandingWaiter;
     private readonly Dictionary<string, string> parameters = new(StringComparer.Ordinal);
     private (int ProcessId, byte[] SecretKey)? backendKey;
+    private string? clientEncodingName;
+    private Encoding? clientEncoding;
+
+    /// <param name="trackStatements">Whether to keep <see cref="Statements"/>: it costs a decode of every Parse, Bind,
+    /// Describe, Execute, Close and RowDescription, so it is on only for sessions that need the columns of rows.</param>
+    public ServerProtocolState(bool trackStatements = false)
+    {
+        Statements = trackStatements ? new StatementTracker() : null;
+    }
+
+    /// <summary>The server's prepared statements and portals with their row descriptions; null when not tracked.</summary>
+    public StatementTracker? Statements { get; }
+
+    /// <summary>The client_encoding the server last reported, or null before it reported one.</summary>
+    public string? ClientEncodingName => Volatile.Read(ref clientEncodingName);
+
+    /// <summary>The encoding of <see cref="ClientEncodingName"/>; null when unreported or unknown to PgProxy.</summary>
+    public Encoding? ClientEncoding => Volatile.Read(ref clientEncoding);
 
     /// <summary>Transaction status of the last ReadyForQuery.</summary>
     public TransactionStatus TransactionStatus => (TransactionStatus)Volatile.Read(ref transactionStatus);
@@ -133,6 +153,12 @@ internal sealed class ServerProtocolState
             lock (parameters)
             {
                 parameters[name] = value;
+            }
+
+            if (name == "client_encoding")
+            {
+                Volatile.Write(ref clientEncoding, PostgresEncodings.Find(value));
+                Volatile.Write(ref clientEncodingName, value);
             }
         }
     }

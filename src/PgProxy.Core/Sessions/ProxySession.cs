@@ -4,6 +4,7 @@ using PgProxy.Core.Authentication;
 using PgProxy.Core.Client;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
+using PgProxy.Core.Statistics;
 using PgProxy.Core.Relay;
 using PgProxy.Core.Server;
 using PgProxy.Core.Tls;
@@ -28,7 +29,7 @@ internal sealed class ProxySession : IDisposable
     private readonly SessionEnvironment environment;
     private readonly InstanceSecurity security;
     private readonly ClientConnection client;
-    private readonly ServerProtocolState state = new();
+    private readonly ServerProtocolState state;
     private readonly CancellationTokenSource stopping = new();
 
     // Both of the session's sockets are on this loop (null: on .NET's socket engine), so a message crosses the proxy
@@ -44,6 +45,7 @@ internal sealed class ProxySession : IDisposable
         Id = id;
         this.environment = environment;
         security = environment.Security;
+        state = new ServerProtocolState(trackStatements: environment.Pipeline.TracksStatements);
         client = new ClientConnection(id, clientSocket, loop, environment, security);
     }
 
@@ -114,6 +116,7 @@ internal sealed class ProxySession : IDisposable
     /// <summary>Runs the start-up interceptors, connects and logs in upstream, then relays both ways until either side ends.</summary>
     private async Task RelayAsync(StartupPacket startup)
     {
+        using LoginMeasurement loginTime = environment.Metrics.LoginStarted(environment.InstanceName, state);
         InstanceInterceptors interceptors = environment.Interceptors;
         SessionContext? context = null;
         byte[] startupBytes = startup.RawBytes;
@@ -157,7 +160,7 @@ internal sealed class ProxySession : IDisposable
         long started = Stopwatch.GetTimestamp();
         environment.Metrics.SessionOpened(environment.InstanceName);
         Log.SessionOpened(environment.Logger, Id, client.Address, user, database, environment.InstanceName);
-        ServerResponseHandler? responses = null;
+        SessionHandlers? handlers = null;
         ForwardingPump? frontend = null;
         ForwardingPump? backend = null;
         string reason = "unknown";
@@ -177,16 +180,26 @@ internal sealed class ProxySession : IDisposable
                 return;
             }
 
-            responses = CreateHandlers(interceptors, context, out ClientQueryHandler? queries);
+            StatementTimer? timer = environment.Statistics is not null || environment.QueryLog is not null
+                ? new StatementTimer(
+                    environment.Statistics,
+                    environment.QueryLog,
+                    environment.QueryLogSettings,
+                    environment.Shapes!,
+                    state,
+                    new StatementSource(Id, environment.InstanceName, database, user, context?.ApplicationName ?? startup.GetParameter("application_name"), client.Address))
+                : null;
+            FramePipeline pipeline = environment.Pipeline;
+            handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, interceptors, timer);
 
             // The pumps start after the login: the plain-text fallback may have replaced the server connection.
             UpstreamLeg upstream = server.Leg;
-            frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, queries);
-            backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, responses);
+            frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer, timer);
+            backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient, timer);
             if (context is not null)
             {
-                // Metadata queries go through the frontend's batch, so they stay in order with the client's bytes.
-                context.Upstream = frontend.Destination;
+                // Metadata queries go through the frontend's output, so they stay in order with the client's bytes.
+                context.Upstream = frontend.Output;
             }
 
             reason = await PumpAsync(frontend, backend, upstream).ConfigureAwait(false);
@@ -205,34 +218,15 @@ internal sealed class ProxySession : IDisposable
         }
         finally
         {
-            responses?.Abandon();
+            handlers?.Diversion.Abandon();
             await server.DisposeAsync().ConfigureAwait(false);
             double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
             long fromClient = frontend?.BytesForwarded ?? 0;
             long toClient = backend?.BytesForwarded ?? 0;
             environment.Metrics.SessionClosed(environment.InstanceName, seconds, fromClient, toClient);
+            environment.Statistics?.ForInstance(environment.InstanceName).SessionEnded(fromClient, toClient);
             Log.SessionClosed(environment.Logger, Id, client.Address, user, database, seconds, fromClient, toClient, reason);
         }
-    }
-
-    /// <summary>The frame handlers of an instance that intercepts: null handlers where nothing is intercepted.</summary>
-    private ServerResponseHandler? CreateHandlers(InstanceInterceptors interceptors, SessionContext? context, out ClientQueryHandler? queries)
-    {
-        queries = null;
-        if (context is null || !(interceptors.InterceptsQueries || interceptors.InterceptsResponses))
-        {
-            return null;
-        }
-
-        ResponseInterception? interception = interceptors.InterceptsResponses ? new ResponseInterception(context, interceptors) : null;
-        var responses = new ServerResponseHandler(state, context, interception);
-        if (interceptors.InterceptsQueries || interception?.Tracker is not null)
-        {
-            queries = new ClientQueryHandler(state, context, responses, interceptors, interception?.Tracker);
-        }
-
-        context.Responses = responses;
-        return responses;
     }
 
     /// <summary>Runs both pumps until one ends, stops the other, and says goodbye to whichever side can still hear it.</summary>

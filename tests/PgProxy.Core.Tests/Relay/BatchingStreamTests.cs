@@ -114,7 +114,7 @@ public sealed class BatchingStreamTests : IDisposable
             new ServerProtocolState(),
             PumpDirection.ClientToServer,
             maxMessageSize: 1 << 20,
-            new PassingHandler());
+            [new PassingHandler()]);
         Task<PumpStop> pumping = pump.RunAsync(CancellationToken.None);
 
         await pipe.Writer.WriteAsync("Q\0\0\0\u000dSELECT 1\0"u8.ToArray());
@@ -162,8 +162,8 @@ public sealed class BatchingStreamTests : IDisposable
     {
         public bool Wants(byte code) => code == (byte)'Q';
 
-        public async ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken) =>
-            await destination.WriteAsync(frame.ToArray(), cancellationToken);
+        public ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken) =>
+            next.WriteAsync(frame, cancellationToken);
     }
 
     /// <summary>Records each write it receives as one array; or fails every write.</summary>

@@ -127,6 +127,82 @@ public sealed class ForwardingPumpTests
     }
 
     [Fact]
+    public async Task Handlers_run_in_order_and_each_sees_what_the_one_before_it_wrote()
+    {
+        // The first turns a Query into a Parse and a Sync; the second takes Parse only, so it sees the first's Parse,
+        // and the Sync goes straight to the output. A Query the first does not want never reaches the second.
+        byte[] parse = Frame('P', "\0SELECT 2\0\0\0"u8);
+        var rewriting = new RecordingHandler((byte)'Q', replacement: [.. parse, .. Frame('S', [])]);
+        var second = new RecordingHandler((byte)'P');
+        var run = new PumpRun(PumpDirection.ClientToServer, 1 << 30, [rewriting, second]);
+        Task<PumpStop> pumping = run.Pump.RunAsync(CancellationToken.None);
+
+        await run.Pipe.Writer.WriteAsync(Frame('Q', "SELECT 1\0"u8));
+        await run.Pipe.Writer.CompleteAsync();
+
+        Assert.Equal(PumpStop.SourceClosed, await pumping.WaitAsync(Deadline));
+        Assert.Equal(["Q"], rewriting.Seen);
+        Assert.Equal(["P"], second.Seen);
+        Assert.Equal([.. parse, .. Frame('S', [])], run.Output.ToArray());
+    }
+
+    [Fact]
+    public async Task Toward_the_server_the_state_follows_what_the_handlers_wrote_not_what_the_client_sent()
+    {
+        // A Query replaced by Parse + Sync: the server received one Sync (a request) and an extended batch; a Query
+        // dropped by a handler was never received, so it is no request.
+        var replacing = new RecordingHandler((byte)'Q', replacement: [.. Frame('P', "\0SELECT 2\0\0\0"u8), .. Frame('S', [])]);
+        var dropping = new DroppingHandler((byte)'F');
+        var run = new PumpRun(PumpDirection.ClientToServer, 1 << 30, [replacing, dropping]);
+        Task<PumpStop> pumping = run.Pump.RunAsync(CancellationToken.None);
+
+        await run.Pipe.Writer.WriteAsync((byte[])[.. Frame('Q', "SELECT 1\0"u8), .. Frame('F', "\0\0\0\0"u8)]);
+        await run.Pipe.Writer.CompleteAsync();
+
+        Assert.Equal(PumpStop.SourceClosed, await pumping.WaitAsync(Deadline));
+        Assert.Equal(2, run.State.OutstandingRequests); // the start-up and the Sync
+        Assert.False(run.State.ExtendedBatchOpen);
+    }
+
+    [Fact]
+    public async Task A_tracked_session_waits_for_a_large_bind_whole_and_learns_its_portal()
+    {
+        var state = new ServerProtocolState(trackStatements: true);
+        var frontend = new PumpRun(PumpDirection.ClientToServer, state: state);
+        var backend = new PumpRun(PumpDirection.ServerToClient, state: state);
+        Task<PumpStop> sending = frontend.Pump.RunAsync(CancellationToken.None);
+        Task<PumpStop> receiving = backend.Pump.RunAsync(CancellationToken.None);
+
+        // Bind of portal "p" from statement "s" with one 100 kB text parameter and binary results: larger than the
+        // streaming threshold, so without tracking it would stream through in pieces.
+        byte[] value = new byte[100_000];
+        byte[] bind = Frame('B', [.. "p\0s\0"u8, 0, 0, 0, 1, .. BigEndian(value.Length), .. value, 0, 1, 0, 1]);
+        byte[] requests = [.. Frame('P', "s\0SELECT 'x'\0\0\0"u8), .. Frame('D', "Ss\0"u8), .. bind, .. Frame('E', "p\0\0\0\0\0"u8), .. Frame('S', [])];
+        for (int offset = 0; offset < requests.Length; offset += 7000)
+        {
+            await frontend.Pipe.Writer.WriteAsync(requests.AsMemory(offset, Math.Min(7000, requests.Length - offset)));
+        }
+
+        await frontend.Output.WhenLengthAsync(requests.Length).WaitAsync(Deadline);
+        var column = new PgProxy.Protocol.Backend.FieldDescription("x", 0, 0, 25, -1, -1, 0);
+        var description = new System.Buffers.ArrayBufferWriter<byte>();
+        PgProxy.Protocol.Backend.RowDescriptionMessage.Write(description, System.Text.Encoding.UTF8, [column]);
+        await backend.Pipe.Writer.WriteAsync((byte[])[.. Frame('1', []), .. Frame('t', [0, 0]), .. description.WrittenSpan, .. Frame('2', [])]);
+        await backend.Output.WhenLengthAsync(5 + 6 + description.WrittenCount + 5).WaitAsync(Deadline);
+
+        PgProxy.Protocol.Backend.FieldDescription[]? columns = state.Statements!.ColumnsOfRow();
+        Assert.NotNull(columns);
+        Assert.Equal("x", Assert.Single(columns).Name);
+        Assert.Equal(1, columns[0].FormatCode); // the format Bind asked for
+        await frontend.Pipe.Writer.CompleteAsync();
+        await backend.Pipe.Writer.CompleteAsync();
+        Assert.Equal(PumpStop.SourceClosed, await sending.WaitAsync(Deadline));
+        Assert.Equal(PumpStop.SourceClosed, await receiving.WaitAsync(Deadline));
+    }
+
+    private static byte[] BigEndian(int value) => [(byte)(value >> 24), (byte)(value >> 16), (byte)(value >> 8), (byte)value];
+
+    [Fact]
     public async Task The_backend_records_transaction_status_key_data_and_parameters()
     {
         var run = new PumpRun(PumpDirection.ServerToClient);
@@ -177,9 +253,14 @@ public sealed class ForwardingPumpTests
     private sealed class PumpRun
     {
         public PumpRun(PumpDirection direction, long maxMessageSize = 1 << 30, IFrameHandler? handler = null, ServerProtocolState? state = null)
+            : this(direction, maxMessageSize, handler is null ? null : [handler], state)
+        {
+        }
+
+        public PumpRun(PumpDirection direction, long maxMessageSize, IFrameHandler[]? handlers, ServerProtocolState? state = null)
         {
             State = state ?? new ServerProtocolState();
-            Pump = new ForwardingPump(Pipe.Reader, Output, State, direction, maxMessageSize, handler);
+            Pump = new ForwardingPump(Pipe.Reader, Output, State, direction, maxMessageSize, handlers);
         }
 
         public Pipe Pipe { get; } = new(new PipeOptions(pauseWriterThreshold: 0));
@@ -205,12 +286,20 @@ public sealed class ForwardingPumpTests
 
         public bool Wants(byte code) => codes.Contains(code);
 
-        public async ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, Stream destination, CancellationToken cancellationToken)
+        public async ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
         {
             Seen.Add(((char)code).ToString());
             OnHandle?.Invoke();
-            await destination.WriteAsync(replacement ?? frame.ToArray(), cancellationToken);
+            await next.WriteAsync(replacement is null ? frame : new ReadOnlySequence<byte>(replacement), cancellationToken);
         }
+    }
+
+    /// <summary>Takes frames of some codes and writes nothing in their place.</summary>
+    private sealed class DroppingHandler(params byte[] codes) : IFrameHandler
+    {
+        public bool Wants(byte code) => codes.Contains(code);
+
+        public ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken) => ValueTask.CompletedTask;
     }
 
     /// <summary>A memory stream whose writes can be waited for: the pump's output announces what arrives.</summary>

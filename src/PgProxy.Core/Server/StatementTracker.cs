@@ -1,7 +1,11 @@
+using System.Buffers;
 using System.Collections.Concurrent;
-using PgProxy.Abstractions;
+using System.Text;
+using PgProxy.Protocol;
+using PgProxy.Protocol.Backend;
+using PgProxy.Protocol.Frontend;
 
-namespace PgProxy.Core.Interception;
+namespace PgProxy.Core.Server;
 
 /// <summary>What the client asked of the server, as far as result columns go; recorded in the order it was sent.</summary>
 internal enum RequestKind : byte
@@ -22,23 +26,111 @@ internal enum RequestKind : byte
 internal readonly record struct Request(RequestKind Kind, string Name, string? Statement = null, short[]? Formats = null);
 
 /// <summary>
-/// Knows the columns of every DataRow, in both protocols. The frontend records each request before forwarding it; the
+/// The server connection's prepared statements and portals with their row descriptions, so the columns of every
+/// DataRow are known in both protocols. Fed by the pumps' observation only: the frontend records each request as it is
+/// written to the server (the proxy's own messages included, so what is recorded is what the server received); the
 /// backend pairs each response with the oldest request still waiting for it (the server answers in request order), and
 /// learns as it goes: the RowDescription of a simple query, the description of a statement (kept across executions,
 /// so a statement prepared and described once is known on its tenth Bind/Execute), the portal a Bind creates with the
 /// result formats it asked for, what Close removes. After an ErrorResponse in an extended batch the server skips to
 /// Sync, and so do the requests waiting here. The maps hold only what the client created; only the backend reads them.
 /// </summary>
-internal sealed class ResultColumnTracker
+internal sealed class StatementTracker
 {
     private readonly ConcurrentQueue<Request> requests = new();
-    private readonly Dictionary<string, ResponseColumn[]> statements = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, ResponseColumn[]> portals = new(StringComparer.Ordinal);
-    private ResponseColumn[]? simpleColumns;
+    private readonly Dictionary<string, FieldDescription[]> statements = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, FieldDescription[]> portals = new(StringComparer.Ordinal);
+    private FieldDescription[]? simpleColumns;
     private bool skippingToSync;
 
     /// <summary>Frontend: records a request, before it is forwarded.</summary>
     public void Record(Request request) => requests.Enqueue(request);
+
+    /// <summary>
+    /// Whether the pumps must see a frame of this type whole for the tracker: the frontend's Parse, Bind, Describe,
+    /// Execute and Close (names and formats), and the backend's RowDescription (its columns).
+    /// </summary>
+    public static bool NeedsBody(bool frontend, byte code) => frontend
+        ? (FrontendMessageCode)code is FrontendMessageCode.Parse or FrontendMessageCode.Bind or FrontendMessageCode.Describe
+            or FrontendMessageCode.Execute or FrontendMessageCode.Close
+        : (BackendMessageCode)code == BackendMessageCode.RowDescription;
+
+    /// <summary>Frontend pump: a message written to the server (whole when <see cref="NeedsBody"/> says so).</summary>
+    public void OnFrontendMessage(byte code, in ReadOnlySequence<byte> body)
+    {
+        switch ((FrontendMessageCode)code)
+        {
+            case FrontendMessageCode.Query:
+            case FrontendMessageCode.FunctionCall:
+                Record(new Request(RequestKind.Query, string.Empty));
+                break;
+            case FrontendMessageCode.Sync:
+                Record(new Request(RequestKind.Sync, string.Empty));
+                break;
+            case FrontendMessageCode.Parse when ExtendedMessages.TryReadParseName(body, out string statement):
+                Record(new Request(RequestKind.Parse, statement));
+                break;
+            case FrontendMessageCode.Bind when ExtendedMessages.TryReadBind(body, out string portal, out string statement, out short[] formats):
+                Record(new Request(RequestKind.Bind, portal, statement, formats));
+                break;
+            case FrontendMessageCode.Describe when ExtendedMessages.TryReadTarget(body, out byte target, out string name):
+                Record(new Request(target == (byte)'S' ? RequestKind.DescribeStatement : RequestKind.DescribePortal, name));
+                break;
+            case FrontendMessageCode.Close when ExtendedMessages.TryReadTarget(body, out byte target, out string name):
+                Record(new Request(target == (byte)'S' ? RequestKind.CloseStatement : RequestKind.ClosePortal, name));
+                break;
+            case FrontendMessageCode.Execute when ExtendedMessages.TryReadExecute(body, out string portal):
+                Record(new Request(RequestKind.Execute, portal));
+                break;
+        }
+    }
+
+    /// <summary>Backend pump: a message the server sent (a RowDescription whole); names are decoded in <paramref name="encoding"/>.</summary>
+    public void OnBackendMessage(byte code, in ReadOnlySequence<byte> body, Encoding encoding)
+    {
+        switch ((BackendMessageCode)code)
+        {
+            case BackendMessageCode.ParseComplete:
+                OnParseComplete();
+                break;
+            case BackendMessageCode.BindComplete:
+                OnBindComplete();
+                break;
+            case BackendMessageCode.CloseComplete:
+                OnCloseComplete();
+                break;
+            case BackendMessageCode.RowDescription:
+                OnRowDescription(TryReadColumns(body, encoding, out FieldDescription[] columns) ? columns : []);
+                break;
+            case BackendMessageCode.NoData:
+                OnRowDescription([]);
+                break;
+            case BackendMessageCode.CommandComplete:
+            case BackendMessageCode.EmptyQueryResponse:
+            case BackendMessageCode.PortalSuspended:
+                OnCompletion();
+                break;
+            case BackendMessageCode.ErrorResponse:
+                OnError();
+                break;
+            case BackendMessageCode.ReadyForQuery:
+                OnReadyForQuery();
+                break;
+        }
+    }
+
+    private static bool TryReadColumns(in ReadOnlySequence<byte> body, Encoding encoding, out FieldDescription[] columns)
+    {
+        try
+        {
+            return RowDescriptionMessage.TryRead(body, encoding, out columns);
+        }
+        catch (DecoderFallbackException)
+        {
+            columns = [];
+            return false;
+        }
+    }
 
     /// <summary>Statements and portals known now (for tests and diagnostics).</summary>
     public int Known => statements.Count + portals.Count;
@@ -58,7 +150,7 @@ internal sealed class ResultColumnTracker
             return;
         }
 
-        if (statements.TryGetValue(bind.Statement!, out ResponseColumn[]? described))
+        if (statements.TryGetValue(bind.Statement!, out FieldDescription[]? described))
         {
             portals[bind.Name] = WithFormats(described, bind.Formats ?? []);
         }
@@ -81,7 +173,7 @@ internal sealed class ResultColumnTracker
     }
 
     /// <summary>A RowDescription (or, with no columns, NoData): a simple query's next rows, or the answer to a Describe.</summary>
-    public void OnRowDescription(ResponseColumn[] columns)
+    public void OnRowDescription(FieldDescription[] columns)
     {
         SkipIfNeeded();
         if (!requests.TryPeek(out Request head))
@@ -106,7 +198,7 @@ internal sealed class ResultColumnTracker
     }
 
     /// <summary>The columns of a DataRow arriving now, or null when unknown.</summary>
-    public ResponseColumn[]? ColumnsOfRow()
+    public FieldDescription[]? ColumnsOfRow()
     {
         SkipIfNeeded();
         if (!requests.TryPeek(out Request head))
@@ -177,9 +269,9 @@ internal sealed class ResultColumnTracker
         }
     }
 
-    private static ResponseColumn[] WithFormats(ResponseColumn[] columns, short[] formats)
+    private static FieldDescription[] WithFormats(FieldDescription[] columns, short[] formats)
     {
-        var result = new ResponseColumn[columns.Length];
+        var result = new FieldDescription[columns.Length];
         for (int i = 0; i < columns.Length; i++)
         {
             short format = formats.Length switch
@@ -188,7 +280,7 @@ internal sealed class ResultColumnTracker
                 1 => formats[0],
                 _ => i < formats.Length ? formats[i] : (short)0,
             };
-            result[i] = columns[i].WithFormat(format);
+            result[i] = columns[i] with { FormatCode = format };
         }
 
         return result;

@@ -1,18 +1,18 @@
-using PgProxy.Abstractions;
-using PgProxy.Core.Interception;
+using PgProxy.Core.Server;
+using PgProxy.Protocol.Backend;
 
-namespace PgProxy.Core.Tests.Interception;
+namespace PgProxy.Core.Tests.Server;
 
 /// <summary>
 /// Pairing the client's requests with the server's responses so that each DataRow has its columns: requests are
 /// recorded as the frontend forwards them (often a whole pipeline ahead), responses arrive in the server's order.
 /// </summary>
-public sealed class ResultColumnTrackerTests
+public sealed class StatementTrackerTests
 {
     private const short Text = 0;
     private const short Binary = 1;
 
-    private readonly ResultColumnTracker tracker = new();
+    private readonly StatementTracker tracker = new();
 
     [Fact]
     public void A_statement_prepared_and_described_once_gives_its_columns_to_every_later_execution()
@@ -100,7 +100,7 @@ public sealed class ResultColumnTrackerTests
         tracker.OnParseComplete();
         tracker.OnBindComplete();
         Assert.Null(tracker.ColumnsOfRow());
-        tracker.OnRowDescription(Columns("n").Select(column => column.WithFormat(Binary)).ToArray());
+        tracker.OnRowDescription(Columns("n").Select(column => column with { FormatCode = Binary }).ToArray());
 
         Assert.Equal(["n"], NamesOfRow());
         Assert.Equal([Binary], FormatsOfRow());
@@ -303,7 +303,7 @@ public sealed class ResultColumnTrackerTests
     }
 
     /// <summary>A statement parsed and described in a batch of its own, and answered.</summary>
-    private void Prepare(string statement, ResponseColumn[] columns)
+    private void Prepare(string statement, FieldDescription[] columns)
     {
         Send(Parse(statement), DescribeStatement(statement), Sync());
         tracker.OnParseComplete();
@@ -311,7 +311,7 @@ public sealed class ResultColumnTrackerTests
         tracker.OnReadyForQuery();
     }
 
-    private void DescribeAndRun(string statement, ResponseColumn[] columns)
+    private void DescribeAndRun(string statement, FieldDescription[] columns)
     {
         Send(Parse(statement), DescribeStatement(statement), Bind(string.Empty, statement), Execute(string.Empty), Sync());
         tracker.OnParseComplete();
@@ -331,14 +331,14 @@ public sealed class ResultColumnTrackerTests
     }
 
     /// <summary>The columns a DataRow arriving now gets, which must be known.</summary>
-    private ResponseColumn[] KnownColumnsOfRow() => tracker.ColumnsOfRow() ?? throw new Xunit.Sdk.XunitException("the columns of the row are unknown");
+    private FieldDescription[] KnownColumnsOfRow() => tracker.ColumnsOfRow() ?? throw new Xunit.Sdk.XunitException("the columns of the row are unknown");
 
     private string[] NamesOfRow() => [.. KnownColumnsOfRow().Select(column => column.Name)];
 
     private short[] FormatsOfRow() => [.. KnownColumnsOfRow().Select(column => column.FormatCode)];
 
-    private static ResponseColumn[] Columns(params string[] names) =>
-        [.. names.Select((name, i) => new ResponseColumn(name, tableOid: 16384, columnNumber: (short)(i + 1), typeOid: 25, typeSize: -1, typeModifier: -1, formatCode: Text))];
+    private static FieldDescription[] Columns(params string[] names) =>
+        [.. names.Select((name, i) => new FieldDescription(name, TableOid: 16384, ColumnNumber: (short)(i + 1), TypeOid: 25, TypeSize: -1, TypeModifier: -1, FormatCode: Text))];
 
     private static Request Query() => new(RequestKind.Query, string.Empty);
 

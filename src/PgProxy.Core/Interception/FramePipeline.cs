@@ -1,0 +1,102 @@
+using System.Collections.Immutable;
+using PgProxy.Core.Relay;
+using PgProxy.Core.Server;
+using PgProxy.Core.Statistics;
+
+namespace PgProxy.Core.Interception;
+
+/// <summary>A kind of frame handler, in the order a pipeline runs them.</summary>
+internal enum FrameStage
+{
+    /// <summary>From the server: the responses to the proxy's own metadata queries, and refusals made to look like the server's.</summary>
+    Diversion,
+
+    /// <summary>To the server: the query interceptors on every Query and Parse.</summary>
+    QueryInterceptors,
+
+    /// <summary>From the server: the response interceptors on the message kinds they asked for.</summary>
+    ResponseInterceptors,
+}
+
+/// <summary>
+/// The ordered frame handlers of an instance, one list per direction, decided once per configuration snapshot and
+/// frozen; each session instantiates them for its two pumps. Rules and statistics join here as further stages, so the
+/// pump never changes for them. An instance that intercepts nothing has empty lists: its pumps only scan headers.
+/// </summary>
+internal sealed class FramePipeline
+{
+    private FramePipeline(ImmutableArray<FrameStage> toServer, ImmutableArray<FrameStage> toClient, bool tracksStatements)
+    {
+        ToServer = toServer;
+        ToClient = toClient;
+        TracksStatements = tracksStatements;
+    }
+
+    /// <summary>Handlers of the frames the client sends, in order.</summary>
+    public ImmutableArray<FrameStage> ToServer { get; }
+
+    /// <summary>Handlers of the frames the server sends, in order.</summary>
+    public ImmutableArray<FrameStage> ToClient { get; }
+
+    /// <summary>Whether sessions keep the server's statements and portals (the columns of DataRows are needed).</summary>
+    public bool TracksStatements { get; }
+
+    /// <summary>Whether a session needs a <see cref="SessionContext"/> for its handlers.</summary>
+    public bool IsEmpty => ToServer.IsEmpty && ToClient.IsEmpty;
+
+    public static FramePipeline For(InstanceInterceptors interceptors)
+    {
+        ImmutableArray<FrameStage>.Builder toServer = ImmutableArray.CreateBuilder<FrameStage>();
+        ImmutableArray<FrameStage>.Builder toClient = ImmutableArray.CreateBuilder<FrameStage>();
+        if (interceptors.InterceptsQueries)
+        {
+            toServer.Add(FrameStage.QueryInterceptors);
+        }
+
+        if (interceptors.InterceptsQueries || interceptors.InterceptsResponses)
+        {
+            // Metadata queries and refusals come from query interceptors; the diversion runs first so that the
+            // response interceptors after it see only what the client will see.
+            toClient.Add(FrameStage.Diversion);
+        }
+
+        if (interceptors.InterceptsResponses)
+        {
+            toClient.Add(FrameStage.ResponseInterceptors);
+        }
+
+        return new FramePipeline(toServer.ToImmutable(), toClient.ToImmutable(), ResponseInterception.NeedsStatements(interceptors));
+    }
+
+    /// <summary>Creates one session's handlers, in the pipeline's order.</summary>
+    public SessionHandlers Create(ServerProtocolState state, SessionContext context, InstanceInterceptors interceptors, StatementTimer? timer = null)
+    {
+        var diversion = new ServerResponseHandler(state, context);
+        context.Responses = diversion;
+        var toServer = new IFrameHandler[ToServer.Length];
+        for (int i = 0; i < toServer.Length; i++)
+        {
+            toServer[i] = ToServer[i] switch
+            {
+                FrameStage.QueryInterceptors => new ClientQueryHandler(state, context, diversion, interceptors, timer),
+                FrameStage stage => throw new InvalidOperationException($"{stage} handles frames from the server"),
+            };
+        }
+
+        var toClient = new IFrameHandler[ToClient.Length];
+        for (int i = 0; i < toClient.Length; i++)
+        {
+            toClient[i] = ToClient[i] switch
+            {
+                FrameStage.Diversion => diversion,
+                FrameStage.ResponseInterceptors => new ResponseInterception(context, interceptors, state.Statements),
+                FrameStage stage => throw new InvalidOperationException($"{stage} handles frames from the client"),
+            };
+        }
+
+        return new SessionHandlers(toServer, toClient, diversion);
+    }
+}
+
+/// <summary>One session's frame handlers; <see cref="Diversion"/> is abandoned when the session ends.</summary>
+internal sealed record SessionHandlers(IReadOnlyList<IFrameHandler> ToServer, IReadOnlyList<IFrameHandler> ToClient, ServerResponseHandler Diversion);
