@@ -23,6 +23,7 @@ internal static class Commands
         if (!TryLoad(configFile, out ProxyConfig? config)
             || !TryEnvironment(out _)
             || !TrySecurityFiles(config)
+            || !TryRulesParser(config)
             || !TryLoadPlugins(config, out InterceptorPipelines? pipelines))
         {
             return Failure;
@@ -45,6 +46,12 @@ internal static class Commands
             {
                 Console.Out.WriteLine(Describe(instance));
                 Console.Out.WriteLine(DescribeSecurity(instance));
+                foreach (RuleConfig rule in instance.Rules)
+                {
+                    RuleMode mode = config.Settings.RulesMode == RuleMode.LogOnly ? RuleMode.LogOnly : rule.Mode;
+                    Console.Out.WriteLine($"  rule \"{rule.Name}\" (config line {rule.Line}, {(mode == RuleMode.LogOnly ? "log-only" : "enforce")}): {Describe(rule)}");
+                }
+
                 foreach ((string kind, InterceptorReference reference, object interceptor) in pipelines.Of(instance))
                 {
                     Console.Out.WriteLine($"  {kind}: {reference.Plugin}.{reference.Function} -> {interceptor}");
@@ -138,6 +145,51 @@ internal static class Commands
         return problem is null;
     }
 
+    /// <summary>Rules split, scan and parse every statement with libpg_query: an instance with rules needs it installed.</summary>
+    private static bool TryRulesParser(ProxyConfig config)
+    {
+        if (PgProxy.Sql.PostgresParser.AvailabilityProblem is not { } problem)
+        {
+            return true;
+        }
+
+        bool ok = true;
+        foreach (InstanceConfig instance in config.Instances.Where(instance => instance.Rules.Count > 0))
+        {
+            Console.Error.WriteLine($"pgproxy: instance \"{instance.Listen.Name}\" has rules, which need the PostgreSQL parser: {problem}");
+            ok = false;
+        }
+
+        return ok;
+    }
+
+    /// <summary>What a rule does, in a few words: its actions.</summary>
+    private static string Describe(RuleConfig rule)
+    {
+        var actions = new List<string>(4);
+        if (rule.Refuse is { } refusal)
+        {
+            actions.Add($"refuse with {refusal.SqlState}");
+        }
+
+        if (rule.Rewrite is not null)
+        {
+            actions.Add("rewrite");
+        }
+
+        if (rule.Tag is not null)
+        {
+            actions.Add($"tag /* {rule.Tag} */");
+        }
+
+        if (rule.Log)
+        {
+            actions.Add("log");
+        }
+
+        return string.Join(", ", actions) + (rule.Continue ? ", continue" : "");
+    }
+
     /// <summary>Reads every certificate, key, CA and auth file, so a bad path is reported by check, naming the file.</summary>
     private static bool TrySecurityFiles(ProxyConfig config)
     {
@@ -150,7 +202,7 @@ internal static class Commands
         return problems.Count == 0;
     }
 
-    private static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config)
+    internal static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config)
     {
         config = null;
         try
