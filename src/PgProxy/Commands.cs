@@ -79,12 +79,16 @@ internal static class Commands
         // The server's configuration owner reads the file again on each reload, and re-points the logs and the metrics
         // endpoint with the rest.
         await using var metrics = new MetricsEndpoint(logging.LoggerFactory);
+        ProxyServer? running = null;
+        using var watcher = new ConfigFileWatcher(configFile.FullName, () => WatchedReloadAsync());
         var source = new ConfigurationSource(config)
         {
             Reload = () => ConfigLoader.LoadFile(configFile.FullName),
-            Reloadables = [logging, metrics],
+            Reloadables = [logging, metrics, watcher],
         };
         await using var server = new ProxyServer(source, logging.LoggerFactory);
+        running = server;
+        watcher.Apply(config);
         using PosixSignalRegistration sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, signal =>
         {
             signal.Cancel = true;
@@ -130,6 +134,18 @@ internal static class Commands
         {
             HostLog.Reloading(logger, configFile.FullName);
             await server.Configuration.ReloadAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+
+        // watch-config: the same reload, when the file changed.
+        async Task WatchedReloadAsync()
+        {
+            if (running is null)
+            {
+                return;
+            }
+
+            HostLog.FileChanged(logger, configFile.FullName);
+            await running.Configuration.ReloadAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }
 

@@ -120,7 +120,7 @@ internal sealed class ProxySession : IDisposable
         InstanceInterceptors interceptors = environment.Interceptors;
         SessionContext? context = null;
         byte[] startupBytes = startup.RawBytes;
-        if (interceptors.InterceptsQueries || interceptors.InterceptsResponses || interceptors.Connects.Length > 0)
+        if (!environment.Pipeline.IsEmpty || interceptors.Connects.Length > 0)
         {
             context = new SessionContext(Id, environment.InstanceName, client.RemoteEndPoint, startup.Parameters, state, environment.InterceptLogger)
             {
@@ -193,7 +193,7 @@ internal sealed class ProxySession : IDisposable
                     new StatementSource(Id, environment.InstanceName, database, user, context?.ApplicationName ?? startup.GetParameter("application_name"), client.Address))
                 : null;
             FramePipeline pipeline = environment.Pipeline;
-            handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, interceptors, timer);
+            handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, interceptors, environment.LiveRules, timer);
 
             // The pumps start after the login: the plain-text fallback may have replaced the server connection.
             UpstreamLeg upstream = server.Leg;
