@@ -53,16 +53,7 @@ public sealed class ShutdownTests(PostgresFixture fixture)
         using ConfigDirectory directory = ConfigDirectory.Create(ConfigDirectory.OneInstance(fixture.Server));
         await using ProxyProcess proxy = await ProxyProcess.StartAsync(directory.ConfigFile, instances: 1);
         string applicationName = UniqueName("npgsql");
-        var builder = new NpgsqlConnectionStringBuilder
-        {
-            Host = "127.0.0.1",
-            Port = proxy.PortOf("proxy"),
-            Username = PostgresServer.TrustUser,
-            Database = PostgresServer.Database,
-            Pooling = false,
-            ApplicationName = applicationName,
-        };
-        await using var connection = new NpgsqlConnection(builder.ConnectionString);
+        await using var connection = new NpgsqlConnection(proxy.NpgsqlConnectionString(applicationName));
         await connection.OpenAsync();
         await WaitUntilBackendCountAsync(applicationName, 1);
 

@@ -102,6 +102,26 @@ public sealed partial class ProxyProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>An Npgsql connection string to <paramref name="instance"/> as the trust user, without pooling.</summary>
+    public string NpgsqlConnectionString(string applicationName, string instance = "proxy") => TrustConnectionString(PortOf(instance), applicationName);
+
+    /// <summary>
+    /// An Npgsql connection string to 127.0.0.1:<paramref name="port"/> as the trust user, without pooling, and with one
+    /// attempt per open (with SSL preferred, Npgsql tries a refused connection a second time).
+    /// </summary>
+    public static string TrustConnectionString(int port, string? applicationName = null) => new Npgsql.NpgsqlConnectionStringBuilder
+    {
+        Host = "127.0.0.1",
+        Port = port,
+        Username = PostgresServer.TrustUser,
+        Database = PostgresServer.Database,
+        Pooling = false,
+        Timeout = 20,
+        ApplicationName = applicationName,
+        SslMode = Npgsql.SslMode.Disable,
+        GssEncryptionMode = Npgsql.GssEncryptionMode.Disable,
+    }.ConnectionString;
+
     /// <summary>Sends a POSIX signal (SIGTERM, SIGINT, SIGHUP) to the process.</summary>
     public async Task SignalAsync(PosixSignal signal)
     {

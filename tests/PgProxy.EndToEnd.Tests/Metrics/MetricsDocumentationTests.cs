@@ -74,19 +74,7 @@ public sealed partial class MetricsDocumentationTests(PostgresFixture fixture)
             "the session and the failed login counted");
     }
 
-    private static string ConnectionString(int port) => new NpgsqlConnectionStringBuilder
-    {
-        Host = "127.0.0.1",
-        Port = port,
-        Username = PostgresServer.TrustUser,
-        Database = PostgresServer.Database,
-        Pooling = false,
-        Timeout = 20,
-
-        // One attempt per open: with SSL preferred, Npgsql tries a refused connection a second time.
-        SslMode = SslMode.Disable,
-        GssEncryptionMode = GssEncryptionMode.Disable,
-    }.ConnectionString;
+    private static string ConnectionString(int port) => ProxyProcess.TrustConnectionString(port);
 
     /// <summary>The PromQL of every panel target and every template variable of the dashboard.</summary>
     private static List<string> DashboardQueries()

@@ -48,19 +48,7 @@ public sealed class MetricsEndpointTests(PostgresFixture fixture)
         return ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 
-    private static string ConnectionString(int port) => new NpgsqlConnectionStringBuilder
-    {
-        Host = "127.0.0.1",
-        Port = port,
-        Username = PostgresServer.TrustUser,
-        Database = PostgresServer.Database,
-        Pooling = false,
-        Timeout = 20,
-
-        // One attempt per open: with SSL preferred, Npgsql tries a refused connection a second time.
-        SslMode = SslMode.Disable,
-        GssEncryptionMode = GssEncryptionMode.Disable,
-    }.ConnectionString;
+    private static string ConnectionString(int port) => ProxyProcess.TrustConnectionString(port);
 
     /// <summary>One session: open, <paramref name="queries"/> statements, close (Terminate).</summary>
     private static async Task SessionAsync(int port, int queries)

@@ -183,13 +183,5 @@ public sealed class RulesRelayTests(PostgresFixture fixture)
 
     private static PsqlTarget Target(ProxyProcess proxy) => new("127.0.0.1", proxy.PortOf("proxy"), PostgresServer.TrustUser, PostgresServer.Database);
 
-    private static string ConnectionString(ProxyProcess proxy, string applicationName) => new NpgsqlConnectionStringBuilder
-    {
-        Host = "127.0.0.1",
-        Port = proxy.PortOf("proxy"),
-        Username = PostgresServer.TrustUser,
-        Database = PostgresServer.Database,
-        Pooling = false,
-        ApplicationName = applicationName,
-    }.ConnectionString;
+    private static string ConnectionString(ProxyProcess proxy, string applicationName) => proxy.NpgsqlConnectionString(applicationName);
 }

@@ -76,15 +76,7 @@ public sealed class QueryLogTests(PostgresFixture fixture)
 
     private static string Query(JsonElement line) => line.GetProperty("query").GetString() ?? "";
 
-    private static string ConnectionString(ProxyProcess proxy, string applicationName) => new NpgsqlConnectionStringBuilder
-    {
-        Host = "127.0.0.1",
-        Port = proxy.PortOf("proxy"),
-        Username = PostgresServer.TrustUser,
-        Database = PostgresServer.Database,
-        Pooling = false,
-        ApplicationName = applicationName,
-    }.ConnectionString;
+    private static string ConnectionString(ProxyProcess proxy, string applicationName) => proxy.NpgsqlConnectionString(applicationName);
 
     private static async Task<List<JsonElement>> WaitForLinesAsync(string file, Func<List<JsonElement>, bool> done)
     {
