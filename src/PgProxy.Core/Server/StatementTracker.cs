@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Text;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Backend;
@@ -37,7 +36,7 @@ internal readonly record struct Request(RequestKind Kind, string Name, string? S
 /// </summary>
 internal sealed class StatementTracker
 {
-    private readonly ConcurrentQueue<Request> requests = new();
+    private readonly PumpQueue<Request> requests = new();
     private readonly Dictionary<string, FieldDescription[]> statements = new(StringComparer.Ordinal);
     private readonly Dictionary<string, FieldDescription[]> portals = new(StringComparer.Ordinal);
     private FieldDescription[]? simpleColumns;

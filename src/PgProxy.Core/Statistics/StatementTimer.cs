@@ -34,10 +34,7 @@ internal sealed class StatementTimer(
 {
     private static readonly byte[] Unnamed = [];
     private static readonly QueryShape[] Unshaped = [QueryShape.Unparsable];
-    // One writer (the frontend pump) and one reader (the backend pump), on one loop thread or two: an uncontended lock
-    // on a plain queue costs less than a ConcurrentQueue, whose TryPeek retires its segment and so allocates.
-    private readonly Queue<Pending> pending = new();
-    private readonly Lock pendingGate = new();
+    private readonly PumpQueue<Pending> pending = new();
     private readonly Dictionary<QueryShape, QueryEntry> entries = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<byte[], Prepared> statements = new(ByteKeyComparer.Instance);
     private readonly Dictionary<byte[], Bound> portals = new(ByteKeyComparer.Instance);
@@ -241,45 +238,27 @@ internal sealed class StatementTimer(
             Volatile.Write(ref transactionStarted, item.Sent);
         }
 
-        lock (pendingGate)
-        {
-            pending.Enqueue(item);
-        }
+        pending.Enqueue(item);
     }
 
-    /// <summary>Takes the oldest statement waiting, unless the oldest item is the end of a request.</summary>
-    private bool TakeStatement(out Pending head)
-    {
-        lock (pendingGate)
-        {
-            if (pending.TryPeek(out head) && !head.IsEndOfRequest)
-            {
-                pending.Dequeue();
-                return true;
-            }
-
-            return false;
-        }
-    }
+    /// <summary>Takes the oldest statement waiting, unless the oldest item is the end of a request. Only the backend dequeues.</summary>
+    private bool TakeStatement(out Pending head) =>
+        pending.TryPeek(out head) && !head.IsEndOfRequest && pending.TryDequeue(out head);
 
     /// <summary>Drops the statements waiting up to the end of their request, and that end too when <paramref name="untilEnd"/>.</summary>
     private void Skip(bool untilEnd)
     {
-        lock (pendingGate)
+        while (pending.TryPeek(out Pending head))
         {
-            while (pending.TryPeek(out Pending head))
+            if (head.IsEndOfRequest && !untilEnd)
             {
-                if (head.IsEndOfRequest)
-                {
-                    if (untilEnd)
-                    {
-                        pending.Dequeue();
-                    }
+                return;
+            }
 
-                    return;
-                }
-
-                pending.Dequeue();
+            pending.TryDequeue(out _);
+            if (head.IsEndOfRequest)
+            {
+                return;
             }
         }
     }
