@@ -21,7 +21,7 @@ public static class ConfigLoader
     /// <summary>Longest plugin timeout: a call that runs for a day is a hang, and the timer takes no more than about 49 days.</summary>
     public static readonly TimeSpan MaxPluginTimeout = TimeSpan.FromDays(1);
 
-    private static readonly string[] RootKeys = ["plugins", "settings", "instances"];
+    private static readonly string[] RootKeys = ["plugins", "settings", "instances", "admin"];
     private static readonly string[] PluginEntryKeys = ["name", "settings"];
 
     private static readonly string[] SettingsKeys =
@@ -139,7 +139,8 @@ public static class ConfigLoader
         var plugins = ReadPlugins(reader, mapping.Optional("plugins"));
         var settings = ReadSettings(reader, mapping.Optional("settings"), baseDirectory);
         var instances = ReadInstances(reader, mapping.Required("instances"), plugins, baseDirectory);
-        return new ProxyConfig(plugins, settings, instances, baseDirectory);
+        var admin = AdminConfigReader.Read(reader, mapping.Optional("admin"), instances, baseDirectory);
+        return new ProxyConfig(plugins, settings, instances, baseDirectory) { Admin = admin };
     }
 
     private static List<PluginReference> ReadPlugins(ConfigNodeReader reader, ConfigNode? node)
@@ -237,7 +238,7 @@ public static class ConfigLoader
         };
     }
 
-    private static string? ReadPath(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
+    internal static string? ReadPath(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
     {
         if (node is not { } value || reader.Text(value) is not { } path)
         {
@@ -342,7 +343,7 @@ public static class ConfigLoader
             : (null, section, tls);
     }
 
-    private static ListenTlsConfig ReadListenTls(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
+    internal static ListenTlsConfig ReadListenTls(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
     {
         if (node is not { } section)
         {

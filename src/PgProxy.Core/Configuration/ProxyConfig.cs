@@ -11,7 +11,11 @@ public sealed record ProxyConfig(
     IReadOnlyList<PluginReference> Plugins,
     ProxySettings Settings,
     IReadOnlyList<InstanceConfig> Instances,
-    string BaseDirectory);
+    string BaseDirectory)
+{
+    /// <summary><c>admin</c>: the console; null when absent (database <c>pgproxy</c> is then relayed like any other).</summary>
+    public AdminConfig? Admin { get; init; }
+}
 
 /// <summary>A plugin named in the top-level <c>plugins</c> list, with the line it was named on.</summary>
 /// <param name="Name">The plugin's name.</param>
