@@ -3,7 +3,7 @@ namespace PgProxy.Core.Admin;
 /// <summary>What a session is doing, as SHOW SESSIONS names it (the words of pg_stat_activity.state).</summary>
 internal enum SessionState
 {
-    /// <summary>Before its server connection is linked: reading the start-up, connecting, logging in.</summary>
+    /// <summary>Not logged in to its server yet: reading the start-up, connecting, authenticating (up to the server's first ReadyForQuery).</summary>
     Waiting,
 
     /// <summary>Between statements, outside a transaction.</summary>

@@ -112,10 +112,13 @@ internal sealed partial class ProxySession
     /// <summary>The close log line's reason: a KILL says so, instead of the shutdown whose path it took.</summary>
     private string EndReason(string reason) => Volatile.Read(ref killed) != 0 ? "killed from the admin console" : reason;
 
-    /// <summary>What a relayed session is doing, from the server's protocol state as the pumps observed it.</summary>
+    /// <summary>
+    /// What a relayed session is doing, from the server's protocol state as the pumps observed it. Until the server's
+    /// first ReadyForQuery the session is still logging in (on plain-text legs the pumps relay the login too): waiting.
+    /// </summary>
     private SessionState StateOf(Link? linked)
     {
-        if (linked is null)
+        if (linked is null || state.TransactionStatus == TransactionStatus.Unknown)
         {
             return SessionState.Waiting;
         }
