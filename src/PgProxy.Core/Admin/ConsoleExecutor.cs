@@ -69,6 +69,9 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
             case ConsoleCommandKind.ShowRules:
                 // Their counters land with the statistics and the rules; until then the columns are there, with no rows.
                 return ConsoleResult.Of(info, []);
+            case ConsoleCommandKind.Kill when command.SessionId == sessionId:
+                // Its own session: the answer goes out first, then the session ends with 57P01 like any other.
+                return ConsoleResult.Done(info) with { AfterResponse = () => host.Kill(command.SessionId) };
             case ConsoleCommandKind.Kill:
                 if (!host.Kill(command.SessionId))
                 {

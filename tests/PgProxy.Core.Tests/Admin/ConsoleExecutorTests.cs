@@ -93,6 +93,19 @@ public sealed class ConsoleExecutorTests
     }
 
     [Fact]
+    public void Killing_its_own_session_waits_until_the_answer_is_out()
+    {
+        host.SessionList.Add(FakeConsoleHost.Session(1, SessionState.Active));
+
+        ConsoleResult result = Run("KILL 1");
+
+        Assert.Equal("KILL", result.Tag);
+        Assert.Empty(host.Killed);
+        result.AfterResponse!();
+        Assert.Equal([1L], host.Killed);
+    }
+
+    [Fact]
     public void Cancel_of_a_session_without_a_server_connection_is_55000()
     {
         host.SessionList.Add(FakeConsoleHost.Session(4, SessionState.Idle));

@@ -134,6 +134,21 @@ public sealed class ConsoleCommandsTests(PostgresFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task A_console_session_that_kills_itself_gets_the_answer_then_57P01()
+    {
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(console.Config(fixture.Server));
+
+        ProcessResult result = await Psql.RunAsync(
+            ConsoleSetup.Target(proxy),
+            "SHOW SESSIONS \\gset\nKILL :id;\nSHOW VERSION;\n",
+            new PsqlOptions { OnErrorStop = false });
+
+        Assert.Contains("KILL", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("FATAL:  terminating connection due to administrator command", result.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("PgProxy ", result.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_console_session_lists_itself_as_active_with_database_pgproxy_and_no_server()
     {
         await using ProxyHarness proxy = await ProxyHarness.StartAsync(console.Config(fixture.Server));
