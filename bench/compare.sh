@@ -12,6 +12,9 @@
 #   ROUNDS=5 DURATION=20 bench/compare.sh
 #   WARMUP=3                            # s per target and mode before round 1, not recorded
 #   PERF_STAT=1                         # also perf stat each proxy per cell: CPU, switches, system calls per tx
+#   METRICS=1                           # also metrics-on rows: a second PgProxy, the plain instance with the metrics
+#                                       # endpoint on and scraped every second; its cells fill the icpt columns of
+#                                       # those rows, so icpt/pgp is the endpoint's cost (the issue asks >= 0.97)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -152,6 +155,37 @@ pids+=($!)
 proxy_pid=$!
 
 wait_port() { for _ in $(seq 1 100); do "$psql" -h 127.0.0.1 -p "$1" -U postgres -Atc 'select 1' postgres >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+
+# METRICS=1: a process of its own, so the pgproxy column keeps nothing listening to its instruments ("everything
+# off"), with the same plain instance and the metrics endpoint on, scraped every second for the whole run as
+# Prometheus would be. The scraper writes its counts after each scrape; they are printed with the table.
+metrics_enabled="${METRICS:-0}"
+if [[ "$metrics_enabled" == 1 ]]; then
+    metrics_proxy_port="$(free_port)"; metrics_port="$(free_port)"
+    cat >"$work/pgproxy-metrics.yml" <<YAML
+settings:
+  log-level: warning
+metrics:
+  listen: { host: 127.0.0.1, port: $metrics_port }
+instances:
+  - listen: { name: proxy, host: 127.0.0.1, port: $metrics_proxy_port }
+    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }
+YAML
+    dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll" --config "$work/pgproxy-metrics.yml" >"$work/pgproxy-metrics.log" 2>&1 &
+    pids+=($!)
+    metrics_proxy_pid=$!
+    wait_port "$metrics_proxy_port" || { say "PgProxy with metrics did not start"; cat "$work/pgproxy-metrics.log" >&2; exit 1; }
+    (
+        ok=0 failed=0
+        while true; do
+            if curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$metrics_port/metrics"; then ok=$((ok + 1)); else failed=$((failed + 1)); fi
+            echo "$ok $failed" >"$work/scrapes.txt"
+            sleep 1
+        done
+    ) &
+    pids+=($!)
+    say "PgProxy with the metrics endpoint on $metrics_proxy_port, scraped every second at http://127.0.0.1:$metrics_port/metrics"
+fi
 wait_port "$bouncer_port" || { say "PgBouncer did not start"; cat "$work/pgbouncer.log" >&2; exit 1; }
 wait_port "$proxy_port" || { say "PgProxy did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
 wait_port "$intercepted_port" || { say "PgProxy's intercepted instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
@@ -172,6 +206,14 @@ declare -A pid_of=([pgbouncer]=$bouncer_pid [pgproxy]=$proxy_pid [intercepted]=$
 # The TLS instance's cells fill the pgproxy column of their own row; the tableau_hll instance's fill the icpt columns
 # of its rows, so icpt/pgp is what configuring the plugin costs.
 declare -A record_as=([pgproxy-tls]=pgproxy [tableau]=intercepted [pgproxy-upstream-tls]=pgproxy [pgbouncer-tls]=pgbouncer [pgbouncer-upstream-tls]=pgbouncer)
+# The metrics-on process fills the icpt columns of its rows, so icpt/pgp is metrics on against everything off.
+metrics_targets=()
+if [[ "$metrics_enabled" == 1 ]]; then
+    port_of[pgproxy-metrics]=$metrics_proxy_port
+    pid_of[pgproxy-metrics]=$metrics_proxy_pid
+    record_as[pgproxy-metrics]=intercepted
+    metrics_targets=(pgproxy-metrics)
+fi
 ticks_per_second="$(getconf CLK_TCK)"
 cpu_ticks() { [[ -n "${1:-}" ]] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
@@ -217,7 +259,7 @@ run_cell() {
 # service is always past it. Every target gets the same, PgBouncer and direct PostgreSQL included.
 say "warm-up (${WARMUP:-3} s per target and mode, not recorded)"
 for mode in simple extended prepared; do
-    for target in direct pgbouncer pgproxy intercepted tableau; do
+    for target in direct pgbouncer pgproxy intercepted tableau "${metrics_targets[@]+"${metrics_targets[@]}"}"; do
         "$pgbench" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -j 2 -T "${WARMUP:-3}" -S -M "$mode" -c "$clients" postgres >/dev/null 2>&1 \
             || { say "warm-up against $target failed"; exit 1; }
     done
@@ -241,6 +283,14 @@ for round in $(seq 1 "$rounds"); do
     for target in direct pgbouncer pgproxy; do
         run_cell "connect-per-tx" "$target" -S -C -c 4
     done
+    # The metrics endpoint on and scraped every second, against PgProxy with nothing listening to its instruments.
+    if [[ "$metrics_enabled" == 1 ]]; then
+        for mode in simple extended prepared; do
+            for target in direct pgproxy pgproxy-metrics; do
+                run_cell "metrics-on/$mode" "$target" -S -M "$mode" -c "$clients"
+            done
+        done
+    fi
     # The tableau_hll plugin on pgbench's queries (which it leaves alone): its cost against plain pass-through.
     for mode in simple extended; do
         for target in direct pgproxy tableau; do
@@ -325,6 +375,13 @@ for label in $(awk '{print $1}' "$results" | awk '!seen[$0]++'); do
         ri = (i == "nan" || p == "nan" || p == 0) ? "" : sprintf("%.2f", i / p);
         printf "| %-20s | %9.1f | %9.1f | %9.1f | %9s | %9s | %7s | %8s | %10s | %8s | %8s |\n", l, d, b, p, rb, rp, (i == "nan" ? "" : sprintf("%.0f", i)), ri, bc, pc, ic }'
 done
+
+if [[ "$metrics_enabled" == 1 ]]; then
+    read -r scrapes_ok scrapes_failed <"$work/scrapes.txt" || { scrapes_ok=0; scrapes_failed=0; }
+    echo
+    echo "metrics-on rows: icpt is PgProxy with the metrics endpoint on, scraped every second ($scrapes_ok scrapes, $scrapes_failed failed)"
+    (( scrapes_ok > 0 && scrapes_failed == 0 )) || say "the metrics endpoint did not answer every scrape: see $work/pgproxy-metrics.log"
+fi
 
 if [[ "${PERF_STAT:-0}" == 1 ]]; then
     echo

@@ -8,6 +8,8 @@
 #   SHAPE=tls bench/profile.sh          # TLS on both legs
 #   TOP=40 DURATION=10 bench/profile.sh
 #   STAT=1 SHAPE=tls bench/profile.sh   # perf stat instead: CPU µs and context switches per transaction
+#   STAT=threads bench/profile.sh       # the same per thread
+#   STATS=false STAT=1 bench/profile.sh # with per-query statistics off (stats.queries: false)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,6 +45,8 @@ esac
 cat >"$work/pgproxy.yml" <<YAML
 settings:
   log-level: warning
+stats:
+  queries: ${STATS:-true}
 instances:
   - listen: $listen
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: $upstream_tls } }
@@ -61,6 +65,17 @@ say "warm-up, then $duration s of perf record during pgbench -S -M $mode -c 16 (
 "$pg_bin/pgbench" -h 127.0.0.1 -p "$proxy_port" -U postgres -j 2 -c 16 -S -M "$mode" -T $((duration + 2)) postgres >"$work/pgbench.txt" 2>&1 &
 bench=$!
 sleep 1
+if [[ "${STAT:-0}" == threads ]]; then
+    # STAT=threads: the same, per thread (which threads burn the CPU and take the context switches).
+    perf stat --per-thread -x, -e task-clock,context-switches -o "$work/stat.txt" -p "$proxy_pid" -- sleep "$duration" >/dev/null 2>&1
+    wait "$bench"
+    tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench.txt")"
+    awk -F, -v n="$(awk -v t="$tps" -v d="$duration" 'BEGIN {print t * d}')" '
+        $4 ~ /task-clock/ {cpu[$1] = $2} $4 ~ /context-switches/ {cs[$1] = $2}
+        END {printf "%-28s %12s %14s\n", "thread", "CPU µs/tx", "switches/tx"
+             for (t in cpu) if (cpu[t] * 1000 / n >= 0.05 || cs[t] / n >= 0.005) printf "%-28s %12.2f %14.3f\n", t, cpu[t] * 1000 / n, cs[t] / n}' "$work/stat.txt" | sort -k2 -nr
+    exit 0
+fi
 if [[ "${STAT:-0}" == 1 ]]; then
     # STAT=1: CPU and switches per transaction instead of a profile.
     perf stat -x, -e task-clock,context-switches -o "$work/stat.txt" -p "$proxy_pid" -- sleep "$duration" >/dev/null 2>&1

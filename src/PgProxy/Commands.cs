@@ -7,6 +7,7 @@ using PgProxy.Core.Hosting;
 using PgProxy.Core.Interception;
 using PgProxy.Core.Plugins;
 using PgProxy.Host.Logging;
+using PgProxy.Host.Metrics;
 
 namespace PgProxy.Host;
 
@@ -30,6 +31,11 @@ internal static class Commands
         using (pipelines)
         {
             Console.Out.WriteLine($"{configFile.FullName}: configuration is valid");
+            if (config.Metrics is { } metrics)
+            {
+                Console.Out.WriteLine($"metrics endpoint: http://{metrics.Host}:{metrics.Port}{MetricsConfig.Path}");
+            }
+
             foreach (LoadedPlugin plugin in pipelines.Plugins)
             {
                 Console.Out.WriteLine($"plugin \"{plugin.Name}\": {Describe(plugin.Kind)} {plugin.Path}");
@@ -59,17 +65,19 @@ internal static class Commands
             return Failure;
         }
 
-        using LoggingSetup logging = LoggingSetup.Create(config.Settings);
+        using LoggingSetup logging = LoggingSetup.Create(config.Settings, config.QueryLog?.File);
         ILogger logger = logging.LoggerFactory.CreateLogger("PgProxy");
         using var shutdown = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStopSignal);
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnStopSignal);
 
-        // The server's configuration owner reads the file again on each reload, and re-points the logs with the rest.
+        // The server's configuration owner reads the file again on each reload, and re-points the logs and the metrics
+        // endpoint with the rest.
+        await using var metrics = new MetricsEndpoint(logging.LoggerFactory);
         var source = new ConfigurationSource(config)
         {
             Reload = () => ConfigLoader.LoadFile(configFile.FullName),
-            Reloadables = [logging],
+            Reloadables = [logging, metrics],
         };
         await using var server = new ProxyServer(source, logging.LoggerFactory);
         using PosixSignalRegistration sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, signal =>
@@ -79,6 +87,8 @@ internal static class Commands
         });
         try
         {
+            // The endpoint first, so that its exporter hears the first sessions.
+            await metrics.StartAsync(config.Metrics, shutdown.Token).ConfigureAwait(false);
             await server.StartAsync(shutdown.Token).ConfigureAwait(false);
         }
         catch (InvalidOperationException e)

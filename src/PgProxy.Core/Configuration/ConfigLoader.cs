@@ -21,7 +21,7 @@ public static class ConfigLoader
     /// <summary>Longest plugin timeout: a call that runs for a day is a hang, and the timer takes no more than about 49 days.</summary>
     public static readonly TimeSpan MaxPluginTimeout = TimeSpan.FromDays(1);
 
-    private static readonly string[] RootKeys = ["plugins", "settings", "instances", "admin"];
+    private static readonly string[] RootKeys = ["plugins", "settings", "instances", "metrics", "stats", "query-log", "admin"];
     private static readonly string[] PluginEntryKeys = ["name", "settings"];
 
     private static readonly string[] SettingsKeys =
@@ -139,8 +139,13 @@ public static class ConfigLoader
         var plugins = ReadPlugins(reader, mapping.Optional("plugins"));
         var settings = ReadSettings(reader, mapping.Optional("settings"), baseDirectory);
         var instances = ReadInstances(reader, mapping.Required("instances"), plugins, baseDirectory);
-        var admin = AdminConfigReader.Read(reader, mapping.Optional("admin"), instances, baseDirectory);
-        return new ProxyConfig(plugins, settings, instances, baseDirectory) { Admin = admin };
+        return new ProxyConfig(plugins, settings, instances, baseDirectory)
+        {
+            Metrics = MetricsConfigReader.Read(reader, mapping.Optional("metrics")),
+            Stats = StatsConfig.Read(reader, mapping.Optional("stats")),
+            QueryLog = QueryLogConfig.Read(reader, mapping.Optional("query-log"), baseDirectory),
+            Admin = AdminConfigReader.Read(reader, mapping.Optional("admin"), instances, baseDirectory),
+        };
     }
 
     private static List<PluginReference> ReadPlugins(ConfigNodeReader reader, ConfigNode? node)

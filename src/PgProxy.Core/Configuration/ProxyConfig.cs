@@ -13,6 +13,15 @@ public sealed record ProxyConfig(
     IReadOnlyList<InstanceConfig> Instances,
     string BaseDirectory)
 {
+    /// <summary>The <c>metrics</c> section (see <see cref="MetricsConfig"/>); null when absent: no Prometheus endpoint.</summary>
+    public MetricsConfig? Metrics { get; init; }
+
+    /// <summary>The <c>stats</c> section.</summary>
+    public StatsConfig Stats { get; init; } = new();
+
+    /// <summary>The <c>query-log</c> section; null when there is no query log.</summary>
+    public QueryLogConfig? QueryLog { get; init; }
+
     /// <summary><c>admin</c>: the console; null when absent (database <c>pgproxy</c> is then relayed like any other).</summary>
     public AdminConfig? Admin { get; init; }
 }

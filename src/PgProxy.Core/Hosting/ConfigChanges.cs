@@ -45,6 +45,11 @@ internal static class ConfigChanges
             changes.Add("settings changed");
         }
 
+        if (running.Metrics != next.Metrics)
+        {
+            changes.Add(next.Metrics is { } metrics ? $"metrics endpoint: listens on {metrics.Host}:{metrics.Port}" : "metrics endpoint removed");
+        }
+
         if (running.Admin != next.Admin)
         {
             changes.Add(next.Admin is null ? "admin removed: database \"pgproxy\" is relayed again; open console sessions run to their end"

@@ -1,5 +1,7 @@
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Admin;
+using PgProxy.Core.Statistics;
+using PgProxy.Sql;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
@@ -20,10 +22,17 @@ public sealed class ConfigurationOwner : IDisposable
     private readonly ILoggerFactory loggerFactory;
     private readonly ILogger logger;
     private readonly ProxyMetrics metrics;
+    private readonly QueryShapes shapes = new();
     private readonly ISnapshotTarget target;
     private readonly SemaphoreSlim gate = new(1, 1);
     private ConfigSnapshot? current;
     private bool stopped;
+
+    /// <summary>Per-query statistics: kept across reloads (a reload may change their capacity).</summary>
+    internal QueryStatistics Statistics { get; } = new(new StatsConfig().MaxQueries);
+
+    /// <summary>The query log's queue and writer: kept across reloads, which change its settings.</summary>
+    internal QueryLog QueryLog { get; }
 
     internal ConfigurationOwner(ConfigurationSource source, ILoggerFactory loggerFactory, ProxyMetrics metrics, ISnapshotTarget target)
     {
@@ -32,6 +41,8 @@ public sealed class ConfigurationOwner : IDisposable
         this.metrics = metrics;
         this.target = target;
         logger = loggerFactory.CreateLogger("PgProxy.Configuration");
+        QueryLog = new QueryLog(loggerFactory);
+        metrics.ObserveStatistics(() => Statistics.Evictions, () => QueryLog.Dropped);
     }
 
     /// <summary>The snapshot new sessions get; null before the first load.</summary>
@@ -102,6 +113,8 @@ public sealed class ConfigurationOwner : IDisposable
                 ConfigurationLog.ReloadNeedsRestart(logger, setting);
             }
 
+            // Counted before it is logged, so whoever reads the log line reads the counter too.
+            metrics.Reloaded(applied: true);
             ConfigurationLog.Reloaded(logger, built.Generation, next.Instances.Count, built.Pipelines.Plugins.Count);
             return new ReloadResult { Changes = changes, Generation = built.Generation };
         }
@@ -142,6 +155,7 @@ public sealed class ConfigurationOwner : IDisposable
 
                 Volatile.Write(ref current, first);
                 await change.CommitAsync().ConfigureAwait(false);
+                metrics.ConfigurationLoaded();
             }
         }
         finally
@@ -195,6 +209,9 @@ public sealed class ConfigurationOwner : IDisposable
         }
 
         ILogger interceptLogger = loggerFactory.CreateLogger(InterceptLog.Category);
+        bool keepStatistics = config.Stats.Queries && PostgresParser.IsAvailable;
+        bool logQueries = config.QueryLog is not null && PostgresParser.IsAvailable;
+        Statistics.Capacity = config.Stats.MaxQueries;
         var environments = config.Instances.ToDictionary(
             instance => instance.Listen.Name,
             instance => new SessionEnvironment(
@@ -206,6 +223,10 @@ public sealed class ConfigurationOwner : IDisposable
                 security[instance.Listen.Name])
             {
                 Console = console,
+                Statistics = keepStatistics ? Statistics : null,
+                QueryLog = logQueries ? QueryLog : null,
+                QueryLogSettings = logQueries ? config.QueryLog : null,
+                Shapes = keepStatistics || logQueries ? shapes : null,
             },
             StringComparer.Ordinal);
         return new ConfigSnapshot(generation, config, pipelines, environments, consoleEnvironment);
@@ -307,6 +328,7 @@ public sealed class ConfigurationOwner : IDisposable
 
     private ReloadResult Refused(ConfigSnapshot? running, IReadOnlyList<string> errors)
     {
+        metrics.Reloaded(applied: false);
         ConfigurationLog.ReloadFailed(logger, string.Join(Environment.NewLine, errors));
         return new ReloadResult { Errors = errors, Generation = running?.Generation ?? 0 };
     }

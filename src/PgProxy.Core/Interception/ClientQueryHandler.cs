@@ -5,6 +5,7 @@ using PgProxy.Core.Relay;
 using PgProxy.Core.Server;
 using PgProxy.Abstractions;
 using PgProxy.Core.Sessions;
+using PgProxy.Core.Statistics;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Backend;
 using PgProxy.Protocol.Frontend;
@@ -21,7 +22,8 @@ internal sealed class ClientQueryHandler(
     ServerProtocolState state,
     SessionContext context,
     ServerResponseHandler responses,
-    InstanceInterceptors interceptors) : IFrameHandler
+    InstanceInterceptors interceptors,
+    StatementTimer? timer = null) : IFrameHandler
 {
     private readonly ArrayBufferWriter<byte> output = new(1024);
     private readonly InterceptorRunner<IQueryInterceptor, QueryMessage, QueryDecision> runner = new(InterceptorKinds.Query, context);
@@ -42,12 +44,15 @@ internal sealed class ClientQueryHandler(
         }
 
         string original = query.Text;
+        string? changedBy = null;
         foreach (InterceptorEntry<IQueryInterceptor> interceptor in interceptors.Queries)
         {
             QueryDecision decision = await InvokeAsync(interceptor, query, cancellationToken).ConfigureAwait(false);
             if (decision.IsRefusal)
             {
                 InterceptLog.Refused(context.Logger, context.SessionId, kind, interceptor.Name, decision.RefusalSqlState!, decision.RefusalMessage!, query.Text);
+                timer?.NoteRefusal(interceptor.Name, TextOf(isQuery, frame));
+                context.Metrics?.Refused(context.InstanceName, interceptor.Name);
                 await RefuseAsync(isQuery, decision.RefusalSqlState!, decision.RefusalMessage!, next, cancellationToken).ConfigureAwait(false);
                 return;
             }
@@ -55,6 +60,8 @@ internal sealed class ClientQueryHandler(
             if (decision.RewrittenText is { } text && !string.Equals(text, query.Text, StringComparison.Ordinal))
             {
                 InterceptLog.Rewritten(context.Logger, context.SessionId, kind, interceptor.Name, query.Text, text);
+                changedBy = changedBy is null ? interceptor.Name : $"{changedBy},{interceptor.Name}";
+                context.Metrics?.Rewritten(context.InstanceName, interceptor.Name);
                 query = new QueryMessage(query.Kind, text, query.StatementName, query.ParameterTypes);
             }
             else
@@ -69,6 +76,7 @@ internal sealed class ClientQueryHandler(
             return;
         }
 
+        timer?.NoteRewrite(changedBy!);
         output.ResetWrittenCount();
         if (isQuery)
         {
@@ -80,6 +88,18 @@ internal sealed class ClientQueryHandler(
         }
 
         await next.WriteAsync(new ReadOnlySequence<byte>(output.WrittenMemory), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The query text of a Query or Parse frame, as the client sent it (for statistics of a refused one).</summary>
+    private static ReadOnlySequence<byte> TextOf(bool isQuery, in ReadOnlySequence<byte> frame)
+    {
+        ReadOnlySequence<byte> body = frame.Slice(MessageHeader.Size);
+        if (!isQuery && body.PositionOf((byte)0) is { } nameEnd)
+        {
+            body = body.Slice(body.GetPosition(1, nameEnd));
+        }
+
+        return body.PositionOf((byte)0) is { } textEnd ? body.Slice(0, textEnd) : body;
     }
 
     private QueryMessage? Decode(bool isQuery, ReadOnlySequence<byte> body, out ParseMessage? parse)

@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using PgProxy.Core.Relay;
 using PgProxy.Core.Server;
+using PgProxy.Core.Statistics;
 
 namespace PgProxy.Core.Interception;
 
@@ -68,7 +69,7 @@ internal sealed class FramePipeline
     }
 
     /// <summary>Creates one session's handlers, in the pipeline's order.</summary>
-    public SessionHandlers Create(ServerProtocolState state, SessionContext context, InstanceInterceptors interceptors)
+    public SessionHandlers Create(ServerProtocolState state, SessionContext context, InstanceInterceptors interceptors, StatementTimer? timer = null)
     {
         var diversion = new ServerResponseHandler(state, context);
         context.Responses = diversion;
@@ -77,7 +78,7 @@ internal sealed class FramePipeline
         {
             toServer[i] = ToServer[i] switch
             {
-                FrameStage.QueryInterceptors => new ClientQueryHandler(state, context, diversion, interceptors),
+                FrameStage.QueryInterceptors => new ClientQueryHandler(state, context, diversion, interceptors, timer),
                 FrameStage stage => throw new InvalidOperationException($"{stage} handles frames from the server"),
             };
         }

@@ -139,6 +139,15 @@ internal sealed class InterceptorRunner<TInterceptor, TMessage, TDecision>(Inter
             ? new TimeoutException($"timed out after {entry.Timeout.TotalSeconds:0.###} s", exception)
             : exception;
         InterceptLog.Failed(context.Logger, context.SessionId, entry.Name, kind.Outcome(message, entry.OnError), reason);
+        if (reason is TimeoutException)
+        {
+            context.Metrics?.PluginTimedOut(context.InstanceName, entry.Name);
+        }
+        else
+        {
+            context.Metrics?.PluginFailed(context.InstanceName, entry.Name);
+        }
+
         return entry.OnError == InterceptorFailurePolicy.PassThrough
             ? kind.Continue
             : kind.Refuse(SqlStates.InternalError, $"PgProxy interceptor \"{entry.Name}\" failed: {reason.Message}");

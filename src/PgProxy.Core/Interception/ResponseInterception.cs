@@ -95,6 +95,7 @@ internal sealed class ResponseInterception : IFrameHandler
             ResponseDecision decision = await runner.RunAsync(interceptor, message, cancellationToken).ConfigureAwait(false);
             if (decision.IsRefusal)
             {
+                context.Metrics?.Refused(context.InstanceName, interceptor.Name);
                 if (kind == ResponseKinds.DataRow)
                 {
                     InterceptLog.RowWithheld(context.Logger, context.SessionId, interceptor.Name, decision.RefusalSqlState!, decision.RefusalMessage!);

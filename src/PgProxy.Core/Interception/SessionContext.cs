@@ -66,6 +66,9 @@ internal sealed class SessionContext : ISessionContext
 
     internal ServerResponseHandler? Responses { get; set; }
 
+    /// <summary>Where failures, timeouts, rewrites and refusals of interceptors are counted.</summary>
+    internal Diagnostics.ProxyMetrics? Metrics { get; init; }
+
     /// <summary>The interceptor being called now; metadata queries are allowed only then.</summary>
     internal string? CurrentInterceptor { get; set; }
 

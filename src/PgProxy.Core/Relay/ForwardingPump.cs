@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using PgProxy.Core.Server;
+using PgProxy.Core.Statistics;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Framing;
 
@@ -33,13 +34,22 @@ internal sealed class ForwardingPump
     private readonly FrameHandlerChain? handlers;
     private readonly BatchingStream? batching;
     private readonly bool[]? wholeCodes;
+    private readonly StatementTimer? timer;
     private PumpStop? outputStop;
     private long remainingInFrame;
     private long bytesForwarded;
     private bool writeInterrupted;
 
-    public ForwardingPump(PipeReader source, Stream destination, ServerProtocolState state, PumpDirection direction, long maxMessageSize, IReadOnlyList<IFrameHandler>? handlers = null)
+    public ForwardingPump(
+        PipeReader source,
+        Stream destination,
+        ServerProtocolState state,
+        PumpDirection direction,
+        long maxMessageSize,
+        IReadOnlyList<IFrameHandler>? handlers = null,
+        StatementTimer? timer = null)
     {
+        this.timer = timer;
         this.source = source;
 
         // With handlers, a batch's slices and the handlers' messages are gathered and sent in one write.
@@ -50,13 +60,16 @@ internal sealed class ForwardingPump
         this.direction = direction;
         Output = new PumpOutput(this);
         this.handlers = batching is null ? null : new FrameHandlerChain(handlers!, Output);
-        if (state.Statements is not null)
+        if (state.Statements is not null || timer is not null)
         {
-            // The statement tracker reads the bodies of some messages: those never stream through in pieces.
+            // The statement tracker and the statement timer read the bodies of some messages: those never stream
+            // through in pieces (they are bounded by max-message-size toward the server, and small from it).
+            bool frontend = direction == PumpDirection.ClientToServer;
             wholeCodes = new bool[256];
             for (int code = 0; code < 256; code++)
             {
-                wholeCodes[code] = StatementTracker.NeedsBody(direction == PumpDirection.ClientToServer, (byte)code);
+                wholeCodes[code] = (state.Statements is not null && StatementTracker.NeedsBody(frontend, (byte)code))
+                    || (timer is not null && StatementTimer.NeedsBody(frontend, (byte)code));
             }
         }
 
@@ -261,16 +274,18 @@ internal sealed class ForwardingPump
     /// </summary>
     private PumpStop? Observe(MessageHeader header, in ReadOnlySequence<byte> buffer, long position, bool whole)
     {
-        if (state.Statements is { } statements)
+        if (wholeCodes is not null)
         {
             ReadOnlySequence<byte> body = whole ? buffer.Slice(position + MessageHeader.Size, header.Length - MessageHeader.LengthFieldSize) : default;
             if (direction == PumpDirection.ClientToServer)
             {
-                statements.OnFrontendMessage(header.Code, body);
+                state.Statements?.OnFrontendMessage(header.Code, body);
+                timer?.OnFrontendMessage(header.Code, body);
             }
             else
             {
-                statements.OnBackendMessage(header.Code, body, state.ClientEncoding ?? PostgresEncodings.Utf8);
+                state.Statements?.OnBackendMessage(header.Code, body, state.ClientEncoding ?? PostgresEncodings.Utf8);
+                timer?.OnBackendMessage(header.Code, body);
             }
         }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -51,7 +52,9 @@ internal sealed class ServerConnection : IAsyncDisposable
     public static async Task<ServerConnection> ConnectAsync(
         SessionEnvironment environment, InstanceSecurity security, EventLoop? loop, long sessionId, ServerProtocolState state, CancellationToken cancellationToken)
     {
+        long started = Stopwatch.GetTimestamp();
         (Stream stream, bool encrypted) = await OpenAsync(environment, security, loop, sessionId, cancellationToken).ConfigureAwait(false);
+        environment.Metrics.UpstreamConnected(environment.InstanceName, Stopwatch.GetElapsedTime(started).TotalSeconds);
         var leg = new UpstreamLeg(stream, PipeReader.Create(stream, SessionEnvironment.ReaderOptions), encrypted);
         return new ServerConnection(environment, security, loop, sessionId, leg, state);
     }

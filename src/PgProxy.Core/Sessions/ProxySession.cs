@@ -4,6 +4,7 @@ using PgProxy.Core.Authentication;
 using PgProxy.Core.Client;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
+using PgProxy.Core.Statistics;
 using PgProxy.Core.Relay;
 using PgProxy.Core.Server;
 using PgProxy.Core.Tls;
@@ -116,6 +117,7 @@ internal sealed partial class ProxySession : IDisposable
     /// <summary>Runs the start-up interceptors, connects and logs in upstream, then relays both ways until either side ends.</summary>
     private async Task RelayAsync(StartupPacket startup)
     {
+        using LoginMeasurement loginTime = environment.Metrics.LoginStarted(environment.InstanceName, state);
         InstanceInterceptors interceptors = environment.Interceptors;
         SessionContext? context = null;
         byte[] startupBytes = startup.RawBytes;
@@ -124,6 +126,7 @@ internal sealed partial class ProxySession : IDisposable
             context = new SessionContext(Id, environment.InstanceName, client.RemoteEndPoint, startup.Parameters, state, environment.InterceptLogger)
             {
                 SessionToken = stopping.Token,
+                Metrics = environment.Metrics,
             };
             StartupOutcome outcome = await StartupInterception.RunAsync(interceptors, startup, context, stopping.Token).ConfigureAwait(false);
             if (outcome.Refusal is { } refusal)
@@ -180,13 +183,24 @@ internal sealed partial class ProxySession : IDisposable
                 return;
             }
 
+            ProxyMetrics? statementMetrics = environment.Metrics.RecordsStatements ? environment.Metrics : null;
+            StatementTimer? timer = environment.Statistics is not null || environment.QueryLog is not null || statementMetrics is not null
+                ? new StatementTimer(
+                    environment.Statistics,
+                    environment.QueryLog,
+                    environment.QueryLogSettings,
+                    environment.Shapes,
+                    statementMetrics,
+                    state,
+                    new StatementSource(Id, environment.InstanceName, database, user, context?.ApplicationName ?? startup.GetParameter("application_name"), client.Address))
+                : null;
             FramePipeline pipeline = environment.Pipeline;
-            handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, interceptors);
+            handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, interceptors, timer);
 
             // The pumps start after the login: the plain-text fallback may have replaced the server connection.
             UpstreamLeg upstream = server.Leg;
-            frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer);
-            backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient);
+            frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer, timer);
+            backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient, timer);
             Linked(server, frontend, backend);
             if (context is not null)
             {
@@ -217,6 +231,7 @@ internal sealed partial class ProxySession : IDisposable
             long toClient = backend?.BytesForwarded ?? 0;
             reason = EndReason(reason);
             environment.Metrics.SessionClosed(environment.InstanceName, seconds, fromClient, toClient);
+            environment.Statistics?.ForInstance(environment.InstanceName).SessionEnded(fromClient, toClient);
             Log.SessionClosed(environment.Logger, Id, client.Address, user, database, seconds, fromClient, toClient, reason);
         }
     }

@@ -4,6 +4,7 @@ using PgProxy.Core.Admin;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
+using PgProxy.Core.Statistics;
 using PgProxy.Core.Tls;
 
 namespace PgProxy.Core.Sessions;
@@ -39,6 +40,18 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
 
     /// <summary>The interceptors of the instance in this snapshot, in configuration order.</summary>
     public InstanceInterceptors Interceptors { get; } = interceptors;
+
+    /// <summary>Where sessions record per-query statistics (shared by every snapshot); null when <c>stats.queries</c> is off.</summary>
+    public QueryStatistics? Statistics { get; init; }
+
+    /// <summary>The query log, when the configuration has one.</summary>
+    public QueryLog? QueryLog { get; init; }
+
+    /// <summary>The <c>query-log</c> section of this snapshot (null with no query log).</summary>
+    public QueryLogConfig? QueryLogSettings { get; init; }
+
+    /// <summary>The shapes of query texts seen, shared by every session (a cache).</summary>
+    public QueryShapes? Shapes { get; init; }
 
     /// <summary>The ordered frame handlers of the instance's pumps in this snapshot.</summary>
     public FramePipeline Pipeline { get; } = FramePipeline.For(interceptors);

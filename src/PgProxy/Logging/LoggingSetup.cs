@@ -20,6 +20,11 @@ internal sealed class LoggingSetup : IReloadableSettings, IDisposable
     /// <summary>The logger category that writes to the intercept log and nowhere else.</summary>
     public const string InterceptCategory = "PgProxy.Intercept";
 
+    /// <summary>The logger category of query-log lines (Core's QueryLog): written to the query-log file and nowhere else, whatever the log level.</summary>
+    public const string QueryLogCategory = "PgProxy.QueryLog";
+
+    private const string QueryLogTemplate = "{Message:l}{NewLine}";
+
     private const string FileTemplate = "{Timestamp:yyyy-MM-dd HH:mm:ss.fff zzz} [{Level:u3}] {SourceContext}: {Message:lj}{NewLine}{Exception}";
     private const string ConsoleTemplate = "{Timestamp:HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}";
 
@@ -27,17 +32,20 @@ internal sealed class LoggingSetup : IReloadableSettings, IDisposable
     private readonly SwitchingSink files = new();
     private readonly SerilogLoggerFactory loggerFactory;
     private ProxySettings applied;
+    private string? appliedQueryLog;
     private volatile bool silent;
 
-    private LoggingSetup(ProxySettings settings)
+    private LoggingSetup(ProxySettings settings, string? queryLog)
     {
         applied = settings;
+        appliedQueryLog = queryLog;
         SetLevel(settings.LogLevel);
-        files.Replace(() => FileLogger(settings), closeFirst: false);
+        files.Replace(() => FileLogger(settings, queryLog), closeFirst: false);
         Logger logger = new LoggerConfiguration()
             .MinimumLevel.ControlledBy(level)
-            .Filter.ByExcluding(_ => silent)
-            .WriteTo.Logger(general => general.Filter.ByExcluding(Matching.FromSource(InterceptCategory))
+            .MinimumLevel.Override(QueryLogCategory, LogEventLevel.Verbose)
+            .Filter.ByExcluding(logEvent => silent && !Matching.FromSource(QueryLogCategory)(logEvent))
+            .WriteTo.Logger(general => general.Filter.ByExcluding(Matching.FromSource(InterceptCategory)).Filter.ByExcluding(Matching.FromSource(QueryLogCategory))
                 .WriteTo.Async(console => console.Console(outputTemplate: ConsoleTemplate, standardErrorFromLevel: LogEventLevel.Verbose, formatProvider: System.Globalization.CultureInfo.InvariantCulture)))
             .WriteTo.Sink(files)
             .CreateLogger();
@@ -46,14 +54,14 @@ internal sealed class LoggingSetup : IReloadableSettings, IDisposable
 
     public ILoggerFactory LoggerFactory => loggerFactory;
 
-    public static LoggingSetup Create(ProxySettings settings) => new(settings);
+    public static LoggingSetup Create(ProxySettings settings, string? queryLog = null) => new(settings, queryLog);
 
     /// <summary>A log file whose directory cannot be created would stop logging there: the reload is refused instead.</summary>
     public IReadOnlyList<string> Check(ProxyConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
         var problems = new List<string>();
-        foreach ((string key, string? path) in new[] { ("general-log", config.Settings.GeneralLog), ("intercept-log", config.Settings.InterceptLog) })
+        foreach ((string key, string? path) in new[] { ("settings.general-log", config.Settings.GeneralLog), ("settings.intercept-log", config.Settings.InterceptLog), ("query-log.file", config.QueryLog?.File) })
         {
             if (path is null || Path.GetDirectoryName(path) is not { Length: > 0 } directory)
             {
@@ -66,7 +74,7 @@ internal sealed class LoggingSetup : IReloadableSettings, IDisposable
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                problems.Add($"settings.{key} {path}: cannot create its directory: {e.Message}");
+                problems.Add($"{key} {path}: cannot create its directory: {e.Message}");
             }
         }
 
@@ -77,16 +85,18 @@ internal sealed class LoggingSetup : IReloadableSettings, IDisposable
     {
         ArgumentNullException.ThrowIfNull(config);
         ProxySettings next = config.Settings;
+        string? nextQueryLog = config.QueryLog?.File;
         SetLevel(next.LogLevel);
-        if (SameFiles(applied, next))
+        if (SameFiles(applied, next) && appliedQueryLog == nextQueryLog)
         {
             return;
         }
 
         // A file both configurations write is closed before it is opened again: one file, one writer.
-        bool shared = Paths(applied).Intersect(Paths(next), StringComparer.Ordinal).Any();
-        files.Replace(() => FileLogger(next), closeFirst: shared);
+        bool shared = Paths(applied, appliedQueryLog).Intersect(Paths(next, nextQueryLog), StringComparer.Ordinal).Any();
+        files.Replace(() => FileLogger(next, nextQueryLog), closeFirst: shared);
         applied = next;
+        appliedQueryLog = nextQueryLog;
     }
 
     public void Dispose()
@@ -96,9 +106,9 @@ internal sealed class LoggingSetup : IReloadableSettings, IDisposable
         files.Dispose();
     }
 
-    private static Logger? FileLogger(ProxySettings settings)
+    private static Logger? FileLogger(ProxySettings settings, string? queryLog)
     {
-        if (settings.GeneralLog is null && settings.InterceptLog is null)
+        if (settings.GeneralLog is null && settings.InterceptLog is null && queryLog is null)
         {
             return null;
         }
@@ -107,7 +117,8 @@ internal sealed class LoggingSetup : IReloadableSettings, IDisposable
         var configuration = new LoggerConfiguration().MinimumLevel.Verbose();
         if (settings.GeneralLog is { } generalLog)
         {
-            configuration.WriteTo.Logger(general => RollingFile(general.Filter.ByExcluding(Matching.FromSource(InterceptCategory)), generalLog, settings));
+            configuration.WriteTo.Logger(general => RollingFile(
+                general.Filter.ByExcluding(Matching.FromSource(InterceptCategory)).Filter.ByExcluding(Matching.FromSource(QueryLogCategory)), generalLog, settings));
         }
 
         if (settings.InterceptLog is { } interceptLog)
@@ -115,10 +126,17 @@ internal sealed class LoggingSetup : IReloadableSettings, IDisposable
             configuration.WriteTo.Logger(intercept => RollingFile(intercept.Filter.ByIncludingOnly(Matching.FromSource(InterceptCategory)), interceptLog, settings));
         }
 
+        if (queryLog is not null)
+        {
+            // Lines come pre-formatted (JSON or text) from one background writer in Core, which keeps the bounded
+            // queue and counts what it drops; this only rolls and flushes the file.
+            configuration.WriteTo.Logger(lines => RollingFile(lines.Filter.ByIncludingOnly(Matching.FromSource(QueryLogCategory)), queryLog, settings, QueryLogTemplate));
+        }
+
         return configuration.CreateLogger();
     }
 
-    private static void RollingFile(LoggerConfiguration logger, string path, ProxySettings settings)
+    private static void RollingFile(LoggerConfiguration logger, string path, ProxySettings settings, string template = FileTemplate)
     {
         string? directory = Path.GetDirectoryName(path);
         if (!string.IsNullOrEmpty(directory))
@@ -129,7 +147,7 @@ internal sealed class LoggingSetup : IReloadableSettings, IDisposable
         // Async: sessions log from the threads that forward their bytes, which must never wait on a disk.
         logger.WriteTo.Async(file => file.File(
             path,
-            outputTemplate: FileTemplate,
+            outputTemplate: template,
             formatProvider: System.Globalization.CultureInfo.InvariantCulture,
             fileSizeLimitBytes: settings.LogMaxSize,
             rollOnFileSizeLimit: true,
@@ -142,8 +160,8 @@ internal sealed class LoggingSetup : IReloadableSettings, IDisposable
         a.GeneralLog == b.GeneralLog && a.InterceptLog == b.InterceptLog && a.LogRotation == b.LogRotation
         && a.LogMaxSize == b.LogMaxSize && a.LogRetainedFiles == b.LogRetainedFiles;
 
-    private static IEnumerable<string> Paths(ProxySettings settings) =>
-        new[] { settings.GeneralLog, settings.InterceptLog }.OfType<string>();
+    private static IEnumerable<string> Paths(ProxySettings settings, string? queryLog) =>
+        new[] { settings.GeneralLog, settings.InterceptLog, queryLog }.OfType<string>();
 
     private static LogEventLevel ToSerilog(LogLevel level) => level switch
     {

@@ -1,0 +1,169 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using PgProxy.Core.Configuration;
+
+namespace PgProxy.Core.Statistics;
+
+/// <summary>One executed statement, as the query log writes it.</summary>
+internal sealed record QueryLogRecord(
+    DateTimeOffset Time,
+    long SessionId,
+    string Instance,
+    string User,
+    string Database,
+    string? ApplicationName,
+    string? ClientAddress,
+    QueryShape Shape,
+    double Microseconds,
+    long Rows,
+    string? SqlState,
+    string? ChangedBy,
+    IReadOnlyList<string?>? Parameters,
+    QueryLogConfig Settings);
+
+/// <summary>
+/// The query log: one line per executed statement. Sessions hand records to a bounded queue and go on; one background
+/// task formats them and writes them to the log category <see cref="Category"/>, which the host sends to the
+/// <c>query-log</c> file (rolling like the other logs, flushed every second). A full queue drops the record and
+/// counts it: the drops are logged once a second at most, never silently. Owned by the configuration owner, so a
+/// reload loses nothing queued; each record carries the settings of its session's snapshot.
+/// </summary>
+internal sealed partial class QueryLog : IAsyncDisposable
+{
+    /// <summary>The logger category of query-log lines.</summary>
+    public const string Category = "PgProxy.QueryLog";
+
+    /// <summary>Records held at most while the writer catches up.</summary>
+    public const int QueueCapacity = 10_000;
+
+    private readonly Channel<QueryLogRecord> queue = Channel.CreateBounded<QueryLogRecord>(
+        new BoundedChannelOptions(QueueCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+
+    private readonly ILogger lines;
+    private readonly ILogger log;
+    private readonly Task writer;
+    private readonly ArrayBufferWriter<byte> buffer = new(1024);
+    private long dropped;
+    private long droppedReported;
+    private long lastDropReport;
+
+    public QueryLog(ILoggerFactory loggerFactory)
+    {
+        lines = loggerFactory.CreateLogger(Category);
+        log = loggerFactory.CreateLogger("PgProxy.Statistics");
+        writer = Task.Run(WriteAsync);
+    }
+
+    /// <summary>Records dropped because the queue was full, since start.</summary>
+    public long Dropped => Interlocked.Read(ref dropped);
+
+    /// <summary>Queues a record; never waits.</summary>
+    public void Write(QueryLogRecord record)
+    {
+        if (!queue.Writer.TryWrite(record))
+        {
+            Interlocked.Increment(ref dropped);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        queue.Writer.TryComplete();
+        await writer.ConfigureAwait(false);
+    }
+
+    private async Task WriteAsync()
+    {
+        while (await queue.Reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            while (queue.Reader.TryRead(out QueryLogRecord? record))
+            {
+                QueryLogConfig current = record.Settings;
+                QueryLine(lines, current.Format == QueryLogFormat.Json ? Json(record, current) : Text(record, current));
+            }
+
+            ReportDrops();
+        }
+
+        ReportDrops(force: true);
+    }
+
+    private void ReportDrops(bool force = false)
+    {
+        long now = Environment.TickCount64;
+        long total = Dropped;
+        if (total == droppedReported || (!force && now - lastDropReport < 1000))
+        {
+            return;
+        }
+
+        LinesDropped(log, total - droppedReported, total);
+        droppedReported = total;
+        lastDropReport = now;
+    }
+
+    private string Json(QueryLogRecord record, QueryLogConfig current)
+    {
+        buffer.ResetWrittenCount();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("time", record.Time);
+            json.WriteNumber("session", record.SessionId);
+            json.WriteString("instance", record.Instance);
+            json.WriteString("user", record.User);
+            json.WriteString("database", record.Database);
+            json.WriteString("application_name", record.ApplicationName);
+            json.WriteString("client", record.ClientAddress);
+            json.WriteString("fingerprint", record.Shape.FingerprintText);
+            json.WriteString("query", current.Parameters ? record.Shape.Text : record.Shape.NormalizedText);
+            json.WriteNumber("duration_ms", Math.Round(record.Microseconds / 1000, 3));
+            json.WriteNumber("rows", record.Rows);
+            json.WriteString("sqlstate", record.SqlState);
+            json.WriteString("changed_by", record.ChangedBy);
+            if (current.Parameters && record.Parameters is { } parameters)
+            {
+                json.WriteStartArray("parameters");
+                foreach (string? parameter in parameters)
+                {
+                    json.WriteStringValue(parameter);
+                }
+
+                json.WriteEndArray();
+            }
+
+            json.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    private static string Text(QueryLogRecord record, QueryLogConfig current)
+    {
+        var line = new StringBuilder(256);
+        line.Append(CultureInfo.InvariantCulture, $"{record.Time:yyyy-MM-dd HH:mm:ss.fff zzz} session={record.SessionId} instance={record.Instance}");
+        line.Append(CultureInfo.InvariantCulture, $" user={record.User} database={record.Database} application_name={Quote(record.ApplicationName)} client={record.ClientAddress}");
+        line.Append(CultureInfo.InvariantCulture, $" fingerprint={record.Shape.FingerprintText} duration_ms={record.Microseconds / 1000:0.###} rows={record.Rows}");
+        line.Append(CultureInfo.InvariantCulture, $" sqlstate={record.SqlState ?? "00000"} changed_by={record.ChangedBy ?? "-"}");
+        if (current.Parameters && record.Parameters is { } parameters)
+        {
+            line.Append(" parameters=[").AppendJoin(", ", parameters.Select(Quote)).Append(']');
+        }
+
+        line.Append(" query=").Append(Quote(current.Parameters ? record.Shape.Text : record.Shape.NormalizedText));
+        return line.ToString();
+    }
+
+    // Quoted so that a line is one line whatever the text holds.
+    private static string Quote(string? text) => text is null ? "-" : JsonSerializer.Serialize(text);
+
+    [LoggerMessage(EventId = 900, Level = LogLevel.Information, Message = "{Line}")]
+    private static partial void QueryLine(ILogger logger, string line);
+
+    [LoggerMessage(EventId = 901, Level = LogLevel.Warning, Message = "The query log dropped {Count} lines because its queue was full ({Total} since start)")]
+    private static partial void LinesDropped(ILogger logger, long count, long total);
+}
