@@ -4,6 +4,7 @@ using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Hosting;
 using PgProxy.Core.Plugins;
+using PgProxy.Core.Statistics;
 using PgProxy.Protocol.Backend;
 
 namespace PgProxy.Core.Admin;
@@ -65,9 +66,11 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
             case ConsoleCommandKind.ShowPlugins:
                 return ConsoleResult.Of(info, PluginRows());
             case ConsoleCommandKind.ShowStats:
+                return ConsoleResult.Of(info, StatsRows());
             case ConsoleCommandKind.ShowQueries:
+                return ConsoleResult.Of(info, QueryRows(command.Order, command.Limit));
             case ConsoleCommandKind.ShowRules:
-                // Their counters land with the statistics and the rules; until then the columns are there, with no rows.
+                // TODO(rules): the counters of each rule and mask, once the rules engine keeps them.
                 return ConsoleResult.Of(info, []);
             case ConsoleCommandKind.Kill when command.SessionId == sessionId:
                 // Its own session: the answer goes out first, then the session ends with 57P01 like any other.
@@ -100,7 +103,7 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
 
                 return ConsoleResult.Done(info);
             case ConsoleCommandKind.ResetStats:
-                // The statistics land later; the command is here so scripts written for it work now.
+                host.Statistics.Reset();
                 return ConsoleResult.Done(info);
             case ConsoleCommandKind.Shutdown:
                 bool safe = command.Safe;
@@ -146,6 +149,86 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
 
         return rows;
     }
+
+    /// <summary>
+    /// One row per instance running now (then any other the statistics know, a reload having removed it): the totals of
+    /// the statistics, with the sessions still open and their bytes added, and the rewrites and refusals of its entries.
+    /// </summary>
+    private List<IReadOnlyList<string?>> StatsRows()
+    {
+        IReadOnlyDictionary<string, InstanceStatisticsSnapshot> totals = host.Statistics.InstanceSnapshots();
+        IReadOnlyList<KeyValuePair<QueryKey, QueryEntrySnapshot>> entries = host.Statistics.Snapshot();
+        SessionView[] open = [.. host.Sessions().Where(s => !s.Console)];
+        IEnumerable<string> running = host.Instances().Select(instance => instance.Config.Listen.Name);
+        var rows = new List<IReadOnlyList<string?>>();
+        foreach (string name in running.Concat(totals.Keys.Order(StringComparer.Ordinal)).Distinct(StringComparer.Ordinal))
+        {
+            InstanceStatisticsSnapshot? total = totals.GetValueOrDefault(name);
+            SessionView[] sessions = [.. open.Where(s => s.Instance == name)];
+            QueryEntrySnapshot[] mine = [.. entries.Where(entry => entry.Key.Instance == name).Select(entry => entry.Value)];
+            rows.Add(
+            [
+                name,
+                Number((total?.SessionsEnded ?? 0) + sessions.Length),
+                Number(total?.Transactions ?? 0),
+                Number(total?.Queries ?? 0),
+                Number((total?.BytesFromClients ?? 0) + sessions.Sum(s => s.BytesFromClient)),
+                Number((total?.BytesToClients ?? 0) + sessions.Sum(s => s.BytesToClient)),
+                string.Join(' ', (total?.ErrorsByClass ?? new Dictionary<string, long>()).OrderBy(e => e.Key, StringComparer.Ordinal).Select(e => $"{e.Key}:{Number(e.Value)}")),
+                Number(mine.Sum(entry => entry.RewrittenBy.Values.Sum())),
+                Number(mine.Sum(entry => entry.RefusedBy.Values.Sum())),
+                "0", // TODO(rules): masks applied, once the rules engine counts them.
+                Milliseconds(total?.MeanMicroseconds ?? 0),
+                Milliseconds(total?.P50Microseconds ?? 0),
+                Milliseconds(total?.P99Microseconds ?? 0),
+            ]);
+        }
+
+        return rows;
+    }
+
+    /// <summary>One row per statistics entry, the largest first by <paramref name="order"/>, at most <paramref name="limit"/>.</summary>
+    private List<IReadOnlyList<string?>> QueryRows(QueryOrder order, int? limit)
+    {
+        IEnumerable<KeyValuePair<QueryKey, QueryEntrySnapshot>> entries = host.Statistics.Snapshot().OrderByDescending(entry => order switch
+        {
+            QueryOrder.Mean => entry.Value.MeanMicroseconds,
+            QueryOrder.P99 => entry.Value.P99Microseconds,
+            QueryOrder.Calls => entry.Value.Calls,
+            _ => entry.Value.TotalMicroseconds,
+        });
+        if (limit is { } most)
+        {
+            entries = entries.Take(most);
+        }
+
+        return [.. entries.Select(entry => (IReadOnlyList<string?>)
+        [
+            entry.Key.Instance,
+            entry.Key.Database,
+            entry.Key.User,
+            entry.Key.Fingerprint.ToString("x16", CultureInfo.InvariantCulture),
+            Number(entry.Value.Calls),
+            Milliseconds(entry.Value.TotalMicroseconds),
+            Milliseconds(entry.Value.MeanMicroseconds),
+            Milliseconds(entry.Value.MinMicroseconds),
+            Milliseconds(entry.Value.MaxMicroseconds),
+            Milliseconds(entry.Value.P50Microseconds),
+            Milliseconds(entry.Value.P95Microseconds),
+            Milliseconds(entry.Value.P99Microseconds),
+            Number(entry.Value.Rows),
+            Number(entry.Value.Errors),
+            Number(entry.Value.RewrittenBy.Values.Sum()),
+            Number(entry.Value.RefusedBy.Values.Sum()),
+            Timestamp(entry.Value.FirstSeen),
+            Timestamp(entry.Value.LastSeen),
+            entry.Value.NormalizedText,
+        ])];
+    }
+
+    /// <summary>Microseconds as milliseconds with three decimals: <c>0.412</c>.</summary>
+    private static string Milliseconds(double microseconds) =>
+        (microseconds / 1000).ToString("0.000", CultureInfo.InvariantCulture);
 
     private List<IReadOnlyList<string?>> PluginRows()
     {

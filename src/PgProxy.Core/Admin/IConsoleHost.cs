@@ -1,5 +1,6 @@
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Hosting;
+using PgProxy.Core.Statistics;
 
 namespace PgProxy.Core.Admin;
 
@@ -11,6 +12,9 @@ internal interface IConsoleHost
 {
     /// <summary>The snapshot new sessions get; null before the first load.</summary>
     ConfigSnapshot? Current { get; }
+
+    /// <summary>The per-query statistics and per-instance totals (kept across reloads); empty while <c>stats.queries</c> is off.</summary>
+    QueryStatistics Statistics { get; }
 
     /// <summary>The same reload as SIGHUP: all of the file, or nothing and every error.</summary>
     Task<ReloadResult> ReloadAsync(CancellationToken cancellationToken);

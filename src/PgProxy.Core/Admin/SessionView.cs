@@ -31,6 +31,7 @@ internal enum SessionState
 /// <param name="Since">When the client connected.</param>
 /// <param name="BytesFromClient">Bytes the client sent that were relayed (or read by the console).</param>
 /// <param name="BytesToClient">Bytes sent to the client.</param>
+/// <param name="Console">A console session (answered by PgProxy, never relayed).</param>
 internal sealed record SessionView(
     long Id,
     string Instance,
@@ -45,4 +46,5 @@ internal sealed record SessionView(
     string? Statement,
     DateTimeOffset Since,
     long BytesFromClient,
-    long BytesToClient);
+    long BytesToClient,
+    bool Console = false);

@@ -6,6 +6,7 @@ using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
 using PgProxy.Core.Listening;
 using PgProxy.Core.Sessions;
+using PgProxy.Core.Statistics;
 using PgProxy.Core.Tls;
 using PgProxy.Core.Transport;
 
@@ -47,6 +48,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
         ownsMetrics = metrics is null;
         this.metrics = metrics ?? new ProxyMetrics();
         Configuration = new ConfigurationOwner(source, loggerFactory, this.metrics, this);
+        this.metrics.ObserveSessionStates(SessionStates);
     }
 
     /// <summary>The owner of the running configuration: its current snapshot, and <see cref="ConfigurationOwner.ReloadAsync"/>.</summary>
@@ -309,7 +311,19 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
         }
     }
 
+    /// <summary>
+    /// The relayed sessions open now by instance and state, as SHOW SESSIONS names the states (console sessions are not
+    /// relayed and not counted): the source of the sessions-by-state gauge, read at each scrape.
+    /// </summary>
+    private IEnumerable<(string Listen, string State, long Count)> SessionStates() =>
+        sessions.Snapshot()
+            .Where(session => !session.IsConsole)
+            .GroupBy(session => (session.InstanceName, session.State))
+            .Select(group => (group.Key.InstanceName, ConsoleExecutor.StateName(group.Key.State).Replace(' ', '_'), (long)group.Count()));
+
     ConfigSnapshot? IConsoleHost.Current => Configuration.Current;
+
+    QueryStatistics IConsoleHost.Statistics => Configuration.Statistics;
 
     Task<ReloadResult> IConsoleHost.ReloadAsync(CancellationToken cancellationToken) => Configuration.ReloadAsync(cancellationToken);
 

@@ -51,13 +51,23 @@ internal sealed partial class ProxySession
             applicationName,
             client.Encrypted,
             linked?.Server.Leg.Encrypted,
-            consoleSession is not null ? (consoleSession.Busy ? SessionState.Active : SessionState.Idle) : StateOf(linked),
+            StateOf(consoleSession, linked),
             Fingerprint: null, // TODO(statistics): the running statement's fingerprint, once the relay tracks it.
             Statement: null,   // TODO(statistics): its first 100 characters without literals.
             since,
             consoleSession?.BytesFromClient ?? linked?.Frontend.BytesForwarded ?? 0,
-            consoleSession?.BytesToClient ?? linked?.Backend.BytesForwarded ?? 0);
+            consoleSession?.BytesToClient ?? linked?.Backend.BytesForwarded ?? 0,
+            consoleSession is not null);
     }
+
+    /// <summary>What the session is doing now, read without copying anything: for the sessions-by-state gauge at each scrape.</summary>
+    public SessionState State => StateOf(Volatile.Read(ref console), Volatile.Read(ref link));
+
+    /// <summary>The instance the session came in on (<c>admin</c> on the console's own listener).</summary>
+    public string InstanceName => environment.InstanceName;
+
+    /// <summary>A console session, answered by PgProxy (false before its start-up arrived).</summary>
+    public bool IsConsole => Volatile.Read(ref console) is not null;
 
     /// <summary>
     /// KILL: ends the session now, busy or not, through the shutdown's own path: the client hears FATAL 57P01 (when the
@@ -116,8 +126,13 @@ internal sealed partial class ProxySession
     /// What a relayed session is doing, from the server's protocol state as the pumps observed it. Until the server's
     /// first ReadyForQuery the session is still logging in (on plain-text legs the pumps relay the login too): waiting.
     /// </summary>
-    private SessionState StateOf(Link? linked)
+    private SessionState StateOf(AdminSession? consoleSession, Link? linked)
     {
+        if (consoleSession is not null)
+        {
+            return consoleSession.Busy ? SessionState.Active : SessionState.Idle;
+        }
+
         if (linked is null || state.TransactionStatus == TransactionStatus.Unknown)
         {
             return SessionState.Waiting;

@@ -1,6 +1,7 @@
 using PgProxy.Core.Admin;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Hosting;
+using PgProxy.Core.Statistics;
 
 namespace PgProxy.Core.Tests.Admin;
 
@@ -71,12 +72,53 @@ public sealed class ConsoleExecutorTests
     }
 
     [Fact]
-    public void Stats_queries_rules_and_plugins_have_their_columns_and_no_rows_yet()
+    public void Rules_and_plugins_have_their_columns_and_no_rows_yet()
     {
-        Assert.Empty(Run("SHOW STATS").Rows);
-        Assert.Empty(Run("SHOW QUERIES ORDER BY calls LIMIT 5").Rows);
         Assert.Empty(Run("SHOW RULES").Rows);
         Assert.Empty(Run("SHOW PLUGINS").Rows);
+    }
+
+    [Fact]
+    public void Show_queries_gives_each_entry_ordered_and_limited_with_times_in_milliseconds()
+    {
+        DateTimeOffset at = new(2026, 1, 2, 3, 4, 5, TimeSpan.Zero);
+        var select = new QueryShape(0xabc, "0000000000000abc", "SELECT $1", "SELECT 1");
+        var update = new QueryShape(0xdef, "0000000000000def", "UPDATE t SET a = $1", "UPDATE t SET a = 2");
+        for (int i = 0; i < 3; i++)
+        {
+            host.Statistics.Record(new QueryKey("proxy", "sales", "app", 0xabc), select, 1000, 1, failed: false, at);
+        }
+
+        host.Statistics.Record(new QueryKey("proxy", "sales", "app", 0xdef), update, 9000, 4, failed: false, at.AddSeconds(1));
+        host.Statistics.Record(new QueryKey("proxy", "sales", "app", 0xdef), update, 500, 0, failed: true, at.AddSeconds(2));
+
+        ConsoleResult byTotal = Run("SHOW QUERIES");
+        ConsoleResult byCalls = Run("show queries order by calls limit 1");
+
+        Assert.Equal(["0000000000000def", "0000000000000abc"], byTotal.Rows.Select(row => row[3]));
+        IReadOnlyList<string?> row = byTotal.Rows[0];
+        Assert.Equal(["proxy", "sales", "app", "0000000000000def", "2", "9.500", "4.750", "0.500", "9.000"], row.Take(9));
+        Assert.Equal(["4", "1", "0", "0", "2026-01-02 03:04:06.000+00", "2026-01-02 03:04:07.000+00", "UPDATE t SET a = $1"], row.Skip(12));
+        Assert.Equal("0000000000000abc", Assert.Single(byCalls.Rows)[3]);
+        Assert.Equal("3", byCalls.Rows[0][4]);
+    }
+
+    [Fact]
+    public void Show_stats_adds_the_open_sessions_to_the_totals_and_reset_clears_them()
+    {
+        InstanceStatistics totals = host.Statistics.ForInstance("proxy");
+        totals.SessionEnded(10, 200);
+        totals.TransactionEnded();
+        totals.StatementEnded(2000, null);
+        totals.StatementEnded(4000, "42P01");
+        host.SessionList.Add(FakeConsoleHost.Session(7, SessionState.Idle));
+        host.SessionList.Add(FakeConsoleHost.Session(8, SessionState.Active) with { Console = true });
+
+        IReadOnlyList<string?> row = Assert.Single(Run("SHOW STATS").Rows);
+
+        Assert.Equal(["proxy", "2", "1", "2", "110", "2200", "42:1", "0", "0", "0", "3.000"], row.Take(11));
+        Assert.Equal("RESET", Run("RESET STATS").Tag);
+        Assert.Equal(["proxy", "1", "0", "0", "100", "2000", ""], Assert.Single(Run("SHOW STATS").Rows).Take(7));
     }
 
     [Fact]

@@ -4,6 +4,7 @@ using PgProxy.Core.Configuration;
 using PgProxy.Core.Hosting;
 using PgProxy.Core.Interception;
 using PgProxy.Core.Sessions;
+using PgProxy.Core.Statistics;
 
 namespace PgProxy.Core.Tests.Admin;
 
@@ -34,6 +35,8 @@ internal sealed class FakeConsoleHost : IConsoleHost
     public List<bool> Stops { get; } = [];
 
     public int Reloads { get; private set; }
+
+    public QueryStatistics Statistics { get; } = new(100);
 
     public ConfigSnapshot? Current => new(1, Config, InterceptorPipelines.None, new Dictionary<string, SessionEnvironment>());
 
