@@ -23,6 +23,7 @@ internal static class Commands
         if (!TryLoad(configFile, out ProxyConfig? config)
             || !TryEnvironment(out _)
             || !TrySecurityFiles(config)
+            || !TryRulesParser(config)
             || !TryLoadPlugins(config, out InterceptorPipelines? pipelines))
         {
             return Failure;
@@ -45,6 +46,12 @@ internal static class Commands
             {
                 Console.Out.WriteLine(Describe(instance));
                 Console.Out.WriteLine(DescribeSecurity(instance));
+                foreach (RuleConfig rule in instance.Rules)
+                {
+                    RuleMode mode = config.Settings.RulesMode == RuleMode.LogOnly ? RuleMode.LogOnly : rule.Mode;
+                    Console.Out.WriteLine($"  rule \"{rule.Name}\" (config line {rule.Line}, {(mode == RuleMode.LogOnly ? "log-only" : "enforce")}): {Describe(rule)}");
+                }
+
                 foreach ((string kind, InterceptorReference reference, object interceptor) in pipelines.Of(instance))
                 {
                     Console.Out.WriteLine($"  {kind}: {reference.Plugin}.{reference.Function} -> {interceptor}");
@@ -74,12 +81,16 @@ internal static class Commands
         // The server's configuration owner reads the file again on each reload, and re-points the logs and the metrics
         // endpoint with the rest.
         await using var metrics = new MetricsEndpoint(logging.LoggerFactory);
+        ProxyServer? running = null;
+        using var watcher = new ConfigFileWatcher(configFile.FullName, () => WatchedReloadAsync());
         var source = new ConfigurationSource(config)
         {
             Reload = () => ConfigLoader.LoadFile(configFile.FullName),
-            Reloadables = [logging, metrics],
+            Reloadables = [logging, metrics, watcher],
         };
         await using var server = new ProxyServer(source, logging.LoggerFactory);
+        running = server;
+        watcher.Apply(config);
         using PosixSignalRegistration sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, signal =>
         {
             signal.Cancel = true;
@@ -120,6 +131,18 @@ internal static class Commands
             HostLog.Reloading(logger, configFile.FullName);
             await server.Configuration.ReloadAsync(CancellationToken.None).ConfigureAwait(false);
         }
+
+        // watch-config: the same reload, when the file changed.
+        async Task WatchedReloadAsync()
+        {
+            if (running is null)
+            {
+                return;
+            }
+
+            HostLog.FileChanged(logger, configFile.FullName);
+            await running.Configuration.ReloadAsync(CancellationToken.None).ConfigureAwait(false);
+        }
     }
 
     /// <summary>The environment variables PgProxy reads (PGPROXY_EVENT_LOOPS), refused with the reason when malformed.</summary>
@@ -134,6 +157,51 @@ internal static class Commands
         return problem is null;
     }
 
+    /// <summary>Rules split, scan and parse every statement with libpg_query: an instance with rules needs it installed.</summary>
+    private static bool TryRulesParser(ProxyConfig config)
+    {
+        if (PgProxy.Sql.PostgresParser.AvailabilityProblem is not { } problem)
+        {
+            return true;
+        }
+
+        bool ok = true;
+        foreach (InstanceConfig instance in config.Instances.Where(instance => instance.Rules.Count > 0))
+        {
+            Console.Error.WriteLine($"pgproxy: instance \"{instance.Listen.Name}\" has rules, which need the PostgreSQL parser: {problem}");
+            ok = false;
+        }
+
+        return ok;
+    }
+
+    /// <summary>What a rule does, in a few words: its actions.</summary>
+    private static string Describe(RuleConfig rule)
+    {
+        var actions = new List<string>(4);
+        if (rule.Refuse is { } refusal)
+        {
+            actions.Add($"refuse with {refusal.SqlState}");
+        }
+
+        if (rule.Rewrite is not null)
+        {
+            actions.Add("rewrite");
+        }
+
+        if (rule.Tag is not null)
+        {
+            actions.Add($"tag /* {rule.Tag} */");
+        }
+
+        if (rule.Log)
+        {
+            actions.Add("log");
+        }
+
+        return string.Join(", ", actions) + (rule.Continue ? ", continue" : "");
+    }
+
     /// <summary>Reads every certificate, key, CA and auth file, so a bad path is reported by check, naming the file.</summary>
     private static bool TrySecurityFiles(ProxyConfig config)
     {
@@ -146,7 +214,7 @@ internal static class Commands
         return problems.Count == 0;
     }
 
-    private static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config)
+    internal static bool TryLoad(FileInfo configFile, [NotNullWhen(true)] out ProxyConfig? config)
     {
         config = null;
         try

@@ -20,6 +20,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 4, Level = LogLevel.Critical, Message = "Cannot start: {Reason}")]
     public static partial void StartFailed(ILogger logger, string reason);
 
+    [LoggerMessage(EventId = 12, Level = LogLevel.Information, Message = "The configuration file changed (watch-config): reloading {ConfigFile}")]
+    public static partial void FileChanged(ILogger logger, string configFile);
+
     [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "SIGHUP received: reloading {ConfigFile}")]
     public static partial void Reloading(ILogger logger, string configFile);
 

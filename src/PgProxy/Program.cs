@@ -26,5 +26,53 @@ check.Options.Add(configOption);
 check.SetAction(parseResult => Commands.Check(parseResult.GetRequiredValue(configOption)));
 root.Subcommands.Add(check);
 
+var instanceOption = new Option<string>("--instance") { Description = "The instance whose rules apply (default: the first)." };
+var userOption = new Option<string>("--user") { Description = "The session's user, for rules that match on it." };
+var databaseOption = new Option<string>("--database") { Description = "The session's database." };
+var applicationNameOption = new Option<string>("--application-name") { Description = "The session's application_name." };
+var clientOption = new Option<string>("--client") { Description = "The client's IP address." };
+var protocolOption = new Option<string>("--protocol") { Description = "The message the SQL comes in: simple (Query) or extended (Parse).", DefaultValueFactory = _ => "simple" };
+protocolOption.AcceptOnlyFromAmong("simple", "extended");
+var formatOption = new Option<string>("--format") { Description = "text, or json for programs.", DefaultValueFactory = _ => "text" };
+formatOption.AcceptOnlyFromAmong("text", "json");
+var expectOption = new Option<FileInfo>("--expect") { Description = "A golden file: compare the output with it, and exit 1 on a difference." };
+var sqlFileArgument = new Argument<string>("SQL-FILE")
+{
+    Description = "The SQL to test, one or more statements; - (the default) reads standard input.",
+    Arity = ArgumentArity.ZeroOrOne,
+    DefaultValueFactory = _ => "-",
+};
+var testRules = new Command("test-rules", "Show what the rules of an instance do to each statement of a SQL file, without a server; with --expect, compare with a golden file.");
+testRules.Options.Add(configOption);
+testRules.Options.Add(instanceOption);
+testRules.Options.Add(userOption);
+testRules.Options.Add(databaseOption);
+testRules.Options.Add(applicationNameOption);
+testRules.Options.Add(clientOption);
+testRules.Options.Add(protocolOption);
+testRules.Options.Add(formatOption);
+testRules.Options.Add(expectOption);
+testRules.Arguments.Add(sqlFileArgument);
+testRules.SetAction(parseResult => RuleCommands.TestRules(
+    new TestRulesRequest(parseResult.GetRequiredValue(configOption), parseResult.GetRequiredValue(sqlFileArgument))
+    {
+        Instance = parseResult.GetValue(instanceOption),
+        User = parseResult.GetValue(userOption),
+        Database = parseResult.GetValue(databaseOption),
+        ApplicationName = parseResult.GetValue(applicationNameOption),
+        Client = parseResult.GetValue(clientOption),
+        Protocol = parseResult.GetRequiredValue(protocolOption) == "extended" ? PgProxy.Core.Configuration.QueryProtocol.Extended : PgProxy.Core.Configuration.QueryProtocol.Simple,
+        Json = parseResult.GetRequiredValue(formatOption) == "json",
+        Expect = parseResult.GetValue(expectOption),
+    },
+    Console.In));
+root.Subcommands.Add(testRules);
+
+var sqlArgument = new Argument<string>("SQL") { Description = "The SQL, one or more statements; - reads standard input." };
+var fingerprint = new Command("fingerprint", "Print the libpg_query fingerprint and the normalized text of each statement, for fingerprint rules.");
+fingerprint.Arguments.Add(sqlArgument);
+fingerprint.SetAction(parseResult => RuleCommands.Fingerprint(parseResult.GetRequiredValue(sqlArgument), Console.In));
+root.Subcommands.Add(fingerprint);
+
 // PgProxy handles SIGINT/SIGTERM itself, to drain sessions for as long as shutdown-timeout allows.
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);

@@ -28,10 +28,12 @@ public static class ConfigLoader
     [
         "log-level", "general-log", "intercept-log", "plugin-dir",
         "log-rotation", "log-max-size", "log-retained-files", "shutdown-timeout",
-        "plugin-timeout", "plugin-failure",
+        "plugin-timeout", "plugin-failure", "rule-timeout", "rules-mode", "watch-config",
     ];
 
-    private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits", "auth"];
+    // "masks" is reserved for issue 13's masks, which are not read yet: the key is accepted so that files written for
+    // them keep loading when they land.
+    private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits", "auth", "rules", "masks"];
     private static readonly string[] EndpointKeys = ["name", "host", "port", "tls"];
     private static readonly string[] ListenTlsKeys = ["mode", "cert-file", "key-file", "key-password"];
     private static readonly string[] UpstreamTlsKeys = ["mode", "ca-file", "cert-file", "key-file"];
@@ -138,7 +140,7 @@ public static class ConfigLoader
         var mapping = reader.Mapping(root, RootKeys);
         var plugins = ReadPlugins(reader, mapping.Optional("plugins"));
         var settings = ReadSettings(reader, mapping.Optional("settings"), baseDirectory);
-        var instances = ReadInstances(reader, mapping.Required("instances"), plugins, baseDirectory);
+        var instances = ReadInstances(reader, mapping.Required("instances"), plugins, baseDirectory, settings.RuleTimeout);
         return new ProxyConfig(plugins, settings, instances, baseDirectory)
         {
             Metrics = MetricsConfigReader.Read(reader, mapping.Optional("metrics")),
@@ -240,6 +242,9 @@ public static class ConfigLoader
             ShutdownTimeout = Read(mapping.Optional("shutdown-timeout"), value => reader.Duration(value, mustBePositive: false)) ?? defaults.ShutdownTimeout,
             PluginTimeout = ReadPluginTimeout(reader, mapping.Optional("plugin-timeout")) ?? defaults.PluginTimeout,
             PluginFailure = ReadFailurePolicy(reader, mapping.Optional("plugin-failure")),
+            RuleTimeout = ReadPluginTimeout(reader, mapping.Optional("rule-timeout")) ?? defaults.RuleTimeout,
+            RulesMode = Read(mapping.Optional("rules-mode"), value => reader.Choice(value, RulesConfigReader.RuleModes)) ?? defaults.RulesMode,
+            WatchConfig = Read(mapping.Optional("watch-config"), reader.Boolean) ?? defaults.WatchConfig,
         };
     }
 
@@ -261,7 +266,7 @@ public static class ConfigLoader
         }
     }
 
-    private static List<InstanceConfig> ReadInstances(ConfigNodeReader reader, ConfigNode? node, List<PluginReference> plugins, string baseDirectory)
+    private static List<InstanceConfig> ReadInstances(ConfigNodeReader reader, ConfigNode? node, List<PluginReference> plugins, string baseDirectory, TimeSpan ruleTimeout)
     {
         var instances = new List<InstanceConfig>();
         if (node is not { } list)
@@ -289,6 +294,7 @@ public static class ConfigLoader
             var listenTls = ReadListenTls(reader, listen.Tls, baseDirectory);
             var upstreamTls = ReadUpstreamTls(reader, redirect.Tls, baseDirectory);
             var auth = ReadAuth(reader, mapping.Optional("auth"), baseDirectory);
+            var rules = RulesConfigReader.Read(reader, mapping.Optional("rules"), ruleTimeout);
 
             if (listen is { Endpoint: { } endpoint, Node: { } listenNode })
             {
@@ -325,6 +331,7 @@ public static class ConfigLoader
                 ListenTls = listenTls,
                 UpstreamTls = upstreamTls,
                 Auth = auth,
+                Rules = rules,
             });
         }
 

@@ -163,6 +163,31 @@ internal sealed class ConfigNodeReader
         return null;
     }
 
+    /// <summary>
+    /// <c>true</c> or <c>false</c>, unquoted (YAML's booleans, in any letter case). Quoted, or YAML 1.1's <c>yes</c>,
+    /// <c>on</c> and the like, is refused: those are strings to a YAML 1.2 reader, so accepting them would make a file mean
+    /// different things to different tools.
+    /// </summary>
+    public bool? Boolean(ConfigNode node)
+    {
+        if (node.Node is YamlScalarNode { Style: ScalarStyle.Plain, Value: { } text })
+        {
+            if (string.Equals(text, "true", StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+
+            if (string.Equals(text, "false", StringComparison.OrdinalIgnoreCase))
+            {
+                return false;
+            }
+        }
+
+        var hint = node.Node is YamlScalarNode { Style: not ScalarStyle.Plain } ? " (a quoted value is a string; remove the quotes)" : "";
+        Report(node, $"expected true or false, got {Describe(node.Node)}{hint}");
+        return null;
+    }
+
     /// <summary>One of a fixed set of names, case-insensitive.</summary>
     public T? Choice<T>(ConfigNode node, IReadOnlyDictionary<string, T> choices)
         where T : struct

@@ -87,6 +87,15 @@ public sealed record ProxySettings
     /// <c>on-error</c>. Null (the default) leaves each kind its own: pass for queries and connects, refuse for responses.
     /// </summary>
     public Interception.InterceptorFailurePolicy? PluginFailure { get; init; }
+
+    /// <summary><c>rule-timeout</c>: how long one regular-expression match of a rule may take. Default 100 ms.</summary>
+    public TimeSpan RuleTimeout { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary><c>rules-mode</c>: log-only makes every rule log-only, whatever its own <c>mode</c>. Default enforce.</summary>
+    public RuleMode RulesMode { get; init; } = RuleMode.Enforce;
+
+    /// <summary><c>watch-config</c>: a change of the configuration file reloads it, as SIGHUP does. Default false.</summary>
+    public bool WatchConfig { get; init; }
 }
 
 /// <summary>How log files roll over.</summary>
@@ -114,6 +123,9 @@ public sealed record InstanceConfig(
 
     /// <summary><c>auth</c>: null when absent.</summary>
     public AuthConfig? Auth { get; init; }
+
+    /// <summary><c>rules</c>: in the order they apply, before the plugins. Empty when absent.</summary>
+    public IReadOnlyList<RuleConfig> Rules { get; init; } = [];
 }
 
 /// <summary><c>listen</c> or <c>redirect</c>: a name for logs and errors, a host and a port.</summary>

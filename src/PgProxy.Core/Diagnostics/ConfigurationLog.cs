@@ -11,7 +11,7 @@ internal static partial class ConfigurationLog
     [LoggerMessage(EventId = 601, Level = LogLevel.Information, Message = "Reload: {Change}")]
     public static partial void ReloadChange(ILogger logger, string change);
 
-    [LoggerMessage(EventId = 602, Level = LogLevel.Information, Message = "Configuration reloaded (generation {Generation}): {Instances} instance(s), {Plugins} plugin(s); new sessions use it, open sessions keep the configuration they started with")]
+    [LoggerMessage(EventId = 602, Level = LogLevel.Information, Message = "Configuration reloaded (generation {Generation}): {Instances} instance(s), {Plugins} plugin(s); new sessions use it, open sessions keep the configuration they started with except rules, which apply from their next statement")]
     public static partial void Reloaded(ILogger logger, long generation, int instances, int plugins);
 
     [LoggerMessage(EventId = 603, Level = LogLevel.Information, Message = "Reload: {Setting} is read at start only; a change to it takes a restart")]

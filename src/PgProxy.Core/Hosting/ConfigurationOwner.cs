@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Admin;
+using PgProxy.Core.Rules;
 using PgProxy.Core.Statistics;
 using PgProxy.Sql;
 using PgProxy.Core.Configuration;
@@ -23,6 +24,7 @@ public sealed class ConfigurationOwner : IDisposable
     private readonly ILogger logger;
     private readonly ProxyMetrics metrics;
     private readonly QueryShapes shapes = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, LiveRules> liveRules = new(StringComparer.Ordinal);
     private readonly ISnapshotTarget target;
     private readonly SemaphoreSlim gate = new(1, 1);
     private ConfigSnapshot? current;
@@ -97,6 +99,7 @@ public sealed class ConfigurationOwner : IDisposable
             }
 
             Volatile.Write(ref current, built);
+            SwapRules(running, built);
             await change.CommitAsync().ConfigureAwait(false);
             await change.DisposeAsync().ConfigureAwait(false);
 
@@ -154,6 +157,7 @@ public sealed class ConfigurationOwner : IDisposable
                 }
 
                 Volatile.Write(ref current, first);
+                SwapRules(null, first);
                 await change.CommitAsync().ConfigureAwait(false);
                 metrics.ConfigurationLoaded();
             }
@@ -164,6 +168,36 @@ public sealed class ConfigurationOwner : IDisposable
         }
     }
 
+    /// <summary>
+    /// Puts the rules of <paramref name="next"/> in force for every session of its instances, open ones included, and
+    /// writes the counters of the rules they replace to the intercept log.
+    /// </summary>
+    private void SwapRules(ConfigSnapshot? running, ConfigSnapshot next)
+    {
+        ILogger interceptLogger = loggerFactory.CreateLogger(InterceptLog.Category);
+        foreach ((string name, Sessions.SessionEnvironment environment) in next.Environments)
+        {
+            RuleSet replaced = environment.LiveRules.Current;
+            environment.LiveRules.Current = environment.Rules;
+            if (running is not null)
+            {
+                replaced.WriteCounters(interceptLogger, name);
+            }
+        }
+
+        // An instance the new snapshot removed has no new sessions; its open ones keep the last rules it had.
+        if (running is not null)
+        {
+            foreach ((string name, Sessions.SessionEnvironment environment) in running.Environments)
+            {
+                if (!next.Environments.ContainsKey(name))
+                {
+                    environment.LiveRules.Current.WriteCounters(interceptLogger, name);
+                }
+            }
+        }
+    }
+
     /// <summary>Refuses every later reload (the server is stopping) and returns the snapshot that ran last.</summary>
     internal async Task<ConfigSnapshot?> StopAsync()
     {
@@ -171,6 +205,15 @@ public sealed class ConfigurationOwner : IDisposable
         try
         {
             stopped = true;
+            if (current is not null)
+            {
+                ILogger interceptLogger = loggerFactory.CreateLogger(InterceptLog.Category);
+                foreach ((string name, Sessions.SessionEnvironment environment) in current.Environments)
+                {
+                    environment.LiveRules.Current.WriteCounters(interceptLogger, name);
+                }
+            }
+
             return current;
         }
         finally
@@ -209,6 +252,24 @@ public sealed class ConfigurationOwner : IDisposable
         }
 
         ILogger interceptLogger = loggerFactory.CreateLogger(InterceptLog.Category);
+        var rules = new Dictionary<string, RuleSet>(StringComparer.Ordinal);
+        for (int i = 0; i < config.Instances.Count; i++)
+        {
+            InstanceConfig instance = config.Instances[i];
+            if (instance.Rules.Count > 0 && !PostgresParser.IsAvailable)
+            {
+                errors.Add($"instances[{i}].rules: rules need libpg_query, which is not installed ({PostgresParser.InstallHint})");
+            }
+
+            rules[instance.Listen.Name] = instance.Rules.Count > 0 && PostgresParser.IsAvailable ? RuleSet.Build(instance.Rules, config.Settings) : RuleSet.Empty;
+        }
+
+        if (errors.Count > before)
+        {
+            pipelines.Dispose();
+            return null;
+        }
+
         bool keepStatistics = config.Stats.Queries && PostgresParser.IsAvailable;
         bool logQueries = config.QueryLog is not null && PostgresParser.IsAvailable;
         Statistics.Capacity = config.Stats.MaxQueries;
@@ -226,6 +287,8 @@ public sealed class ConfigurationOwner : IDisposable
                 Statistics = keepStatistics ? Statistics : null,
                 QueryLog = logQueries ? QueryLog : null,
                 QueryLogSettings = logQueries ? config.QueryLog : null,
+                Rules = rules[instance.Listen.Name],
+                LiveRules = liveRules.GetOrAdd(instance.Listen.Name, static _ => new LiveRules()),
                 Shapes = keepStatistics || logQueries ? shapes : null,
             },
             StringComparer.Ordinal);

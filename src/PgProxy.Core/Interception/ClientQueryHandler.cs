@@ -25,7 +25,7 @@ internal sealed class ClientQueryHandler(
     InstanceInterceptors interceptors,
     StatementTimer? timer = null) : IFrameHandler
 {
-    private readonly ArrayBufferWriter<byte> output = new(1024);
+    private readonly QueryFrameWriter writer = new(state, context, responses);
     private readonly InterceptorRunner<IQueryInterceptor, QueryMessage, QueryDecision> runner = new(InterceptorKinds.Query, context);
 
     public bool Wants(byte code) => code is (byte)FrontendMessageCode.Query or (byte)FrontendMessageCode.Parse;
@@ -35,7 +35,7 @@ internal sealed class ClientQueryHandler(
         bool isQuery = code == (byte)FrontendMessageCode.Query;
 
         string kind = isQuery ? "query" : "parse";
-        QueryMessage? query = Decode(isQuery, frame.Slice(MessageHeader.Size), out ParseMessage? parse);
+        QueryMessage? query = writer.Decode(isQuery, frame.Slice(MessageHeader.Size), out ParseMessage? parse);
         if (query is null)
         {
             InterceptLog.Undecodable(context.Logger, context.SessionId, kind, context.ClientEncodingName);
@@ -51,9 +51,9 @@ internal sealed class ClientQueryHandler(
             if (decision.IsRefusal)
             {
                 InterceptLog.Refused(context.Logger, context.SessionId, kind, interceptor.Name, decision.RefusalSqlState!, decision.RefusalMessage!, query.Text);
-                timer?.NoteRefusal(interceptor.Name, TextOf(isQuery, frame));
+                timer?.NoteRefusal(interceptor.Name, QueryFrameWriter.TextOf(isQuery, frame));
                 context.Metrics?.Refused(context.InstanceName, interceptor.Name);
-                await RefuseAsync(isQuery, decision.RefusalSqlState!, decision.RefusalMessage!, next, cancellationToken).ConfigureAwait(false);
+                await writer.RefuseAsync(isQuery, decision.RefusalSqlState!, decision.RefusalMessage!, next, cancellationToken).ConfigureAwait(false);
                 return;
             }
 
@@ -77,57 +77,7 @@ internal sealed class ClientQueryHandler(
         }
 
         timer?.NoteRewrite(changedBy!);
-        output.ResetWrittenCount();
-        if (isQuery)
-        {
-            QueryMessages.WriteQuery(output, context.ClientEncoding, query.Text);
-        }
-        else
-        {
-            QueryMessages.WriteParse(output, context.ClientEncoding, parse!.StatementName, query.Text, parse.ParameterTypes);
-        }
-
-        await next.WriteAsync(new ReadOnlySequence<byte>(output.WrittenMemory), cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>The query text of a Query or Parse frame, as the client sent it (for statistics of a refused one).</summary>
-    private static ReadOnlySequence<byte> TextOf(bool isQuery, in ReadOnlySequence<byte> frame)
-    {
-        ReadOnlySequence<byte> body = frame.Slice(MessageHeader.Size);
-        if (!isQuery && body.PositionOf((byte)0) is { } nameEnd)
-        {
-            body = body.Slice(body.GetPosition(1, nameEnd));
-        }
-
-        return body.PositionOf((byte)0) is { } textEnd ? body.Slice(0, textEnd) : body;
-    }
-
-    private QueryMessage? Decode(bool isQuery, ReadOnlySequence<byte> body, out ParseMessage? parse)
-    {
-        parse = null;
-        if (!context.HasDecodableEncoding)
-        {
-            return null;
-        }
-
-        try
-        {
-            if (isQuery)
-            {
-                return QueryMessages.TryReadQuery(body, context.ClientEncoding, out string text)
-                    ? new QueryMessage(QueryMessageKind.SimpleQuery, text, null, [])
-                    : null;
-            }
-
-            return QueryMessages.TryReadParse(body, context.ClientEncoding, out parse)
-                ? new QueryMessage(QueryMessageKind.Parse, parse!.Text, parse.StatementName, parse.ParameterTypes)
-                : null;
-        }
-        catch (DecoderFallbackException)
-        {
-            // Bytes that are not valid in the client encoding: the server will say so; the proxy changes nothing.
-            return null;
-        }
+        await writer.WriteTextAsync(isQuery, parse, query.Text, next, cancellationToken).ConfigureAwait(false);
     }
 
     private async ValueTask<QueryDecision> InvokeAsync(InterceptorEntry<IQueryInterceptor> interceptor, QueryMessage query, CancellationToken cancellationToken)
@@ -143,30 +93,5 @@ internal sealed class ClientQueryHandler(
         {
             context.CurrentInterceptor = null;
         }
-    }
-
-    /// <summary>
-    /// Replaces the refused message by a statement that raises the refusal on the server (see
-    /// <see cref="RefusalStatements"/>). For Parse, an unnamed Parse, Bind and Execute take its place; the server raises
-    /// at Execute and then skips the client's messages up to its Sync, as it would after any error.
-    /// </summary>
-    private async ValueTask RefuseAsync(bool isQuery, string sqlState, string message, IFrameSink next, CancellationToken cancellationToken)
-    {
-        string raise = RefusalStatements.RaiseError(sqlState, message);
-        responses.ExpectRefusal(state.NextRequestNumber, extended: !isQuery, sqlState, message);
-        output.ResetWrittenCount();
-
-        if (isQuery)
-        {
-            QueryMessages.WriteQuery(output, context.ClientEncoding, raise);
-        }
-        else
-        {
-            QueryMessages.WriteParse(output, context.ClientEncoding, string.Empty, raise, []);
-            QueryMessages.WriteBindUnnamed(output);
-            QueryMessages.WriteExecuteUnnamed(output);
-        }
-
-        await next.WriteAsync(new ReadOnlySequence<byte>(output.WrittenMemory), cancellationToken).ConfigureAwait(false);
     }
 }

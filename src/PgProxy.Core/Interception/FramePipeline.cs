@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using PgProxy.Core.Relay;
+using PgProxy.Core.Rules;
 using PgProxy.Core.Server;
 using PgProxy.Core.Statistics;
 
@@ -8,6 +9,9 @@ namespace PgProxy.Core.Interception;
 /// <summary>A kind of frame handler, in the order a pipeline runs them.</summary>
 internal enum FrameStage
 {
+    /// <summary>To the server: the instance's rules in force now, on every Query and Parse, before any plugin.</summary>
+    Rules,
+
     /// <summary>From the server: the responses to the proxy's own metadata queries, and refusals made to look like the server's.</summary>
     Diversion,
 
@@ -44,19 +48,29 @@ internal sealed class FramePipeline
     /// <summary>Whether a session needs a <see cref="SessionContext"/> for its handlers.</summary>
     public bool IsEmpty => ToServer.IsEmpty && ToClient.IsEmpty;
 
-    public static FramePipeline For(InstanceInterceptors interceptors)
+    /// <param name="interceptors">The instance's interceptors in this snapshot.</param>
+    /// <param name="rulesPossible">
+    /// Whether rules can run (libpg_query is there). Then every session has the rules' stage, even while the instance
+    /// has no rules, so that rules a reload adds reach open sessions; with none it takes no frame and costs a check.
+    /// </param>
+    public static FramePipeline For(InstanceInterceptors interceptors, bool rulesPossible = false)
     {
         ImmutableArray<FrameStage>.Builder toServer = ImmutableArray.CreateBuilder<FrameStage>();
         ImmutableArray<FrameStage>.Builder toClient = ImmutableArray.CreateBuilder<FrameStage>();
+        if (rulesPossible)
+        {
+            toServer.Add(FrameStage.Rules);
+        }
+
         if (interceptors.InterceptsQueries)
         {
             toServer.Add(FrameStage.QueryInterceptors);
         }
 
-        if (interceptors.InterceptsQueries || interceptors.InterceptsResponses)
+        if (rulesPossible || interceptors.InterceptsQueries || interceptors.InterceptsResponses)
         {
-            // Metadata queries and refusals come from query interceptors; the diversion runs first so that the
-            // response interceptors after it see only what the client will see.
+            // Metadata queries and refusals come from rules and query interceptors; the diversion runs first so that
+            // the response interceptors after it see only what the client will see.
             toClient.Add(FrameStage.Diversion);
         }
 
@@ -69,7 +83,7 @@ internal sealed class FramePipeline
     }
 
     /// <summary>Creates one session's handlers, in the pipeline's order.</summary>
-    public SessionHandlers Create(ServerProtocolState state, SessionContext context, InstanceInterceptors interceptors, StatementTimer? timer = null)
+    public SessionHandlers Create(ServerProtocolState state, SessionContext context, InstanceInterceptors interceptors, LiveRules rules, StatementTimer? timer = null)
     {
         var diversion = new ServerResponseHandler(state, context);
         context.Responses = diversion;
@@ -78,6 +92,7 @@ internal sealed class FramePipeline
         {
             toServer[i] = ToServer[i] switch
             {
+                FrameStage.Rules => new RuleHandler(rules, state, context, diversion, timer),
                 FrameStage.QueryInterceptors => new ClientQueryHandler(state, context, diversion, interceptors, timer),
                 FrameStage stage => throw new InvalidOperationException($"{stage} handles frames from the server"),
             };

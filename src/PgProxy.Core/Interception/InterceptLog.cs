@@ -42,4 +42,16 @@ internal static partial class InterceptLog
 
     [LoggerMessage(EventId = 511, Level = LogLevel.Information, Message = "Session {SessionId}: {Kind} refused by {Interceptor} with {SqlState} {Reason}; it goes on without the remaining interceptors")]
     public static partial void ResponseRefused(ILogger logger, long sessionId, PgProxy.Abstractions.ResponseKinds kind, string interceptor, string sqlState, string reason);
+
+    [LoggerMessage(EventId = 512, Level = LogLevel.Information, Message = "Session {SessionId}: {Kind} matched rule {Rule}: {Query}")]
+    public static partial void RuleLogged(ILogger logger, long sessionId, string kind, string rule, string query);
+
+    [LoggerMessage(EventId = 513, Level = LogLevel.Information, Message = "Session {SessionId}: {Kind} matched log-only rule {Rule}, which would {Action}; it goes on unchanged\n  before: {Before}\n  after:  {After}")]
+    public static partial void RuleLogOnly(ILogger logger, long sessionId, string kind, string rule, string action, string before, string after);
+
+    [LoggerMessage(EventId = 514, Level = LogLevel.Warning, Message = "Session {SessionId}: rule {Rule} skipped: a regular expression of it ran past rule-timeout ({Timeout}) on {Kind}: {Query}")]
+    public static partial void RuleTimedOut(ILogger logger, long sessionId, string rule, string timeout, string kind, string query);
+
+    [LoggerMessage(EventId = 515, Level = LogLevel.Information, Message = "Instance {Instance}, rule {Rule} ({Mode}): matched {Matched}, applied {Applied}, log-only hits {LogOnlyHits}, refusals {Refusals}, regex timeouts {RegexTimeouts}")]
+    public static partial void RuleCounters(ILogger logger, string instance, string rule, string mode, long matched, long applied, long logOnlyHits, long refusals, long regexTimeouts);
 }

@@ -26,6 +26,9 @@ internal sealed class BatchingStream(Stream inner) : Stream
         set => throw new NotSupportedException();
     }
 
+    /// <summary>True when nothing is waiting to be sent.</summary>
+    public bool IsEmpty => pending.WrittenCount == 0;
+
     /// <summary>Sends what was collected, if anything.</summary>
     public override async Task FlushAsync(CancellationToken cancellationToken)
     {

@@ -28,6 +28,7 @@ internal sealed class ForwardingPump
 
     private readonly PipeReader source;
     private readonly Stream destination;
+    private readonly Stream socket;
     private readonly ServerProtocolState state;
     private readonly PumpDirection direction;
     private readonly long maxMessageLength;
@@ -53,6 +54,7 @@ internal sealed class ForwardingPump
         this.source = source;
 
         // With handlers, a batch's slices and the handlers' messages are gathered and sent in one write.
+        socket = destination;
         batching = handlers is null or { Count: 0 } ? null : new BatchingStream(destination);
         destination = batching ?? destination;
         this.destination = destination;
@@ -353,6 +355,9 @@ internal sealed class ForwardingPump
 
     private async ValueTask<bool> WriteAsync(ReadOnlySequence<byte> batch, CancellationToken cancellationToken)
     {
+        // Frames no handler took, with nothing of a handler's waiting before them, go straight to the socket: a session
+        // whose handlers take nothing now (rules with no rules in force) forwards without a copy.
+        Stream destination = batching is { IsEmpty: true } ? socket : this.destination;
         try
         {
             if (batch.IsSingleSegment)

@@ -121,7 +121,7 @@ internal sealed partial class ProxySession : IDisposable
         InstanceInterceptors interceptors = environment.Interceptors;
         SessionContext? context = null;
         byte[] startupBytes = startup.RawBytes;
-        if (interceptors.InterceptsQueries || interceptors.InterceptsResponses || interceptors.Connects.Length > 0)
+        if (!environment.Pipeline.IsEmpty || interceptors.Connects.Length > 0)
         {
             context = new SessionContext(Id, environment.InstanceName, client.RemoteEndPoint, startup.Parameters, state, environment.InterceptLogger)
             {
@@ -195,7 +195,7 @@ internal sealed partial class ProxySession : IDisposable
                     new StatementSource(Id, environment.InstanceName, database, user, context?.ApplicationName ?? startup.GetParameter("application_name"), client.Address))
                 : null;
             FramePipeline pipeline = environment.Pipeline;
-            handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, interceptors, timer);
+            handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, interceptors, environment.LiveRules, timer);
 
             // The pumps start after the login: the plain-text fallback may have replaced the server connection.
             UpstreamLeg upstream = server.Leg;

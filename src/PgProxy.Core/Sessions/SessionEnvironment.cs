@@ -4,6 +4,8 @@ using PgProxy.Core.Admin;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
+using PgProxy.Core.Rules;
+using PgProxy.Sql;
 using PgProxy.Core.Statistics;
 using PgProxy.Core.Tls;
 
@@ -54,7 +56,13 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
     public QueryShapes? Shapes { get; init; }
 
     /// <summary>The ordered frame handlers of the instance's pumps in this snapshot.</summary>
-    public FramePipeline Pipeline { get; } = FramePipeline.For(interceptors);
+    public FramePipeline Pipeline { get; } = FramePipeline.For(interceptors, rulesPossible: PostgresParser.IsAvailable);
+
+    /// <summary>The instance's rules in this snapshot (swapped into <see cref="LiveRules"/> when the snapshot runs).</summary>
+    public RuleSet Rules { get; init; } = RuleSet.Empty;
+
+    /// <summary>The instance's rules in force now, shared with every snapshot of the instance: sessions read them per statement.</summary>
+    public LiveRules LiveRules { get; init; } = new();
 
     /// <summary>Certificates, upstream TLS and verifiers of the instance in this snapshot.</summary>
     public InstanceSecurity Security { get; } = security;

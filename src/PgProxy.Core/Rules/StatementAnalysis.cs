@@ -1,0 +1,105 @@
+using PgProxy.Core.Configuration;
+using PgProxy.Sql;
+
+namespace PgProxy.Core.Rules;
+
+/// <summary>
+/// One statement's text and what the parser says about it, each worked out the first time a rule asks and then shared by
+/// the rules after it: the parse (for <c>statement</c> and <c>tables</c>), the fingerprint, and the lexer's literal and
+/// comment regions (only once a <c>query</c> pattern matched somewhere, to tell a lookalike from code). A rule that
+/// changes the text gets a new analysis for the rules after it. Used by one evaluation, on one thread.
+/// </summary>
+internal sealed class StatementAnalysis(string text)
+{
+    private bool parsed;
+    private StatementKinds kinds;
+    private List<RelationReference>? relations;
+    private bool fingerprinted;
+    private string? fingerprint;
+    private bool scanned;
+    private SqlTextRegions? regions;
+
+    public string Text => text;
+
+    /// <summary>The statement's kinds; <see cref="StatementKinds.None"/> when the parser cannot read it.</summary>
+    public StatementKinds Kinds
+    {
+        get
+        {
+            EnsureParsed();
+            return kinds;
+        }
+    }
+
+    /// <summary>The relations the statement names; null when the parser cannot read it.</summary>
+    public IReadOnlyList<RelationReference>? Relations
+    {
+        get
+        {
+            EnsureParsed();
+            return relations;
+        }
+    }
+
+    /// <summary>The libpg_query fingerprint, 16 lowercase hex digits; null when the parser cannot read the statement.</summary>
+    public string? Fingerprint
+    {
+        get
+        {
+            if (!fingerprinted)
+            {
+                fingerprinted = true;
+                try
+                {
+                    fingerprint = PostgresParser.Fingerprint(text).Text;
+                }
+                catch (SqlParseException)
+                {
+                    fingerprint = null;
+                }
+            }
+
+            return fingerprint;
+        }
+    }
+
+    /// <summary>Whether a pattern match starting at <paramref name="position"/> starts inside a literal or a comment (false when the text cannot be lexed).</summary>
+    public bool StartsInsideLiteralOrComment(int position)
+    {
+        if (!scanned)
+        {
+            scanned = true;
+            regions = SqlTextRegions.TryScan(text);
+        }
+
+        return regions?.StartsInside(position) ?? false;
+    }
+
+    private void EnsureParsed()
+    {
+        if (parsed)
+        {
+            return;
+        }
+
+        parsed = true;
+        try
+        {
+            PgQuery.ParseResult tree = PostgresParser.Parse(text);
+            var found = new List<RelationReference>();
+            foreach (PgQuery.RawStmt statement in tree.Stmts)
+            {
+                kinds |= StatementClassifier.Classify(statement.Stmt);
+                StatementClassifier.CollectRelations(statement.Stmt, found);
+            }
+
+            relations = found;
+        }
+        catch (SqlParseException)
+        {
+            // PostgreSQL rejects it too (or it is newer syntax than libpg_query 15 knows): rules that need the parse do not match.
+            kinds = StatementKinds.None;
+            relations = null;
+        }
+    }
+}
