@@ -38,9 +38,12 @@ internal static class ConfigRows
         Add("settings.log-rotation", settings.LogRotation == LogRotation.Daily ? "daily" : "size");
         Add("settings.log-max-size", ConfigValueParsers.FormatSize(settings.LogMaxSize));
         Add("settings.log-retained-files", Number(settings.LogRetainedFiles));
-        Add("settings.shutdown-timeout", ConfigValueParsers.FormatDuration(settings.ShutdownTimeout));
-        Add("settings.plugin-timeout", ConfigValueParsers.FormatDuration(settings.PluginTimeout));
+        Add("settings.shutdown-timeout", Duration(settings.ShutdownTimeout));
+        Add("settings.plugin-timeout", Duration(settings.PluginTimeout));
         Add("settings.plugin-failure", PolicyName(settings.PluginFailure));
+        Add("settings.rule-timeout", Duration(settings.RuleTimeout));
+        Add("settings.rules-mode", ModeName(settings.RulesMode));
+        Add("settings.watch-config", Boolean(settings.WatchConfig));
 
         for (int i = 0; i < config.Instances.Count; i++)
         {
@@ -64,13 +67,42 @@ internal static class ConfigRows
                 Add($"{at}.auth.auth-password", auth.AuthPassword);
             }
 
+            for (int j = 0; j < instance.Rules.Count; j++)
+            {
+                // A rule by its name, mode and actions; its match conditions are read from the file.
+                RuleConfig rule = instance.Rules[j];
+                Add($"{at}.rules[{j}].name", rule.Name);
+                Add($"{at}.rules[{j}].mode", ModeName(rule.Mode));
+                Add($"{at}.rules[{j}].refuse", rule.Refuse is { } refusal ? $"{refusal.SqlState} {refusal.Message}" : null);
+                Add($"{at}.rules[{j}].rewrite", rule.Rewrite);
+                Add($"{at}.rules[{j}].tag", rule.Tag);
+                Add($"{at}.rules[{j}].log", Boolean(rule.Log));
+                Add($"{at}.rules[{j}].continue", Boolean(rule.Continue));
+            }
+
             AddInterceptors($"{at}.intercept.commands.queries", instance.Intercept.Queries);
             AddInterceptors($"{at}.intercept.commands.connects", instance.Intercept.Connects);
             AddInterceptors($"{at}.intercept.responses", instance.Intercept.Responses);
             Add($"{at}.limits.max-message-size", ConfigValueParsers.FormatSize(instance.Limits.MaxMessageSize));
-            Add($"{at}.limits.connect-timeout", ConfigValueParsers.FormatDuration(instance.Limits.ConnectTimeout));
-            Add($"{at}.limits.startup-timeout", ConfigValueParsers.FormatDuration(instance.Limits.StartupTimeout));
+            Add($"{at}.limits.connect-timeout", Duration(instance.Limits.ConnectTimeout));
+            Add($"{at}.limits.startup-timeout", Duration(instance.Limits.StartupTimeout));
             Add($"{at}.limits.max-connections", Number(instance.Limits.MaxConnections));
+        }
+
+        if (config.Metrics is { } metrics)
+        {
+            Add("metrics.listen.host", metrics.Host);
+            Add("metrics.listen.port", Number(metrics.Port));
+        }
+
+        Add("stats.queries", Boolean(config.Stats.Queries));
+        Add("stats.max-queries", Number(config.Stats.MaxQueries));
+        if (config.QueryLog is { } queryLog)
+        {
+            Add("query-log.file", queryLog.File);
+            Add("query-log.format", queryLog.Format.ToString().ToLowerInvariant());
+            Add("query-log.min-duration", Duration(queryLog.MinDuration));
+            Add("query-log.parameters", Boolean(queryLog.Parameters));
         }
 
         if (config.Admin is { } admin)
@@ -102,7 +134,7 @@ internal static class ConfigRows
                 Add($"{at}[{j}].plugin", entry.Plugin);
                 Add($"{at}[{j}].function", entry.Function);
                 Add($"{at}[{j}].on-error", PolicyName(entry.OnError));
-                Add($"{at}[{j}].timeout", entry.Timeout is { } timeout ? ConfigValueParsers.FormatDuration(timeout) : null);
+                Add($"{at}[{j}].timeout", entry.Timeout is { } timeout ? Duration(timeout) : null);
             }
         }
     }
@@ -128,6 +160,13 @@ internal static class ConfigRows
     }
 
     private static string Number(int value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static string Boolean(bool value) => value ? "true" : "false";
+
+    /// <summary>A duration as the file writes it; zero as <c>0s</c> (the parsers' format would say <c>0h</c>).</summary>
+    private static string Duration(TimeSpan value) => value == TimeSpan.Zero ? "0s" : ConfigValueParsers.FormatDuration(value);
+
+    private static string ModeName(RuleMode mode) => mode == RuleMode.LogOnly ? "log-only" : "enforce";
 
     private static string LogLevelName(LogLevel level) => level switch
     {

@@ -70,8 +70,7 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
             case ConsoleCommandKind.ShowQueries:
                 return ConsoleResult.Of(info, QueryRows(command.Order, command.Limit));
             case ConsoleCommandKind.ShowRules:
-                // TODO(rules): the counters of each rule and mask, once the rules engine keeps them.
-                return ConsoleResult.Of(info, []);
+                return ConsoleResult.Of(info, RuleRows());
             case ConsoleCommandKind.Kill when command.SessionId == sessionId:
                 // Its own session: the answer goes out first, then the session ends with 57P01 like any other.
                 return ConsoleResult.Done(info) with { AfterResponse = () => host.Kill(command.SessionId) };
@@ -142,7 +141,7 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
                 ConfigRows.ModeName(config.ListenTls.Mode),
                 ConfigRows.ModeName(config.UpstreamTls.Mode),
                 Number(sessions.Count(s => s.Instance == name)),
-                "0", // TODO(rules): the instance's rule count, once InstanceConfig carries its rules.
+                Number(instance.Rules.Rules.Count),
                 string.Join(", ", plugins),
             ]);
         }
@@ -229,6 +228,23 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
     /// <summary>Microseconds as milliseconds with three decimals: <c>0.412</c>.</summary>
     private static string Milliseconds(double microseconds) =>
         (microseconds / 1000).ToString("0.000", CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// One row per rule in force, instance by instance in configuration order, rules in their order. The counters are
+    /// the running rule set's: a reload builds new rules, which count from zero. TODO(masks): a row per mask.
+    /// </summary>
+    private List<IReadOnlyList<string?>> RuleRows() =>
+        [.. host.Instances().SelectMany(instance => instance.Rules.Rules.Select(rule => (IReadOnlyList<string?>)
+        [
+            instance.Config.Listen.Name,
+            "rule",
+            rule.Name,
+            Number(rule.Counters.Matched),
+            Number(rule.Counters.Applied),
+            Number(rule.Counters.LogOnlyHits),
+            Number(rule.Counters.Refusals),
+            Number(rule.Counters.RegexTimeouts),
+        ]))];
 
     private List<IReadOnlyList<string?>> PluginRows()
     {

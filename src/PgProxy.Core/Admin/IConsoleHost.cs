@@ -1,5 +1,6 @@
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Hosting;
+using PgProxy.Core.Rules;
 using PgProxy.Core.Statistics;
 
 namespace PgProxy.Core.Admin;
@@ -35,8 +36,8 @@ internal interface IConsoleHost
     void RequestStop(bool safe);
 }
 
-/// <summary>One instance as the console shows it: its configuration and the addresses actually bound.</summary>
-internal sealed record ConsoleInstance(InstanceConfig Config, IReadOnlyList<string> Endpoints);
+/// <summary>One instance as the console shows it: its configuration, the addresses actually bound, and the rules in force.</summary>
+internal sealed record ConsoleInstance(InstanceConfig Config, IReadOnlyList<string> Endpoints, RuleSet Rules);
 
 /// <summary>What became of a CANCEL.</summary>
 internal enum CancelOutcome

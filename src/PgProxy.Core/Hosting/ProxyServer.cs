@@ -330,7 +330,8 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
     IReadOnlyList<ConsoleInstance> IConsoleHost.Instances() =>
         [.. Volatile.Read(ref listeners).Select(listener => new ConsoleInstance(
             listener.Environment.Instance,
-            [.. listener.Endpoints.Select(endpoint => endpoint.ToString())]))];
+            [.. listener.Endpoints.Select(endpoint => endpoint.ToString())],
+            listener.Environment.LiveRules.Current))];
 
     IReadOnlyList<SessionView> IConsoleHost.Sessions() => [.. sessions.Snapshot().Select(session => session.Describe())];
 

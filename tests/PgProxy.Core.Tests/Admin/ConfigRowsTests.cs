@@ -103,4 +103,28 @@ public sealed class ConfigRowsTests
         Assert.Equal("prefer", rows["instances[0].redirect.tls.mode"]);
         Assert.Equal("30s", rows["instances[0].limits.startup-timeout"]);
     }
+
+    [Fact]
+    public void Rules_metrics_stats_and_the_query_log_have_their_rows()
+    {
+        Dictionary<string, string?> rows = Rows("""
+            settings: {rules-mode: log-only, rule-timeout: 50ms}
+            instances:
+              - listen: {name: p, host: 127.0.0.1, port: 1}
+                redirect: {name: d, host: h, port: 2}
+                rules:
+                  - {name: no-ddl, match: {statement: ddl}, refuse: {message: no}}
+                  - {name: tagged, match: {}, tag: app, continue: true}
+            metrics: {listen: {port: 9300}}
+            stats: {max-queries: 100}
+            query-log: {file: q.log, format: text}
+            """);
+
+        Assert.Equal(("log-only", "50ms", "false"), (rows["settings.rules-mode"], rows["settings.rule-timeout"], rows["settings.watch-config"]));
+        Assert.Equal(("no-ddl", "42501 no", null), (rows["instances[0].rules[0].name"], rows["instances[0].rules[0].refuse"], rows["instances[0].rules[0].tag"]));
+        Assert.Equal(("app", "true", "enforce"), (rows["instances[0].rules[1].tag"], rows["instances[0].rules[1].continue"], rows["instances[0].rules[1].mode"]));
+        Assert.Equal(("127.0.0.1", "9300"), (rows["metrics.listen.host"], rows["metrics.listen.port"]));
+        Assert.Equal(("true", "100"), (rows["stats.queries"], rows["stats.max-queries"]));
+        Assert.Equal((Path.Combine(BaseDirectory, "q.log"), "text", "0s", "false"), (rows["query-log.file"], rows["query-log.format"], rows["query-log.min-duration"], rows["query-log.parameters"]));
+    }
 }

@@ -1,6 +1,8 @@
 using PgProxy.Core.Admin;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Hosting;
+using PgProxy.Core.Rules;
+using PgProxy.Core.Tests.Rules;
 using PgProxy.Core.Statistics;
 
 namespace PgProxy.Core.Tests.Admin;
@@ -72,10 +74,25 @@ public sealed class ConsoleExecutorTests
     }
 
     [Fact]
-    public void Rules_and_plugins_have_their_columns_and_no_rows_yet()
+    public void Plugins_have_their_columns_and_no_rows_without_plugins()
     {
         Assert.Empty(Run("SHOW RULES").Rows);
         Assert.Empty(Run("SHOW PLUGINS").Rows);
+    }
+
+    [Fact]
+    public void Show_rules_gives_the_counters_of_the_rules_in_force_and_show_instances_their_number()
+    {
+        RuleSet rules = RuleSets.Build("- {name: no-drop, match: {statement: ddl}, refuse: {message: no}}\n- {name: audit, match: {}, log: true, mode: log-only}");
+        host.Rules["proxy"] = rules;
+        RuleSets.Evaluate(rules, "DROP TABLE t");
+        RuleSets.Evaluate(rules, "SELECT 1");
+
+        ConsoleResult result = Run("SHOW RULES");
+
+        Assert.Equal(["proxy", "rule", "no-drop", "1", "1", "0", "1", "0"], result.Rows[0]);
+        Assert.Equal(["proxy", "rule", "audit", "1", "0", "1", "0", "0"], result.Rows[1]);
+        Assert.Equal("2", Assert.Single(Run("SHOW INSTANCES").Rows)[7]);
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using PgProxy.Core.Admin;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Hosting;
 using PgProxy.Core.Interception;
+using PgProxy.Core.Rules;
 using PgProxy.Core.Sessions;
 using PgProxy.Core.Statistics;
 
@@ -46,8 +47,11 @@ internal sealed class FakeConsoleHost : IConsoleHost
         return Task.FromResult(NextReload);
     }
 
+    /// <summary>The rules in force, by instance name; none unless the test sets them.</summary>
+    public Dictionary<string, RuleSet> Rules { get; } = [];
+
     public IReadOnlyList<ConsoleInstance> Instances() =>
-        [.. Config.Instances.Select(instance => new ConsoleInstance(instance, [$"{instance.Listen.Host}:{instance.Listen.Port}"]))];
+        [.. Config.Instances.Select(instance => new ConsoleInstance(instance, [$"{instance.Listen.Host}:{instance.Listen.Port}"], Rules.GetValueOrDefault(instance.Listen.Name) ?? RuleSet.Empty))];
 
     public IReadOnlyList<SessionView> Sessions() => SessionList;
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using PgProxy.Core.Configuration;
 using PgProxy.EndToEnd.Tests.Infrastructure;
 using PgProxy.EndToEnd.Tests.Relay;
 
@@ -62,5 +63,32 @@ public sealed class ConsoleStatisticsTests(PostgresFixture fixture) : IDisposabl
         Assert.True(reset.Succeeded, reset.ToString());
         Assert.Empty((await ConsolePsql.QueryAsync(target, "SHOW QUERIES")).Where("query", "SELECT g FROM generate_series($1, $2) g"));
         Assert.Equal("0", (await ConsolePsql.QueryAsync(target, "SHOW STATS")).Where("instance", "proxy").Single()[3]);
+    }
+
+    [Fact]
+    public async Task Show_rules_counts_what_each_rule_did_to_live_traffic_and_show_instances_how_many_there_are()
+    {
+        string yaml = string.Create(CultureInfo.InvariantCulture, $"""
+            instances:
+              - listen: {"{"}name: proxy, host: 127.0.0.1, port: 0{"}"}
+                redirect: {"{"}name: postgresql, host: {fixture.Server.Host}, port: {fixture.Server.Port}{"}"}
+                rules:
+                  - {"{"}name: no-ddl, match: {"{"}statement: ddl{"}"}, refuse: {"{"}message: no DDL through the proxy{"}"}{"}"}
+                  - {"{"}name: watch, match: {"{"}tables: [pg_class]{"}"}, log: true, mode: log-only{"}"}
+            """);
+        ProxyConfig config = ConfigLoader.Parse(yaml, Path.GetTempPath(), "config.yml") with { Admin = console.Admin() };
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(config);
+        ProcessResult relayed = await Psql.RunAsync(
+            proxy.PsqlTarget(PostgresServer.TrustUser),
+            "CREATE TABLE console_rules_t (a int);\nSELECT count(*) FROM pg_class;\nSELECT 1;\n",
+            new PsqlOptions { OnErrorStop = false });
+        Assert.Contains("no DDL through the proxy", relayed.StandardError, StringComparison.Ordinal);
+
+        ConsoleOutput rules = await ConsolePsql.QueryAsync(ConsoleSetup.Target(proxy), "SHOW RULES");
+        ConsoleOutput instances = await ConsolePsql.QueryAsync(ConsoleSetup.Target(proxy), "SHOW INSTANCES");
+
+        Assert.Equal(["proxy", "rule", "no-ddl", "1", "1", "0", "1", "0"], rules.Where("name", "no-ddl").Single());
+        Assert.Equal(["proxy", "rule", "watch", "1", "0", "1", "0", "0"], rules.Where("name", "watch").Single());
+        Assert.Equal("2", instances.Value(instances.Rows.Single(), "rules"));
     }
 }
