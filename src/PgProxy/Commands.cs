@@ -57,6 +57,8 @@ internal static class Commands
                     Console.Out.WriteLine($"  {kind}: {reference.Plugin}.{reference.Function} -> {interceptor}");
                 }
             }
+
+            Console.Out.WriteLine(Describe(config.Admin));
         }
 
         return Success;
@@ -108,16 +110,10 @@ internal static class Commands
 
         HostLog.Started(logger, config.Instances.Count, ThisAssembly.Version);
         HostLog.EventLoops(logger, eventLoops);
-        try
-        {
-            await Task.Delay(Timeout.Infinite, shutdown.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            // A stop signal: drain below.
-        }
+        // A stop signal, or the admin console's SHUTDOWN, which has begun the stop itself.
+        await Task.WhenAny(Task.Delay(Timeout.Infinite, shutdown.Token), server.Stopping).ConfigureAwait(false);
 
-        // Waits for a reload in progress; none applies after this.
+        // Waits for a reload in progress (none applies after this), or joins the console's stop in progress.
         await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
         HostLog.Stopped(logger);
         return Success;
@@ -262,6 +258,14 @@ internal static class Commands
         $"upstream \"{instance.Redirect.Name}\" {instance.Redirect.Host}:{instance.Redirect.Port}, " +
         $"max-message-size {instance.Limits.MaxMessageSize} bytes, " +
         $"max-connections {(instance.Limits.MaxConnections == 0 ? "unlimited" : instance.Limits.MaxConnections.ToString(System.Globalization.CultureInfo.InvariantCulture))}";
+
+    private static string Describe(AdminConfig? admin) => admin switch
+    {
+        null => "admin console: none (database \"pgproxy\" is relayed like any other)",
+        { Listen: { } listen } =>
+            $"admin console: database \"{AdminConfig.Database}\" on every instance, and {listen.Host}:{listen.Port} (TLS {admin.Tls.Mode.ToString().ToLowerInvariant()}); users {string.Join(", ", admin.Users)}, verifiers from {admin.AuthFile}",
+        _ => $"admin console: database \"{AdminConfig.Database}\" on every instance; users {string.Join(", ", admin.Users)}, verifiers from {admin.AuthFile}",
+    };
 
     private static string DescribeSecurity(InstanceConfig instance)
     {

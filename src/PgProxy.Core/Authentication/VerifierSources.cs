@@ -25,19 +25,26 @@ internal sealed class AuthFileVerifiers : IVerifierSource
 {
     private readonly Dictionary<string, string> verifiers;
     private readonly string file;
+    private readonly string key;
 
-    private AuthFileVerifiers(string file, Dictionary<string, string> verifiers)
+    private AuthFileVerifiers(string key, string file, Dictionary<string, string> verifiers)
     {
+        this.key = key;
         this.file = file;
         this.verifiers = verifiers;
     }
 
-    public string Description => $"auth.auth-file {file}";
+    public string Description => $"{key} {file}";
 
+    /// <summary>Every user and the verifier text the file gives it.</summary>
+    public IReadOnlyDictionary<string, string> Entries => verifiers;
+
+    /// <param name="file">The file to read.</param>
+    /// <param name="key">The setting that names it, for errors and log lines (<c>admin.auth-file</c> for the console's).</param>
     /// <exception cref="SecurityMaterialException">The file is missing, unreadable or has a malformed line (named by number).</exception>
-    public static AuthFileVerifiers Load(string file)
+    public static AuthFileVerifiers Load(string file, string key = "auth.auth-file")
     {
-        TlsFiles.EnsureReadable("auth.auth-file", file);
+        TlsFiles.EnsureReadable(key, file);
         var verifiers = new Dictionary<string, string>(StringComparer.Ordinal);
         string[] lines = File.ReadAllLines(file);
         for (int i = 0; i < lines.Length; i++)
@@ -52,13 +59,13 @@ internal sealed class AuthFileVerifiers : IVerifierSource
             if (!TryReadQuoted(line, ref position, out string? user) || !SkipSpaces(line, ref position)
                 || !TryReadQuoted(line, ref position, out string? verifier) || line[position..].Trim().Length != 0)
             {
-                throw new SecurityMaterialException($"auth.auth-file {file}:{i + 1}: expected \"user\" \"SCRAM-SHA-256$...\"");
+                throw new SecurityMaterialException($"{key} {file}:{i + 1}: expected \"user\" \"SCRAM-SHA-256$...\"");
             }
 
             verifiers[user!] = verifier!;
         }
 
-        return new AuthFileVerifiers(file, verifiers);
+        return new AuthFileVerifiers(key, file, verifiers);
     }
 
     public Task<VerifierLookup> FindAsync(string user, string database, CancellationToken cancellationToken) =>

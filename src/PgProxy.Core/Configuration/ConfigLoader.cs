@@ -21,7 +21,7 @@ public static class ConfigLoader
     /// <summary>Longest plugin timeout: a call that runs for a day is a hang, and the timer takes no more than about 49 days.</summary>
     public static readonly TimeSpan MaxPluginTimeout = TimeSpan.FromDays(1);
 
-    private static readonly string[] RootKeys = ["plugins", "settings", "instances", "metrics", "stats", "query-log"];
+    private static readonly string[] RootKeys = ["plugins", "settings", "instances", "metrics", "stats", "query-log", "admin"];
     private static readonly string[] PluginEntryKeys = ["name", "settings"];
 
     private static readonly string[] SettingsKeys =
@@ -146,6 +146,7 @@ public static class ConfigLoader
             Metrics = MetricsConfigReader.Read(reader, mapping.Optional("metrics")),
             Stats = StatsConfig.Read(reader, mapping.Optional("stats")),
             QueryLog = QueryLogConfig.Read(reader, mapping.Optional("query-log"), baseDirectory),
+            Admin = AdminConfigReader.Read(reader, mapping.Optional("admin"), instances, baseDirectory),
         };
     }
 
@@ -247,7 +248,7 @@ public static class ConfigLoader
         };
     }
 
-    private static string? ReadPath(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
+    internal static string? ReadPath(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
     {
         if (node is not { } value || reader.Text(value) is not { } path)
         {
@@ -354,7 +355,7 @@ public static class ConfigLoader
             : (null, section, tls);
     }
 
-    private static ListenTlsConfig ReadListenTls(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
+    internal static ListenTlsConfig ReadListenTls(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
     {
         if (node is not { } section)
         {

@@ -21,6 +21,9 @@ public sealed record ProxyConfig(
 
     /// <summary>The <c>query-log</c> section; null when there is no query log.</summary>
     public QueryLogConfig? QueryLog { get; init; }
+
+    /// <summary><c>admin</c>: the console; null when absent (database <c>pgproxy</c> is then relayed like any other).</summary>
+    public AdminConfig? Admin { get; init; }
 }
 
 /// <summary>A plugin named in the top-level <c>plugins</c> list, with the line it was named on.</summary>

@@ -50,6 +50,13 @@ internal static class ConfigChanges
             changes.Add(next.Metrics is { } metrics ? $"metrics endpoint: listens on {metrics.Host}:{metrics.Port}" : "metrics endpoint removed");
         }
 
+        if (running.Admin != next.Admin)
+        {
+            changes.Add(next.Admin is null ? "admin removed: database \"pgproxy\" is relayed again; open console sessions run to their end"
+                : running.Admin is null ? "admin added: the console answers database \"pgproxy\"" + (next.Admin.Listen is { } listen ? $" and listens on {Address(listen)}" : string.Empty)
+                : "admin changed");
+        }
+
         if (!running.Plugins.SequenceEqual(next.Plugins))
         {
             changes.Add("plugins changed");

@@ -11,12 +11,13 @@ namespace PgProxy.Core.Hosting;
 /// </summary>
 public sealed class ConfigSnapshot
 {
-    internal ConfigSnapshot(long generation, ProxyConfig config, InterceptorPipelines pipelines, IReadOnlyDictionary<string, SessionEnvironment> environments)
+    internal ConfigSnapshot(long generation, ProxyConfig config, InterceptorPipelines pipelines, IReadOnlyDictionary<string, SessionEnvironment> environments, SessionEnvironment? consoleEnvironment = null)
     {
         Generation = generation;
         Config = config;
         Pipelines = pipelines;
         Environments = environments;
+        ConsoleEnvironment = consoleEnvironment;
     }
 
     /// <summary>1 for the configuration PgProxy started with, one more for each reload that applied.</summary>
@@ -29,4 +30,7 @@ public sealed class ConfigSnapshot
 
     /// <summary>What new sessions of each instance get, by instance name.</summary>
     internal IReadOnlyDictionary<string, SessionEnvironment> Environments { get; }
+
+    /// <summary>What sessions of the console's own listener (<c>admin.listen</c>) get; null when it has none.</summary>
+    internal SessionEnvironment? ConsoleEnvironment { get; }
 }

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using PgProxy.Core.Admin;
 using PgProxy.Core.Rules;
 using PgProxy.Core.Statistics;
 using PgProxy.Sql;
@@ -241,6 +242,8 @@ public sealed class ConfigurationOwner : IDisposable
             }
         }
 
+        AdminConsole? console = LoadConsole(config, errors);
+        SessionEnvironment? consoleEnvironment = ConsoleEnvironment(console, errors);
         InterceptorPipelines? pipelines = source.Interceptors(config, loggerFactory, errors);
         if (pipelines is null || errors.Count > before)
         {
@@ -280,6 +283,7 @@ public sealed class ConfigurationOwner : IDisposable
                 pipelines.For(instance, config.Settings),
                 security[instance.Listen.Name])
             {
+                Console = console,
                 Statistics = keepStatistics ? Statistics : null,
                 QueryLog = logQueries ? QueryLog : null,
                 QueryLogSettings = logQueries ? config.QueryLog : null,
@@ -288,7 +292,59 @@ public sealed class ConfigurationOwner : IDisposable
                 Shapes = keepStatistics || logQueries ? shapes : null,
             },
             StringComparer.Ordinal);
-        return new ConfigSnapshot(generation, config, pipelines, environments);
+        return new ConfigSnapshot(generation, config, pipelines, environments, consoleEnvironment);
+    }
+
+    /// <summary>
+    /// The console of <paramref name="config"/> (its auth-file read now, so a broken one fails the load like any other
+    /// file); null without an <c>admin</c> section, or when no proxy runs it (an owner tested without listeners).
+    /// </summary>
+    private AdminConsole? LoadConsole(ProxyConfig config, List<string> errors)
+    {
+        if (config.Admin is not { } admin || target is not IConsoleHost host)
+        {
+            return null;
+        }
+
+        try
+        {
+            return AdminConsole.Load(admin, host);
+        }
+        catch (SecurityMaterialException e)
+        {
+            errors.Add(e.Message);
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The environment of the console's own listener: an instance of its own that relays nowhere, with <c>admin.tls</c>
+    /// and no interceptors. Null without <c>admin.listen</c>.
+    /// </summary>
+    private SessionEnvironment? ConsoleEnvironment(AdminConsole? console, List<string> errors)
+    {
+        if (console?.Config is not { Listen: { } listen } admin)
+        {
+            return null;
+        }
+
+        InstanceSecurity security;
+        try
+        {
+            security = InstanceSecurity.ForConsole(admin.Tls);
+        }
+        catch (SecurityMaterialException e)
+        {
+            errors.Add(e.Message);
+            return null;
+        }
+
+        var instance = new InstanceConfig(listen, new EndpointConfig("none", "none", 0), InterceptConfig.None, InstanceLimits.Default) { ListenTls = admin.Tls };
+        return new SessionEnvironment(instance, loggerFactory.CreateLogger("PgProxy.Admin"), loggerFactory.CreateLogger(InterceptLog.Category), metrics, InstanceInterceptors.None, security)
+        {
+            Console = console,
+            ConsoleOnly = true,
+        };
     }
 
     private static void DisposePipelines(ConfigSnapshot? snapshot, ConfigSnapshot? other)

@@ -1,12 +1,13 @@
 using System.Net;
 using Microsoft.Extensions.Logging;
+using PgProxy.Core.Admin;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
 using PgProxy.Core.Listening;
 using PgProxy.Core.Sessions;
+using PgProxy.Core.Statistics;
 using PgProxy.Core.Tls;
-
 using PgProxy.Core.Transport;
 
 namespace PgProxy.Core.Hosting;
@@ -15,13 +16,16 @@ namespace PgProxy.Core.Hosting;
 /// Runs every instance of a configuration at once. Usable as a library: embed a proxy in a process or a test,
 /// start it, read back the bound addresses, reload it, stop it. Its <see cref="Configuration"/> owns what runs.
 /// </summary>
-public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
+public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHost
 {
     private readonly ILogger logger;
     private readonly ProxyMetrics metrics;
     private readonly bool ownsMetrics;
     private readonly SessionRegistry sessions = new();
+    private readonly TaskCompletionSource stopBegun = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource stopEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private InstanceListener[] listeners = [];
+    private InstanceListener? consoleListener;
     private int state; // 0 new, 1 started, 2 stopped
 
     /// <param name="config">What to run; a reload builds it again (its TLS files afresh) with the same interceptors.</param>
@@ -44,6 +48,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
         ownsMetrics = metrics is null;
         this.metrics = metrics ?? new ProxyMetrics();
         Configuration = new ConfigurationOwner(source, loggerFactory, this.metrics, this);
+        this.metrics.ObserveSessionStates(SessionStates);
     }
 
     /// <summary>The owner of the running configuration: its current snapshot, and <see cref="ConfigurationOwner.ReloadAsync"/>.</summary>
@@ -51,6 +56,13 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
 
     /// <summary>Client sessions open now, on every instance (those of instances a reload removed included).</summary>
     public int ActiveSessions => sessions.Count;
+
+    /// <summary>
+    /// Completes when a stop begins, whoever asked: <see cref="StopAsync(CancellationToken)"/>, or the admin console's
+    /// SHUTDOWN. A host waits on it besides its signals, then awaits <see cref="StopAsync(CancellationToken)"/>, which
+    /// joins the stop in progress.
+    /// </summary>
+    public Task Stopping => stopBegun.Task;
 
     /// <summary>
     /// How many epoll event loops sessions relay on (0: .NET's socket engine), from <c>PGPROXY_EVENT_LOOPS</c> or the
@@ -77,6 +89,9 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
         Volatile.Read(ref listeners).FirstOrDefault(l => l.InstanceName == instanceName)?.Endpoints
         ?? throw new ArgumentException($"no instance named \"{instanceName}\"", nameof(instanceName));
 
+    /// <summary>The addresses the admin console's own listener (<c>admin.listen</c>) is bound to; empty when it has none.</summary>
+    public IReadOnlyList<IPEndPoint> GetConsoleEndpoints() => Volatile.Read(ref consoleListener)?.Endpoints ?? [];
+
     /// <summary>
     /// Reads every certificate, key, CA and auth file the configuration names, as start-up would; returns one line
     /// per problem, each naming the instance, the key and the file. Empty when all of them are usable.
@@ -97,6 +112,18 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
             }
         }
 
+        if (config.Admin is { } admin)
+        {
+            try
+            {
+                AdminConsole.CheckFiles(admin);
+            }
+            catch (SecurityMaterialException e)
+            {
+                problems.Add(e.Message);
+            }
+        }
+
         return problems;
     }
 
@@ -104,24 +131,60 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
     /// Stops accepting, ends each session at its next idle point (the client gets 57P01, as from a PostgreSQL
     /// shutdown), and after <c>shutdown-timeout</c> ends the sessions still busy. No reload applies after this begins.
     /// </summary>
-    public async Task StopAsync(CancellationToken cancellationToken = default)
+    /// <remarks>A second call, or a call while the console's SHUTDOWN runs, waits for the stop in progress.</remarks>
+    public Task StopAsync(CancellationToken cancellationToken = default) => StopAsync(immediate: false, cancellationToken);
+
+    /// <summary>The stop of <see cref="StopAsync(CancellationToken)"/>; <paramref name="immediate"/> ends busy sessions at once, as a shutdown-timeout of 0.</summary>
+    private async Task StopAsync(bool immediate, CancellationToken cancellationToken)
     {
-        if (Interlocked.Exchange(ref state, 2) != 1)
+        int previous = Interlocked.CompareExchange(ref state, 2, 1);
+        if (previous != 1)
         {
+            if (previous == 2)
+            {
+                await stopEnded.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
             return;
         }
 
+        stopBegun.TrySetResult();
+        try
+        {
+            await StopSessionsAsync(immediate, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            stopEnded.TrySetResult();
+        }
+    }
+
+    private async Task StopSessionsAsync(bool immediate, CancellationToken cancellationToken)
+    {
         ConfigSnapshot? last = await Configuration.StopAsync().ConfigureAwait(false);
         foreach (InstanceListener listener in Volatile.Read(ref listeners))
         {
             await listener.StopAcceptingAsync().ConfigureAwait(false);
         }
 
-        TimeSpan timeout = (last?.Config.Settings ?? new ProxySettings()).ShutdownTimeout;
+        if (Volatile.Read(ref consoleListener) is { } console)
+        {
+            await console.StopAcceptingAsync().ConfigureAwait(false);
+        }
+
+        TimeSpan timeout = immediate ? TimeSpan.Zero : (last?.Config.Settings ?? new ProxySettings()).ShutdownTimeout;
         Log.ShuttingDown(logger, sessions.Count, timeout);
         foreach (ProxySession session in sessions.Snapshot())
         {
-            session.RequestShutdown();
+            // The same 57P01 either way; only when it is sent differs.
+            if (immediate)
+            {
+                session.Abort();
+            }
+            else
+            {
+                session.RequestShutdown();
+            }
         }
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -154,6 +217,11 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
         foreach (InstanceListener listener in Volatile.Read(ref listeners))
         {
             await listener.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (Volatile.Read(ref consoleListener) is { } console)
+        {
+            await console.DisposeAsync().ConfigureAwait(false);
         }
 
         await Configuration.QueryLog.DisposeAsync().ConfigureAwait(false); // what sessions queued reaches the file
@@ -201,6 +269,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
             }
 
             change.Retire(running.Where(l => !change.Claims(l)));
+            await PrepareConsoleAsync(next, change, errors, cancellationToken).ConfigureAwait(false);
             return change;
         }
         catch
@@ -209,6 +278,89 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
             throw;
         }
     }
+
+    /// <summary>
+    /// Keeps the console's own listener when <c>admin.listen</c> stays at the same address (port 0: stays 0), binds a new
+    /// one when it moves or appears, and retires the old one when it moves or goes.
+    /// </summary>
+    private async Task PrepareConsoleAsync(ConfigSnapshot next, ListenerChange change, ICollection<string> errors, CancellationToken cancellationToken)
+    {
+        InstanceListener? running = Volatile.Read(ref consoleListener);
+        SessionEnvironment? environment = next.ConsoleEnvironment;
+        if (environment is not null && running is not null && ConfigChanges.SameAddress(running.Listen, environment.Instance.Listen))
+        {
+            change.KeepConsole(running, environment);
+            return;
+        }
+
+        change.RetireConsole(running);
+        if (environment is null)
+        {
+            return;
+        }
+
+        var listener = new InstanceListener(environment, sessions);
+        change.AddConsole(listener);
+        try
+        {
+            await listener.BindAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (InvalidOperationException e)
+        {
+            errors.Add(e.Message);
+        }
+    }
+
+    /// <summary>
+    /// The relayed sessions open now by instance and state, as SHOW SESSIONS names the states (console sessions are not
+    /// relayed and not counted): the source of the sessions-by-state gauge, read at each scrape.
+    /// </summary>
+    private IEnumerable<(string Listen, string State, long Count)> SessionStates() =>
+        sessions.Snapshot()
+            .Where(session => !session.IsConsole)
+            .GroupBy(session => (session.InstanceName, session.State))
+            .Select(group => (group.Key.InstanceName, ConsoleExecutor.StateName(group.Key.State).Replace(' ', '_'), (long)group.Count()));
+
+    ConfigSnapshot? IConsoleHost.Current => Configuration.Current;
+
+    QueryStatistics IConsoleHost.Statistics => Configuration.Statistics;
+
+    Task<ReloadResult> IConsoleHost.ReloadAsync(CancellationToken cancellationToken) => Configuration.ReloadAsync(cancellationToken);
+
+    IReadOnlyList<ConsoleInstance> IConsoleHost.Instances() =>
+        [.. Volatile.Read(ref listeners).Select(listener => new ConsoleInstance(
+            listener.Environment.Instance,
+            [.. listener.Endpoints.Select(endpoint => endpoint.ToString())],
+            listener.Environment.LiveRules.Current))];
+
+    IReadOnlyList<SessionView> IConsoleHost.Sessions() => [.. sessions.Snapshot().Select(session => session.Describe())];
+
+    bool IConsoleHost.Kill(long sessionId)
+    {
+        if (sessions.Find(sessionId) is not { } session)
+        {
+            return false;
+        }
+
+        session.Kill();
+        return true;
+    }
+
+    Task<CancelOutcome> IConsoleHost.CancelAsync(long sessionId) =>
+        sessions.Find(sessionId) is { } session ? session.CancelAsync() : Task.FromResult(CancelOutcome.NoSuchSession);
+
+    void IConsoleHost.RequestStop(bool safe) =>
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await StopAsync(immediate: !safe, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                AdminLog.ShutdownFailed(logger, e);
+            }
+        });
 
     private static InterceptorPipelineBuilder Fixed(Func<InstanceConfig, InstanceInterceptors>? interceptors)
     {
@@ -222,6 +374,8 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
         private readonly List<(InstanceListener Listener, SessionEnvironment Environment)> kept = [];
         private readonly List<InstanceListener> added = [];
         private readonly List<InstanceListener> retired = [];
+        private (InstanceListener Listener, SessionEnvironment Environment)? keptConsole;
+        private InstanceListener? addedConsole;
         private bool committed;
 
         public bool Claims(InstanceListener listener) => kept.Exists(k => k.Listener == listener);
@@ -231,6 +385,18 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
         public void Add(InstanceListener listener) => added.Add(listener);
 
         public void Retire(IEnumerable<InstanceListener> listeners) => retired.AddRange(listeners);
+
+        public void KeepConsole(InstanceListener listener, SessionEnvironment environment) => keptConsole = (listener, environment);
+
+        public void AddConsole(InstanceListener listener) => addedConsole = listener;
+
+        public void RetireConsole(InstanceListener? listener)
+        {
+            if (listener is not null)
+            {
+                retired.Add(listener);
+            }
+        }
 
         public async Task CommitAsync()
         {
@@ -246,6 +412,13 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
             }
 
             Volatile.Write(ref server.listeners, [.. kept.Select(k => k.Listener), .. added]);
+            if (keptConsole is { } console)
+            {
+                console.Listener.Environment = console.Environment;
+            }
+
+            addedConsole?.StartAccepting();
+            Volatile.Write(ref server.consoleListener, keptConsole?.Listener ?? addedConsole);
 
             // A retired address stops taking connections; the sessions it took go on, tracked by the server.
             foreach (InstanceListener listener in retired)
@@ -264,6 +437,11 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget
             foreach (InstanceListener listener in added)
             {
                 await listener.DisposeAsync().ConfigureAwait(false);
+            }
+
+            if (addedConsole is not null)
+            {
+                await addedConsole.DisposeAsync().ConfigureAwait(false);
             }
         }
     }

@@ -56,6 +56,9 @@ internal sealed class InstanceListener : IAsyncDisposable
         set => Volatile.Write(ref current, value);
     }
 
+    /// <summary>What it listens for, in errors: the instance, or the admin console's own <c>admin.listen</c>.</summary>
+    private string What => Environment.ConsoleOnly ? "admin.listen" : $"instance \"{Listen.Name}\"";
+
     /// <summary>Binds every address of the instance's <c>listen</c> host; throws if one cannot be bound.</summary>
     public async Task BindAsync(CancellationToken cancellationToken)
     {
@@ -68,7 +71,7 @@ internal sealed class InstanceListener : IAsyncDisposable
         }
         catch (SocketException e)
         {
-            throw new InvalidOperationException($"instance \"{listen.Name}\" cannot listen on {listen.Host}: {e.Message}", e);
+            throw new InvalidOperationException($"{What} cannot listen on {listen.Host}: {e.Message}", e);
         }
 
         foreach (IPAddress address in addresses)
@@ -88,7 +91,7 @@ internal sealed class InstanceListener : IAsyncDisposable
             catch (SocketException e)
             {
                 socket.Dispose();
-                throw new InvalidOperationException($"instance \"{listen.Name}\" cannot listen on {address}:{port}: {e.Message}", e);
+                throw new InvalidOperationException($"{What} cannot listen on {address}:{port}: {e.Message}", e);
             }
 
             // With port 0, every address of the host shares the port the system chose for the first.
@@ -104,7 +107,15 @@ internal sealed class InstanceListener : IAsyncDisposable
         SessionEnvironment environment = Environment;
         foreach (Socket socket in sockets)
         {
-            Log.InstanceListening(environment.Logger, environment.InstanceName, socket.LocalEndPoint!, environment.Instance.Redirect.Name, environment.Instance.Redirect.Host, environment.Instance.Redirect.Port);
+            if (environment.ConsoleOnly)
+            {
+                AdminLog.Listening(environment.Logger, socket.LocalEndPoint!);
+            }
+            else
+            {
+                Log.InstanceListening(environment.Logger, environment.InstanceName, socket.LocalEndPoint!, environment.Instance.Redirect.Name, environment.Instance.Redirect.Host, environment.Instance.Redirect.Port);
+            }
+
             acceptLoops.Add(AcceptLoopAsync(socket, stopAccepting.Token));
         }
     }
@@ -119,7 +130,11 @@ internal sealed class InstanceListener : IAsyncDisposable
         }
 
         await Task.WhenAll(acceptLoops).ConfigureAwait(false);
-        if (accepting)
+        if (accepting && Environment.ConsoleOnly)
+        {
+            AdminLog.StoppedListening(Environment.Logger);
+        }
+        else if (accepting)
         {
             Log.InstanceStopped(Environment.Logger, InstanceName);
         }

@@ -21,7 +21,7 @@ namespace PgProxy.Core.Sessions;
 /// ways with two <see cref="ForwardingPump"/>s until either side ends. Whatever ends the session, both connections
 /// are closed before <see cref="RunAsync"/> returns.
 /// </summary>
-internal sealed class ProxySession : IDisposable
+internal sealed partial class ProxySession : IDisposable
 {
     /// <summary>How long a server may take to close its end after the client's Terminate, before the proxy closes it.</summary>
     private static readonly TimeSpan UpstreamCloseGrace = TimeSpan.FromSeconds(1);
@@ -97,7 +97,8 @@ internal sealed class ProxySession : IDisposable
             StartupPacket? startup = await client.ReadStartupAsync(ForwardCancelAsync, stopping.Token).ConfigureAwait(false);
             if (startup is not null)
             {
-                await RelayAsync(startup).ConfigureAwait(false);
+                Identify(startup.GetParameter("user") ?? "", startup.GetParameter("database") ?? startup.GetParameter("user") ?? "", startup.GetParameter("application_name"));
+                await (IsForConsole(startup) ? RunConsoleAsync(startup) : RelayAsync(startup)).ConfigureAwait(false);
             }
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -111,7 +112,7 @@ internal sealed class ProxySession : IDisposable
     }
 
     private Task ForwardCancelAsync(StartupPacket cancel) =>
-        ServerConnection.ForwardCancelAsync(environment, security, loop, Id, cancel, client.Address);
+        environment.ConsoleOnly ? Task.CompletedTask : ServerConnection.ForwardCancelAsync(environment, security, loop, Id, cancel, client.Address);
 
     /// <summary>Runs the start-up interceptors, connects and logs in upstream, then relays both ways until either side ends.</summary>
     private async Task RelayAsync(StartupPacket startup)
@@ -139,6 +140,7 @@ internal sealed class ProxySession : IDisposable
 
         string user = context?.User ?? startup.GetParameter("user") ?? "";
         string database = context?.Database ?? startup.GetParameter("database") ?? user;
+        Identify(user, database, context?.ApplicationName ?? startup.GetParameter("application_name"));
         ServerConnection server;
         try
         {
@@ -199,6 +201,7 @@ internal sealed class ProxySession : IDisposable
             UpstreamLeg upstream = server.Leg;
             frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer, timer);
             backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient, timer);
+            Linked(server, frontend, backend);
             if (context is not null)
             {
                 // Metadata queries go through the frontend's output, so they stay in order with the client's bytes.
@@ -226,6 +229,7 @@ internal sealed class ProxySession : IDisposable
             double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
             long fromClient = frontend?.BytesForwarded ?? 0;
             long toClient = backend?.BytesForwarded ?? 0;
+            reason = EndReason(reason);
             environment.Metrics.SessionClosed(environment.InstanceName, seconds, fromClient, toClient);
             environment.Statistics?.ForInstance(environment.InstanceName).SessionEnded(fromClient, toClient);
             Log.SessionClosed(environment.Logger, Id, client.Address, user, database, seconds, fromClient, toClient, reason);

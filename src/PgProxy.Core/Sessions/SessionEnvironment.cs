@@ -1,5 +1,6 @@
 using System.IO.Pipelines;
 using Microsoft.Extensions.Logging;
+using PgProxy.Core.Admin;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
@@ -65,6 +66,12 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
 
     /// <summary>Certificates, upstream TLS and verifiers of the instance in this snapshot.</summary>
     public InstanceSecurity Security { get; } = security;
+
+    /// <summary>The admin console of this snapshot; null without an <c>admin</c> section (database pgproxy is then relayed).</summary>
+    public AdminConsole? Console { get; init; }
+
+    /// <summary>True for the console's own listener (<c>admin.listen</c>): every start-up is a console session, none goes upstream.</summary>
+    public bool ConsoleOnly { get; init; }
 
     private int plainTextFallbackWarned;
 

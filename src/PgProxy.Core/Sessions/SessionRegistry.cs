@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 
 namespace PgProxy.Core.Sessions;
 
-/// <summary>The sessions open now, across instances, so a shutdown can reach each of them.</summary>
+/// <summary>The sessions open now, across instances, so a shutdown (and the admin console) can reach each of them.</summary>
 internal sealed class SessionRegistry
 {
     private readonly ConcurrentDictionary<long, ProxySession> sessions = new();
@@ -25,6 +25,9 @@ internal sealed class SessionRegistry
     }
 
     public IReadOnlyCollection<ProxySession> Snapshot() => sessions.Values.ToList();
+
+    /// <summary>The open session with this id, for the console's KILL and CANCEL; null when there is none.</summary>
+    public ProxySession? Find(long id) => sessions.GetValueOrDefault(id);
 
     /// <summary>Completes when no session is left.</summary>
     public Task WhenEmptyAsync(CancellationToken cancellationToken)

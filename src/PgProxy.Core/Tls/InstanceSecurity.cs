@@ -25,6 +25,14 @@ internal sealed class InstanceSecurity
     /// <summary>Null when the instance has no <c>auth</c> section.</summary>
     public IVerifierSource? Verifiers { get; }
 
+    /// <summary>
+    /// What the admin console's own listener needs: its certificate (<c>admin.tls</c>), nothing upstream. Its sessions
+    /// never connect to a server, so the upstream settings are plain text and read no file.
+    /// </summary>
+    /// <exception cref="SecurityMaterialException">A file is missing or unusable; the message names the key and the file.</exception>
+    public static InstanceSecurity ForConsole(ListenTlsConfig tls) =>
+        new(ServerTls.Load(tls, "admin.tls"), UpstreamTls.Load(new UpstreamTlsConfig { Mode = UpstreamTlsMode.Disable }), null);
+
     /// <summary>Reads every file the instance's TLS and auth settings name.</summary>
     /// <exception cref="SecurityMaterialException">A file is missing or unusable; the message names the instance, the key and the file.</exception>
     public static InstanceSecurity Load(InstanceConfig instance)

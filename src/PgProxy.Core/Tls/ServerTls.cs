@@ -28,8 +28,10 @@ internal sealed class ServerTls
     public X509Certificate2 Certificate { get; }
 
     /// <summary>Loads the certificate and key; null when the mode is disable.</summary>
+    /// <param name="config">The TLS settings.</param>
+    /// <param name="key">The setting they come from, for errors (<c>admin.tls</c> for the console's listener).</param>
     /// <exception cref="SecurityMaterialException">A file is missing, unreadable or not a certificate or key.</exception>
-    public static ServerTls? Load(ListenTlsConfig config)
+    public static ServerTls? Load(ListenTlsConfig config, string key = "listen.tls")
     {
         if (!config.Enabled)
         {
@@ -37,10 +39,10 @@ internal sealed class ServerTls
         }
 
         (X509Certificate2 certificate, X509Certificate2Collection intermediates) = TlsFiles.LoadCertificateWithKey(
-            "listen.tls", config.CertFile!, config.KeyFile!, config.KeyPassword);
+            key, config.CertFile!, config.KeyFile!, config.KeyPassword);
         if (!certificate.HasPrivateKey)
         {
-            throw new SecurityMaterialException($"listen.tls.key-file {config.KeyFile}: holds no private key for {config.CertFile}");
+            throw new SecurityMaterialException($"{key}.key-file {config.KeyFile}: holds no private key for {config.CertFile}");
         }
 
         // offline: the chain is what the files give; building it must not wait on the network.

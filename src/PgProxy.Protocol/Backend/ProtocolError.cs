@@ -14,7 +14,11 @@ public static class SqlStates
     public const string FeatureNotSupported = "0A000";
     public const string InvalidAuthorizationSpecification = "28000";
     public const string InvalidPassword = "28P01";
+    public const string SyntaxError = "42601";
+    public const string UndefinedObject = "42704";
     public const string TooManyConnections = "53300";
+    public const string ObjectNotInPrerequisiteState = "55000";
     public const string AdminShutdown = "57P01";
+    public const string ConfigFileError = "F0000";
     public const string InternalError = "XX000";
 }

@@ -17,8 +17,13 @@ public static class ExtendedMessages
     }
 
     /// <summary>Decodes a Bind body's portal and statement names and its result-column format codes.</summary>
-    public static bool TryReadBind(in ReadOnlySequence<byte> body, out string portal, out string statement, out short[] resultFormats)
+    public static bool TryReadBind(in ReadOnlySequence<byte> body, out string portal, out string statement, out short[] resultFormats) =>
+        TryReadBind(body, out portal, out statement, out _, out resultFormats);
+
+    /// <summary>Decodes a Bind body's portal and statement names, how many parameter values it carries, and its result-column format codes.</summary>
+    public static bool TryReadBind(in ReadOnlySequence<byte> body, out string portal, out string statement, out int parameterCount, out short[] resultFormats)
     {
+        parameterCount = 0;
         var reader = new SequenceReader<byte>(body);
         statement = string.Empty;
         resultFormats = [];
@@ -36,6 +41,8 @@ public static class ExtendedMessages
         {
             return false;
         }
+
+        parameterCount = parameters;
 
         for (int i = 0; i < parameters; i++)
         {

@@ -4,7 +4,7 @@ using PgProxy.Protocol.Framing;
 
 namespace PgProxy.Protocol.Startup;
 
-/// <summary>Builds a StartupMessage, for a start-up whose parameters an interceptor changed.</summary>
+/// <summary>Builds a StartupMessage, for a start-up whose parameters an interceptor changed, and the CancelRequest the admin console sends.</summary>
 public static class StartupPacketWriter
 {
     /// <summary>A whole StartupMessage: length, version, then name/value Strings ended by one more NUL.</summary>
@@ -28,6 +28,27 @@ public static class StartupPacketWriter
         }
 
         packet[offset] = 0;
+        return packet;
+    }
+
+    /// <summary>
+    /// A whole CancelRequest for the server process <paramref name="processId"/> with its <paramref name="secretKey"/>
+    /// (from BackendKeyData), as a client sends it on a connection of its own.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The key is shorter than 4 or longer than 256 bytes.</exception>
+    public static byte[] BuildCancelRequest(int processId, ReadOnlySpan<byte> secretKey)
+    {
+        if (secretKey.Length is < 4 or > StartupCodes.MaxCancelRequestLength - 12)
+        {
+            throw new ArgumentOutOfRangeException(nameof(secretKey), secretKey.Length, "a cancel key is 4 to 256 bytes");
+        }
+
+        int length = StartupCodes.HeaderSize + WireFormat.Int32Size + secretKey.Length;
+        var packet = new byte[length];
+        BinaryPrimitives.WriteInt32BigEndian(packet, length);
+        BinaryPrimitives.WriteInt32BigEndian(packet.AsSpan(WireFormat.Int32Size), StartupCodes.CancelRequest);
+        BinaryPrimitives.WriteInt32BigEndian(packet.AsSpan(StartupCodes.HeaderSize), processId);
+        secretKey.CopyTo(packet.AsSpan(StartupCodes.HeaderSize + WireFormat.Int32Size));
         return packet;
     }
 }

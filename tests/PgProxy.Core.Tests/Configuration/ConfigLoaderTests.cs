@@ -283,11 +283,11 @@ public sealed class ConfigLoaderTests
     [Fact]
     public void Unknown_top_level_key_is_named_with_its_line()
     {
-        var error = SingleError(MinimalConfig + "\nadmin: {port: 9000}\n");
+        var error = SingleError(MinimalConfig + "\nconsole: {port: 9000}\n");
 
-        Assert.Equal("admin", error.KeyPath);
+        Assert.Equal("console", error.KeyPath);
         Assert.Equal(4, error.Line);
-        Assert.Contains("unknown key 'admin'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("unknown key 'console'", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -426,7 +426,7 @@ public sealed class ConfigLoaderTests
     [InlineData("instances:\n", "instances", 1, "a value is required")]
     [InlineData("plugins: []\ninstances: []\n", "instances", 2, "at least one instance is required")]
     [InlineData("instances: {name: proxy}\n", "instances", 1, "expected a list, got a mapping")]
-    [InlineData("- instances\n", "", 1, "expected a mapping with keys plugins, settings, instances, metrics, stats, query-log, got a list")]
+    [InlineData("- instances\n", "", 1, "expected a mapping with keys plugins, settings, instances, metrics, stats, query-log, admin, got a list")]
     public void Instances_are_required_as_a_non_empty_list(string yaml, string keyPath, int line, string message)
     {
         var error = SingleError(yaml);

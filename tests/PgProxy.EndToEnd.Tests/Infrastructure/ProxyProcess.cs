@@ -16,6 +16,7 @@ public sealed partial class ProxyProcess : IAsyncDisposable
     private readonly Process process;
     private readonly StringBuilder output = new();
     private readonly Dictionary<string, int> ports = [];
+    private int? consolePort;
     private readonly object gate = new();
     private readonly Changes outputChanges = new();
 
@@ -47,9 +48,9 @@ public sealed partial class ProxyProcess : IAsyncDisposable
 
     /// <summary>
     /// Starts <c>pgproxy --config FILE</c> (with extra <paramref name="environment"/> variables) and waits until every
-    /// instance in it reports its listening port.
+    /// instance in it reports its listening port, and the admin console its own when <paramref name="console"/>.
     /// </summary>
-    public static async Task<ProxyProcess> StartAsync(string configFile, int instances, string? workingDirectory = null, IReadOnlyDictionary<string, string>? environment = null)
+    public static async Task<ProxyProcess> StartAsync(string configFile, int instances, string? workingDirectory = null, IReadOnlyDictionary<string, string>? environment = null, bool console = false)
     {
         var startInfo = new ProcessStartInfo("dotnet")
         {
@@ -77,7 +78,7 @@ public sealed partial class ProxyProcess : IAsyncDisposable
         try
         {
             await proxy.outputChanges.WaitUntilAsync(
-                () => proxy.ListeningCount() >= instances || proxy.process.HasExited,
+                () => (proxy.ListeningCount() >= instances && (!console || proxy.ConsoleListening)) || proxy.process.HasExited,
                 StartDeadline,
                 "pgproxy to listen");
             if (proxy.process.HasExited)
@@ -92,6 +93,29 @@ public sealed partial class ProxyProcess : IAsyncDisposable
         }
 
         return proxy;
+    }
+
+    /// <summary>The port of the admin console's own listener (admin.listen), as it logged it.</summary>
+    public int ConsolePort
+    {
+        get
+        {
+            lock (gate)
+            {
+                return consolePort ?? throw new InvalidOperationException("pgproxy logged no admin console listener");
+            }
+        }
+    }
+
+    private bool ConsoleListening
+    {
+        get
+        {
+            lock (gate)
+            {
+                return consolePort is not null;
+            }
+        }
     }
 
     public int PortOf(string instance)
@@ -198,6 +222,12 @@ public sealed partial class ProxyProcess : IAsyncDisposable
             {
                 ports[match.Groups["name"].Value] = int.Parse(match.Groups["port"].Value, CultureInfo.InvariantCulture);
             }
+
+            Match console = ConsoleListeningLine().Match(line);
+            if (console.Success)
+            {
+                consolePort = int.Parse(console.Groups["port"].Value, CultureInfo.InvariantCulture);
+            }
         }
 
         outputChanges.Announce();
@@ -213,4 +243,7 @@ public sealed partial class ProxyProcess : IAsyncDisposable
 
     [GeneratedRegex(@"Instance (?<name>\S+) listening on \S+:(?<port>\d+),")]
     private static partial Regex ListeningLine();
+
+    [GeneratedRegex(@"Admin console listening on \S+:(?<port>\d+)$")]
+    private static partial Regex ConsoleListeningLine();
 }

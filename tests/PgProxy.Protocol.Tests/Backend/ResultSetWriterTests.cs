@@ -37,4 +37,41 @@ public class ResultSetWriterTests
     {
         Assert.Throws<ArgumentException>(() => Written.Bytes(output => ResultSetWriter.WriteText(output, Encoding.UTF8, ["a", "b"], [["only one"]])));
     }
+
+    [Fact]
+    public void A_description_takes_the_format_codes_a_bind_asked_for()
+    {
+        FieldDescription[] Described(short[] formats)
+        {
+            byte[] body = Written.Body(BackendMessageCode.RowDescription, output => ResultSetWriter.WriteTextDescription(output, Encoding.UTF8, ["a", "b"], formats));
+            Assert.True(RowDescriptionMessage.TryRead(new ReadOnlySequence<byte>(body), Encoding.UTF8, out FieldDescription[] fields));
+            return fields;
+        }
+
+        Assert.Equal([0, 0], Described([]).Select(f => f.FormatCode));
+        Assert.Equal([1, 1], Described([1]).Select(f => f.FormatCode));
+        Assert.Equal([1, 0], Described([1, 0]).Select(f => f.FormatCode));
+        Assert.All(Described([1]), f => Assert.Equal(FieldDescription.TextTypeOid, f.TypeOid));
+        Assert.Throws<ArgumentException>(() => Described([0, 0, 0]));
+    }
+
+    [Fact]
+    public void Rows_alone_end_with_the_select_tag()
+    {
+        byte[] bytes = Written.Bytes(output => ResultSetWriter.WriteTextRows(output, Encoding.UTF8, 2, Rows));
+
+        Assert.Equal("DDC", new string([.. Frames(bytes).Select(f => (char)f.Code)]));
+    }
+
+    private static List<Frame> Frames(byte[] bytes)
+    {
+        var buffer = new ReadOnlySequence<byte>(bytes);
+        var frames = new List<Frame>();
+        while (FrameReader.TryReadFrame(ref buffer, int.MaxValue, out Frame frame) == FrameReadStatus.Complete)
+        {
+            frames.Add(frame);
+        }
+
+        return frames;
+    }
 }

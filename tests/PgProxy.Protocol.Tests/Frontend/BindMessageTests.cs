@@ -30,4 +30,14 @@ public sealed class BindMessageTests
             Written.Bytes(QueryMessages.WriteBindUnnamed),
             Written.Bytes(output => QueryMessages.WriteBindUnnamed(output, Encoding.UTF8, [])));
     }
+
+    [Fact]
+    public void Reading_a_bind_counts_its_parameters_and_keeps_its_result_formats()
+    {
+        byte[] bytes = Written.Bytes(output => QueryMessages.WriteBindUnnamed(output, Encoding.UTF8, ["a", null, "c"]));
+
+        Assert.True(ExtendedMessages.TryReadBind(new System.Buffers.ReadOnlySequence<byte>(bytes, 5, bytes.Length - 5), out string portal, out string statement, out int parameters, out short[] formats));
+        Assert.Equal((string.Empty, string.Empty, 3), (portal, statement, parameters));
+        Assert.Empty(formats);
+    }
 }
