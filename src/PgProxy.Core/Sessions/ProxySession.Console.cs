@@ -4,6 +4,7 @@ using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Relay;
 using PgProxy.Core.Server;
+using PgProxy.Core.Statistics;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Startup;
 
@@ -27,7 +28,7 @@ internal sealed partial class ProxySession
     private sealed record Identity(string User, string Database, string? ApplicationName);
 
     /// <summary>The server connection and the pumps, once linked.</summary>
-    private sealed record Link(ServerConnection Server, ForwardingPump Frontend, ForwardingPump Backend);
+    private sealed record Link(ServerConnection Server, ForwardingPump Frontend, ForwardingPump Backend, StatementTimer? Timer);
 
     /// <summary>The session as it is now: every value read once.</summary>
     public SessionView Describe()
@@ -42,6 +43,13 @@ internal sealed partial class ProxySession
             applicationName = reported;
         }
 
+        // The statement the server runs now (or next), as the statistics know it: normalized, so no literal shows.
+        QueryShape? running = linked?.Timer?.Running;
+        if (running is { Fingerprint: 0 })
+        {
+            running = null;
+        }
+
         return new SessionView(
             Id,
             environment.InstanceName,
@@ -52,8 +60,8 @@ internal sealed partial class ProxySession
             client.Encrypted,
             linked?.Server.Leg.Encrypted,
             StateOf(consoleSession, linked),
-            Fingerprint: null, // TODO(statistics): the running statement's fingerprint, once the relay tracks it.
-            Statement: null,   // TODO(statistics): its first 100 characters without literals.
+            Fingerprint: running?.FingerprintText,
+            Statement: running is null ? null : running.NormalizedText.Length <= 100 ? running.NormalizedText : running.NormalizedText[..100],
             since,
             consoleSession?.BytesFromClient ?? linked?.Frontend.BytesForwarded ?? 0,
             consoleSession?.BytesToClient ?? linked?.Backend.BytesForwarded ?? 0,
@@ -116,8 +124,8 @@ internal sealed partial class ProxySession
     private void Identify(string user, string database, string? applicationName) =>
         Volatile.Write(ref identity, new Identity(user, database, applicationName));
 
-    private void Linked(ServerConnection server, ForwardingPump frontend, ForwardingPump backend) =>
-        Volatile.Write(ref link, new Link(server, frontend, backend));
+    private void Linked(ServerConnection server, ForwardingPump frontend, ForwardingPump backend, StatementTimer? timer) =>
+        Volatile.Write(ref link, new Link(server, frontend, backend, timer));
 
     /// <summary>The close log line's reason: a KILL says so, instead of the shutdown whose path it took.</summary>
     private string EndReason(string reason) => Volatile.Read(ref killed) != 0 ? "killed from the admin console" : reason;

@@ -201,7 +201,7 @@ internal sealed partial class ProxySession : IDisposable
             UpstreamLeg upstream = server.Leg;
             frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer, timer);
             backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient, timer);
-            Linked(server, frontend, backend);
+            Linked(server, frontend, backend, timer);
             if (context is not null)
             {
                 // Metadata queries go through the frontend's output, so they stay in order with the client's bytes.

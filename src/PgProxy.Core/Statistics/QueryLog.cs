@@ -23,7 +23,11 @@ internal sealed record QueryLogRecord(
     string? SqlState,
     string? ChangedBy,
     IReadOnlyList<string?>? Parameters,
-    QueryLogConfig Settings);
+    QueryLogConfig Settings)
+{
+    /// <summary>The text as the client sent it (with <c>parameters: true</c>); the whole message for a multi-statement Query.</summary>
+    public string? Text { get; init; }
+}
 
 /// <summary>
 /// The query log: one line per executed statement. Sessions hand records to a bounded queue and go on; one background
@@ -120,7 +124,7 @@ internal sealed partial class QueryLog : IAsyncDisposable
             json.WriteString("application_name", record.ApplicationName);
             json.WriteString("client", record.ClientAddress);
             json.WriteString("fingerprint", record.Shape.FingerprintText);
-            json.WriteString("query", current.Parameters ? record.Shape.Text : record.Shape.NormalizedText);
+            json.WriteString("query", current.Parameters ? record.Text ?? record.Shape.Text : record.Shape.NormalizedText);
             json.WriteNumber("duration_ms", Math.Round(record.Microseconds / 1000, 3));
             json.WriteNumber("rows", record.Rows);
             json.WriteString("sqlstate", record.SqlState);
@@ -154,7 +158,7 @@ internal sealed partial class QueryLog : IAsyncDisposable
             line.Append(" parameters=[").AppendJoin(", ", parameters.Select(Quote)).Append(']');
         }
 
-        line.Append(" query=").Append(Quote(current.Parameters ? record.Shape.Text : record.Shape.NormalizedText));
+        line.Append(" query=").Append(Quote(current.Parameters ? record.Text ?? record.Shape.Text : record.Shape.NormalizedText));
         return line.ToString();
     }
 

@@ -17,9 +17,11 @@ internal sealed record QueryShape(ulong Fingerprint, string FingerprintText, str
 }
 
 /// <summary>
-/// The statements of a query text, with their shapes, cached by the text's bytes as the client sent them: a repeated
-/// query costs one lookup, with no decoding and no allocation. The cache holds at most <see cref="MaxEntries"/> texts
-/// and starts again when full (texts with inline constants would otherwise fill it).
+/// The statements of a query text, with their shapes, cached by the text's skeleton: its bytes as the client sent them
+/// with the numbers and the insides of string constants left out. Queries that differ only in their constants
+/// (<c>WHERE aid = 1</c>, <c>WHERE aid = 2</c>) have one skeleton and one fingerprint, so a tool that inlines its values
+/// costs one pass over the bytes and one lookup per query, with no decoding and no allocation, instead of a parse. The
+/// cache holds at most <see cref="MaxEntries"/> skeletons and starts again when full.
 /// </summary>
 internal sealed class QueryShapes
 {
@@ -45,23 +47,112 @@ internal sealed class QueryShapes
 
     public QueryShape[] Of(ReadOnlySpan<byte> text, Encoding encoding)
     {
-        if (bySpan.TryGetValue(text, out QueryShape[]? shapes))
+        if (text.Length > MaxCachedTextBytes)
+        {
+            return Compute(text, encoding);
+        }
+
+        Span<byte> skeleton = stackalloc byte[text.Length];
+        skeleton = skeleton[..Skeleton(text, skeleton)];
+        if (bySpan.TryGetValue(skeleton, out QueryShape[]? shapes))
         {
             return shapes;
         }
 
         shapes = Compute(text, encoding);
-        if (text.Length <= MaxCachedTextBytes)
+        if (cache.Count >= MaxEntries)
         {
-            if (cache.Count >= MaxEntries)
-            {
-                cache.Clear();
-            }
-
-            cache.TryAdd(text.ToArray(), shapes);
+            cache.Clear();
         }
 
+        cache.TryAdd(skeleton.ToArray(), shapes);
         return shapes;
+    }
+
+    /// <summary>
+    /// Writes <paramref name="text"/> without its constants: a number (not part of a name or a <c>$n</c>) becomes
+    /// <c>0</c>, a string constant becomes <c>''</c>; quoted identifiers and comments are copied as they are, so a
+    /// quote inside them starts nothing. Returns the length written, never more than the text's.
+    /// </summary>
+    internal static int Skeleton(ReadOnlySpan<byte> text, Span<byte> into)
+    {
+        int written = 0;
+        int i = 0;
+        while (i < text.Length)
+        {
+            byte b = text[i];
+            if (b == (byte)'\'')
+            {
+                // A string constant; '' inside it is a quote, and in E'' a backslash escapes the next byte.
+                bool escapes = i > 0 && (text[i - 1] | 0x20) == (byte)'e' && (i < 2 || !IsNamePart(text[i - 2]));
+                into[written++] = b;
+                i++;
+                while (i < text.Length)
+                {
+                    if (escapes && text[i] == (byte)'\\')
+                    {
+                        i += 2;
+                    }
+                    else if (text[i] == (byte)'\'' && i + 1 < text.Length && text[i + 1] == (byte)'\'')
+                    {
+                        i += 2;
+                    }
+                    else if (text[i++] == (byte)'\'')
+                    {
+                        break;
+                    }
+                }
+
+                into[written++] = (byte)'\'';
+                continue;
+            }
+
+            int copyEnd = b switch
+            {
+                (byte)'"' => End(text, i + 1, (byte)'"'),
+                (byte)'-' when i + 1 < text.Length && text[i + 1] == (byte)'-' => End(text, i + 2, (byte)'\n'),
+                (byte)'/' when i + 1 < text.Length && text[i + 1] == (byte)'*' => CommentEnd(text, i + 2),
+                _ => -1,
+            };
+            if (copyEnd > 0)
+            {
+                text[i..copyEnd].CopyTo(into[written..]);
+                written += copyEnd - i;
+                i = copyEnd;
+                continue;
+            }
+
+            if (char.IsAsciiDigit((char)b) && (written == 0 || !IsNamePart(into[written - 1])))
+            {
+                into[written++] = (byte)'0';
+                while (i < text.Length && (char.IsAsciiDigit((char)text[i]) || text[i] == (byte)'.'))
+                {
+                    i++;
+                }
+
+                continue;
+            }
+
+            into[written++] = b;
+            i++;
+        }
+
+        return written;
+    }
+
+    private static bool IsNamePart(byte b) => char.IsAsciiLetterOrDigit((char)b) || b is (byte)'_' or (byte)'$' || b >= 0x80;
+
+    /// <summary>Just past the first <paramref name="close"/> from <paramref name="from"/>, or the end.</summary>
+    private static int End(ReadOnlySpan<byte> text, int from, byte close)
+    {
+        int found = from < text.Length ? text[from..].IndexOf(close) : -1;
+        return found < 0 ? text.Length : from + found + 1;
+    }
+
+    private static int CommentEnd(ReadOnlySpan<byte> text, int from)
+    {
+        int found = from < text.Length ? text[from..].IndexOf("*/"u8) : -1;
+        return found < 0 ? text.Length : from + found + 2;
     }
 
     private static QueryShape[] Compute(ReadOnlySpan<byte> bytes, Encoding encoding)

@@ -50,6 +50,9 @@ internal sealed class StatementTimer(
             or FrontendMessageCode.Execute or FrontendMessageCode.Close
         : (BackendMessageCode)code is BackendMessageCode.CommandComplete or BackendMessageCode.ErrorResponse or BackendMessageCode.ReadyForQuery;
 
+    /// <summary>The statement the server is running, or will run next; null when none is waiting.</summary>
+    public QueryShape? Running => pending.TryPeek(out Pending head) && !head.IsEndOfRequest ? head.Shape : null;
+
     /// <summary>The next Query or Parse the server receives was rewritten by <paramref name="by"/> (a rule or plugin).</summary>
     public void NoteRewrite(string by) => rewrittenBy = by;
 
@@ -88,9 +91,10 @@ internal sealed class StatementTimer(
                     string? changedBy = TakeChange(shape);
 
                     // The same statement parsed again (the unnamed one, every time) keeps its entry: no allocation.
-                    if (Find(statements, name) is not { } known || !ReferenceEquals(known.Shape, shape) || known.ChangedBy != changedBy)
+                    string? own = queryLogSettings is { Parameters: true } ? Encoding.GetString(text) : null;
+                    if (Find(statements, name) is not { } known || !ReferenceEquals(known.Shape, shape) || known.ChangedBy != changedBy || known.Text != own)
                     {
-                        statements[Key(name)] = new Prepared(shape, changedBy);
+                        statements[Key(name)] = new Prepared(shape, changedBy, own);
                     }
                 }
 
@@ -287,9 +291,13 @@ internal sealed class StatementTimer(
         }
         if (queryLog is not null && queryLogSettings is { } settings && microseconds >= settings.MinDuration.TotalMicroseconds)
         {
-            queryLog.Write(new QueryLogRecord(
+            var record = new QueryLogRecord(
                 DateTimeOffset.UtcNow, source.SessionId, source.Instance, source.User, source.Database, source.ApplicationName, source.ClientAddress,
-                shape, microseconds, rows, sqlState, head.ChangedBy, head.Parameters, settings));
+                shape, microseconds, rows, sqlState, head.ChangedBy, head.Parameters, settings)
+            {
+                Text = head.Text,
+            };
+            queryLog.Write(record);
         }
     }
 
@@ -440,7 +448,7 @@ internal sealed class StatementTimer(
     }
 
     /// <summary>A prepared statement: its shape, and who rewrote it.</summary>
-    private sealed record Prepared(QueryShape Shape, string? ChangedBy)
+    private sealed record Prepared(QueryShape Shape, string? ChangedBy, string? Text = null)
     {
         /// <summary>The portal of every Bind whose values are not logged: one per statement, not one per Bind.</summary>
         public Bound WithoutValues => field ??= new Bound(this, null);
@@ -450,7 +458,7 @@ internal sealed class StatementTimer(
     private sealed record Bound(Prepared Statement, IReadOnlyList<string?>? Parameters);
 
     /// <summary>A statement sent and not yet answered; or the end of a Query, Sync or FunctionCall.</summary>
-    private readonly record struct Pending(QueryShape? Shape, long Sent, string? ChangedBy, IReadOnlyList<string?>? Parameters, bool IsEndOfRequest = false)
+    private readonly record struct Pending(QueryShape? Shape, long Sent, string? ChangedBy, IReadOnlyList<string?>? Parameters, string? Text = null, bool IsEndOfRequest = false)
     {
         public static Pending EndOfRequest => new(null, 0, null, null, IsEndOfRequest: true);
     }

@@ -38,8 +38,11 @@ public sealed class ConsoleSessionsTests(PostgresFixture fixture) : IDisposable
         IReadOnlyList<string> transaction = sessions.Where("application_name", $"{prefix}-tx").Single();
         Assert.True(ConsolePsql.Number(sessions.Value(transaction, "bytes_from_client")) > 0, "BEGIN went through the relay");
 
-        // The statement columns wait for the statistics stage.
+        // An idle session runs nothing; the active one shows its statement normalized (no literal) and its fingerprint.
         Assert.Equal((string.Empty, string.Empty), (sessions.Value(row, "fingerprint"), sessions.Value(row, "statement")));
+        IReadOnlyList<string> running = sessions.Where("application_name", $"{prefix}-active").Single();
+        Assert.Equal("SELECT pg_sleep($1)", sessions.Value(running, "statement"));
+        Assert.Matches("^[0-9a-f]{16}$", sessions.Value(running, "fingerprint"));
 
         ConsoleOutput instances = await ConsolePsql.QueryAsync(ConsoleSetup.Target(proxy), "SHOW INSTANCES");
         Assert.Equal("3", instances.Value(instances.Rows.Single(), "sessions"));
