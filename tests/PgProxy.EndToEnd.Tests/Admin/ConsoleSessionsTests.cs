@@ -167,18 +167,8 @@ public sealed class ConsoleSessionsTests(PostgresFixture fixture) : IDisposable
         return sessions.Where("application_name", applicationName).Single()[0];
     }
 
-    private static async Task<RawPgClient> SessionAsync(ProxyHarness proxy, string applicationName)
-    {
-        RawPgClient client = await RawPgClient.ConnectAsync(proxy.Host, proxy.Port);
-        await client.SendAsync(RawPgClient.StartupPacket(
-            3 << 16,
-            ("user", PostgresServer.TrustUser),
-            ("database", PostgresServer.Database),
-            ("application_name", applicationName)));
-        List<RawMessage> startup = await client.ReadUntilReadyAsync();
-        Assert.Equal('Z', startup[^1].Code);
-        return client;
-    }
+    private static Task<RawPgClient> SessionAsync(ProxyHarness proxy, string applicationName) =>
+        RawPgClient.ConnectTrustSessionAsync(proxy.Host, proxy.Port, applicationName);
 
     private static async Task QueryAsync(RawPgClient client, string sql)
     {

@@ -147,18 +147,8 @@ public sealed class ShutdownTests(PostgresFixture fixture)
 
     private static string UniqueName(string what) => $"shutdown-{what}-{Guid.NewGuid():N}"[..30];
 
-    private static async Task<RawPgClient> StartSessionAsync(ProxyProcess proxy, string applicationName)
-    {
-        RawPgClient client = await RawPgClient.ConnectAsync("127.0.0.1", proxy.PortOf("proxy"));
-        await client.SendAsync(RawPgClient.StartupPacket(
-            3 << 16,
-            ("user", PostgresServer.TrustUser),
-            ("database", PostgresServer.Database),
-            ("application_name", applicationName)));
-        List<RawMessage> startup = await client.ReadUntilReadyAsync();
-        Assert.Equal('Z', startup[^1].Code);
-        return client;
-    }
+    private static Task<RawPgClient> StartSessionAsync(ProxyProcess proxy, string applicationName) =>
+        RawPgClient.ConnectTrustSessionAsync("127.0.0.1", proxy.PortOf("proxy"), applicationName);
 
     private async Task<T> ScalarAsync<T>(string sql)
     {

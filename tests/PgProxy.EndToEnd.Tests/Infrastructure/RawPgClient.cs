@@ -134,6 +134,23 @@ public sealed class RawPgClient : IAsyncDisposable
         return await ReadUntilReadyAsync();
     }
 
+    /// <summary>
+    /// Connects to <paramref name="host"/>:<paramref name="port"/> and logs in as the trust user to the test database
+    /// with <paramref name="applicationName"/>, up to its first ReadyForQuery.
+    /// </summary>
+    public static async Task<RawPgClient> ConnectTrustSessionAsync(string host, int port, string applicationName)
+    {
+        RawPgClient client = await ConnectAsync(host, port);
+        await client.SendAsync(StartupPacket(
+            3 << 16,
+            ("user", PostgresServer.TrustUser),
+            ("database", PostgresServer.Database),
+            ("application_name", applicationName)));
+        List<RawMessage> startup = await client.ReadUntilReadyAsync();
+        Assert.Equal('Z', startup[^1].Code);
+        return client;
+    }
+
     /// <summary>Reads one single-byte answer (to SSLRequest or GSSENCRequest).</summary>
     public async Task<char> ReadByteAsync()
     {
