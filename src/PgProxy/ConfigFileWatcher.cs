@@ -27,6 +27,13 @@ internal sealed class ConfigFileWatcher : IReloadableSettings, IDisposable
 
     public IReadOnlyList<string> Check(ProxyConfig config) => [];
 
+    public ValueTask ApplyAsync(ProxyConfig config, CancellationToken cancellationToken)
+    {
+        Apply(config);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Starts or stops watching as <c>settings.watch-config</c> says.</summary>
     public void Apply(ProxyConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);

@@ -52,7 +52,7 @@ public sealed record QueryLogConfig
             File = Path.GetFullPath(file, baseDirectory),
             Format = (mapping.Optional("format") is { } format ? reader.Choice(format, Formats) : null) ?? QueryLogFormat.Json,
             MinDuration = (mapping.Optional("min-duration") is { } min ? reader.Duration(min, mustBePositive: false) : null) ?? TimeSpan.Zero,
-            Parameters = (mapping.Optional("parameters") is { } parameters ? reader.Choice(parameters, StatsConfig.Booleans) : null) ?? false,
+            Parameters = (mapping.Optional("parameters") is { } parameters ? reader.Boolean(parameters) : null) ?? false,
         };
     }
 }

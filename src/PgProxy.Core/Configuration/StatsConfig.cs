@@ -11,16 +11,6 @@ public sealed record StatsConfig
 
     private static readonly string[] Keys = ["queries", "max-queries"];
 
-    internal static readonly Dictionary<string, bool> Booleans = new(StringComparer.OrdinalIgnoreCase)
-    {
-        ["true"] = true,
-        ["false"] = false,
-        ["yes"] = true,
-        ["no"] = false,
-        ["on"] = true,
-        ["off"] = false,
-    };
-
     internal static StatsConfig Read(ConfigNodeReader reader, ConfigNode? node)
     {
         var defaults = new StatsConfig();
@@ -32,7 +22,7 @@ public sealed record StatsConfig
         ConfigMapping mapping = reader.Mapping(section, Keys);
         return new StatsConfig
         {
-            Queries = (mapping.Optional("queries") is { } queries ? reader.Choice(queries, Booleans) : null) ?? defaults.Queries,
+            Queries = (mapping.Optional("queries") is { } queries ? reader.Boolean(queries) : null) ?? defaults.Queries,
             MaxQueries = (mapping.Optional("max-queries") is { } max ? reader.Integer(max, 1, 10_000_000) : null) ?? defaults.MaxQueries,
         };
     }

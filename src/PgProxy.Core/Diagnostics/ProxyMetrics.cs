@@ -261,19 +261,13 @@ internal sealed class LoginMeasurement : IDisposable
         this.state = state;
         Interlocked.Increment(ref instance.LoginsInFlight);
 
-        // The start-up counts as the state's first request, so "nothing outstanding" first holds at the login's
-        // ReadyForQuery. This waits once per session, not per frame: the backend pump completes the task.
-        _ = state.WhenNoOutstandingRequestsAsync(CancellationToken.None).ContinueWith(
-            static (_, measurement) => ((LoginMeasurement)measurement!).End(succeeded: true),
-            this,
-            CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously,
-            TaskScheduler.Default);
+        // The backend pump calls this at the login's ReadyForQuery, on its own thread: no task, no thread-pool hop.
+        state.OnLoggedIn(() => End(succeeded: true));
     }
 
     /// <summary>
-    /// Ends the login with the session, as failed unless a ReadyForQuery arrived (its continuation may not have run
-    /// yet, or a metadata query's wait replaced this one: the transaction status says).
+    /// Ends the login with the session, as failed unless a ReadyForQuery arrived (then it has ended already, or the
+    /// transaction status says so).
     /// </summary>
     public void Dispose() => End(succeeded: state.TransactionStatus != TransactionStatus.Unknown);
 

@@ -95,7 +95,7 @@ public sealed class ConfigurationOwner : IDisposable
             // Logging first, so the lines about the new snapshot already follow its level and files.
             foreach (IReloadableSettings reloadable in source.Reloadables)
             {
-                reloadable.Apply(next);
+                await reloadable.ApplyAsync(next, cancellationToken).ConfigureAwait(false);
             }
 
             Volatile.Write(ref current, built);

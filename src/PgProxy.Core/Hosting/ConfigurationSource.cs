@@ -38,5 +38,5 @@ public interface IReloadableSettings
     IReadOnlyList<string> Check(ProxyConfig config);
 
     /// <summary>Applies <paramref name="config"/>; called only once every part of the reload has been checked and built.</summary>
-    void Apply(ProxyConfig config);
+    ValueTask ApplyAsync(ProxyConfig config, CancellationToken cancellationToken);
 }

@@ -102,6 +102,11 @@ internal sealed class ServerResponseHandler(ServerProtocolState state, SessionCo
 
     private Diversion? Current()
     {
+        if (active is null && diversions.IsEmpty)
+        {
+            return null; // the common case, checked for every frame from the server: no lock, no peek
+        }
+
         long group = state.CurrentResponseGroup;
         if (active is { } current && current.Group == group)
         {

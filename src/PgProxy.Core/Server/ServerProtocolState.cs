@@ -21,6 +21,7 @@ internal sealed class ServerProtocolState
     private int transactionStatus = (int)TransactionStatus.Unknown;
     private int shutdownRequested;
     private TaskCompletionSource? noOutstandingWaiter;
+    private Action? loggedIn;
     private readonly Dictionary<string, string> parameters = new(StringComparer.Ordinal);
     private (int ProcessId, byte[] SecretKey)? backendKey;
     private string? clientEncodingName;
@@ -79,11 +80,21 @@ internal sealed class ServerProtocolState
     /// <summary>Called by the frontend pump (its only writer) for each Query, Sync or FunctionCall it forwards.</summary>
     public void OnRequestForwarded() => Volatile.Write(ref requestsSent, requestsSent + 1);
 
+    /// <summary>
+    /// Registers what to call, once, at the login's ReadyForQuery (the first one the server sends); called on the
+    /// backend pump's thread. Register before the relay starts.
+    /// </summary>
+    public void OnLoggedIn(Action callback) => Volatile.Write(ref loggedIn, callback);
+
     /// <summary>Called by the backend pump (its only writer) for each ReadyForQuery it forwards.</summary>
     public void OnReadyForQuery(byte status)
     {
         Volatile.Write(ref transactionStatus, status);
-        Interlocked.Increment(ref readyReceived);
+        if (Interlocked.Increment(ref readyReceived) == 1)
+        {
+            Interlocked.Exchange(ref loggedIn, null)?.Invoke();
+        }
+
         if (Volatile.Read(ref noOutstandingWaiter) is { } waiter && OutstandingRequests == 0)
         {
             waiter.TrySetResult();

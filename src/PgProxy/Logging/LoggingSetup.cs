@@ -81,7 +81,13 @@ internal sealed class LoggingSetup : IReloadableSettings, IDisposable
         return problems;
     }
 
-    public void Apply(ProxyConfig config)
+    public ValueTask ApplyAsync(ProxyConfig config, CancellationToken cancellationToken)
+    {
+        Apply(config);
+        return ValueTask.CompletedTask;
+    }
+
+    private void Apply(ProxyConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
         ProxySettings next = config.Settings;

@@ -104,12 +104,10 @@ internal sealed class MetricsEndpoint : IReloadableSettings, IAsyncDisposable
     }
 
     /// <summary>Moves, starts or stops the endpoint as the reloaded configuration says; a failure is logged, and the next reload tries again.</summary>
-    public void Apply(ProxyConfig config)
+    public async ValueTask ApplyAsync(ProxyConfig config, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(config);
-
-        // IReloadableSettings.Apply is synchronous; Kestrel starts in a few milliseconds, on this reload's thread.
-        ApplyAsync(config.Metrics).GetAwaiter().GetResult();
+        await ApplyAsync(config.Metrics).ConfigureAwait(false);
     }
 
     public async ValueTask DisposeAsync()

@@ -283,6 +283,10 @@ public sealed class ConfigurationOwnerTests : IDisposable
 
         public IReadOnlyList<string> Check(ProxyConfig config) => Problem is null ? [] : [Problem];
 
-        public void Apply(ProxyConfig config) => Applied = config;
+        public ValueTask ApplyAsync(ProxyConfig config, CancellationToken cancellationToken)
+        {
+            Applied = config;
+            return ValueTask.CompletedTask;
+        }
     }
 }
