@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
 using Npgsql;
 using PgProxy.EndToEnd.Tests.Host;
 using PgProxy.EndToEnd.Tests.Infrastructure;
@@ -8,7 +9,7 @@ namespace PgProxy.EndToEnd.Tests.Rules;
 
 /// <summary>Rules on live traffic through the pgproxy command, with psql and Npgsql, in both protocols.</summary>
 [Collection(SharedPostgres.Name)]
-public sealed class RulesRelayTests(PostgresFixture fixture)
+public sealed partial class RulesRelayTests(PostgresFixture fixture)
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
 
@@ -145,8 +146,12 @@ public sealed class RulesRelayTests(PostgresFixture fixture)
 
         await File.WriteAllTextAsync(directory.ConfigFile, Configuration(Rules.Replace("statement: [ddl]", "statement: [nonsense]", StringComparison.Ordinal)));
         await proxy.SignalAsync(PosixSignal.SIGHUP);
-        await proxy.WaitForOutputAsync(output => output.Contains("Reload failed", StringComparison.Ordinal), Deadline, "the broken reload refused");
-        Assert.Matches(@"config\.yml:[0-9]+.*rules\[0\]\.match\.statement", proxy.Output[proxy.Output.IndexOf("Reload failed", StringComparison.Ordinal)..]);
+        // The refusal and the error naming the key are written as separate lines: wait for both.
+        await proxy.WaitForOutputAsync(
+            output => output.Contains("Reload failed", StringComparison.Ordinal)
+                && BrokenKey().IsMatch(output[output.IndexOf("Reload failed", StringComparison.Ordinal)..]),
+            Deadline,
+            "the broken reload refused, naming the file, line and key");
         Assert.Equal("42501", (await Assert.ThrowsAsync<PostgresException>(() => again.ExecuteNonQueryAsync())).SqlState);
     }
 
@@ -180,6 +185,9 @@ public sealed class RulesRelayTests(PostgresFixture fixture)
             redirect: {name: postgresql, host: {{fixture.Server.Host}}, port: {{fixture.Server.Port}}}
         {{rules}}
         """);
+
+    [GeneratedRegex(@"config\.yml:[0-9]+.*rules\[0\]\.match\.statement")]
+    private static partial Regex BrokenKey();
 
     private static PsqlTarget Target(ProxyProcess proxy) => new("127.0.0.1", proxy.PortOf("proxy"), PostgresServer.TrustUser, PostgresServer.Database);
 
