@@ -13,6 +13,7 @@ namespace PgProxy.EndToEnd.Tests.Pooling;
 public sealed class SessionPoolingTests(PostgresFixture fixture) : IAsyncLifetime
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
+    private static readonly string[] JavaPaths = ["/usr/bin/java", "/usr/lib/jvm/default-java/bin/java"];
     private readonly string authFile = Path.Combine(Path.GetTempPath(), $"pgproxy-pool-users-{Guid.NewGuid():N}.txt");
 
     public async Task InitializeAsync()
@@ -137,6 +138,52 @@ public sealed class SessionPoolingTests(PostgresFixture fixture) : IAsyncLifetim
         // Npgsql reports a cancelled command as OperationCanceledException, with the server's 57014 inside.
         OperationCanceledException cancelled = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running.WaitAsync(Deadline));
         Assert.Equal("57014", Assert.IsType<PostgresException>(cancelled.InnerException).SqlState);
+        Assert.Equal(1, await ScalarAsync<int>(connection, "SELECT 1"));
+    }
+
+    [Fact]
+    public async Task PgJdbc_logs_in_and_its_start_up_settings_are_accepted()
+    {
+        // pgJDBC sends extra_float_digits, DateStyle, TimeZone, client_encoding and application_name at start-up.
+        const string driver = "/usr/share/java/postgresql.jar";
+        string? java = JavaPaths.FirstOrDefault(File.Exists);
+        Assert.True(File.Exists(driver) && java is not null, $"pgJDBC needs a JDK and {driver}: apt-get install default-jdk-headless libpostgresql-jdbc-java");
+        await using ProxyHarness proxy = await StartAsync(new PoolConfig { Mode = PoolMode.Session, Size = 2 });
+
+        ProcessResult result = await ProcessRunner.RunAsync(
+            java,
+            ["-cp", driver, Path.Combine(PgProxy.TestSupport.RepositoryRoot.Path, "tests", "PgProxy.EndToEnd.Tests", "Clients", "JdbcLogin.java"),
+                $"jdbc:postgresql://{proxy.Host}:{proxy.Port}/{PostgresServer.Database}?sslmode=disable", PostgresServer.ScramUser, PostgresServer.ScramPassword],
+            TimeSpan.FromSeconds(60));
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Equal($"{PostgresServer.ScramUser}|f", result.StandardOutput.Trim());
+    }
+
+    [Fact]
+    public async Task Rules_apply_to_a_pooled_session()
+    {
+        ProxyConfig parsed = ConfigLoader.Parse(
+            $$"""
+            instances:
+              - listen: {name: proxy, host: 127.0.0.1, port: 0}
+                redirect: {name: postgresql, host: {{fixture.Server.Host}}, port: {{fixture.Server.Port}}, tls: {mode: disable} }
+                auth: {auth-file: {{authFile}} }
+                pool: {mode: session, size: 1}
+                rules:
+                  - name: no-ddl
+                    match: {statement: [ddl]}
+                    refuse: {sqlstate: '42501', message: 'DDL is not allowed through this port'}
+            """,
+            Path.GetTempPath(),
+            "pooled-rules.yml");
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(parsed);
+        await using var connection = new NpgsqlConnection(ConnectionString(proxy, "pooled-rules"));
+        await connection.OpenAsync();
+
+        PostgresException refused = await Assert.ThrowsAsync<PostgresException>(() => ExecuteAsync(connection, "CREATE TEMP TABLE refused_here (n int)"));
+
+        Assert.Equal(("42501", "DDL is not allowed through this port"), (refused.SqlState, refused.MessageText));
         Assert.Equal(1, await ScalarAsync<int>(connection, "SELECT 1"));
     }
 
