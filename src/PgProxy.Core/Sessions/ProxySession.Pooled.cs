@@ -197,7 +197,13 @@ internal sealed partial class ProxySession
             }
             catch (Exception e) when (e is IOException or OperationCanceledException)
             {
+                // A connection the server closed just before it was lent fails here first: another one is tried.
                 await pool.ReturnAsync(server, reusable: false).ConfigureAwait(false);
+                if (e is IOException && attempt < AcquireAttempts)
+                {
+                    continue;
+                }
+
                 await client.RefuseAsync(new ProtocolError(SqlStates.SqlClientUnableToEstablishSqlConnection, $"upstream \"{environment.Instance.Redirect.Name}\" failed while the session's parameters were set")).ConfigureAwait(false);
                 return null;
             }

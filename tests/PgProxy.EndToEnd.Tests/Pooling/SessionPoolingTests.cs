@@ -118,6 +118,24 @@ public sealed class SessionPoolingTests(PostgresFixture fixture) : IAsyncLifetim
     }
 
     [Fact]
+    public async Task An_idle_connection_the_server_ends_is_replaced_without_the_next_client_noticing()
+    {
+        await using ProxyHarness proxy = await StartAsync(new PoolConfig { Mode = PoolMode.Session, Size = 1 });
+        int ended;
+        await using (var first = new NpgsqlConnection(ConnectionString(proxy, "before-termination")))
+        {
+            await first.OpenAsync();
+            ended = await ScalarAsync<int>(first, "SELECT pg_backend_pid()");
+        }
+
+        Assert.Equal("t", await fixture.Server.QueryAsSuperuserAsync($"SELECT pg_terminate_backend({ended})"));
+        await using var next = new NpgsqlConnection(ConnectionString(proxy, "after-termination"));
+        await next.OpenAsync();
+
+        Assert.NotEqual(ended, await ScalarAsync<int>(next, "SELECT pg_backend_pid()"));
+    }
+
+    [Fact]
     public async Task A_cancel_with_the_clients_own_key_reaches_its_pooled_connection()
     {
         await using ProxyHarness proxy = await StartAsync(new PoolConfig { Mode = PoolMode.Session, Size = 2 });
