@@ -56,11 +56,13 @@ public sealed class ProxyMetrics : IDisposable
     private readonly Counter<long> pluginFailures;
     private readonly Counter<long> pluginTimeouts;
     private readonly Counter<long> reloads;
+    private readonly Histogram<double> poolWait;
 
     // Gauges of what is open now are kept here and read at each collection, rather than added up by a listener, so
     // a listener that starts late (a reload that adds the metrics endpoint) still reads the right values.
     private readonly ConcurrentDictionary<string, InstanceGauges> gauges = new(StringComparer.Ordinal);
     private Func<IEnumerable<(string Listen, string State, long Count)>>? sessionStates;
+    private Func<IEnumerable<(string Listen, string User, string Database, Pooling.PoolCounts Counts)>>? pools;
     private Func<long>? statisticsEvictions;
     private Func<long>? queryLogDropped;
     private long lastReloadUnixMilliseconds;
@@ -91,6 +93,10 @@ public sealed class ProxyMetrics : IDisposable
         reloads = meter.CreateCounter<long>("pgproxy.reloads", "{reload}", "Configuration reloads, by result (ok, failed).");
         meter.CreateObservableGauge("pgproxy.reload.last_timestamp", ObserveLastReloadTime, "s", "When the configuration was last loaded or reloaded (applied or not), in Unix seconds.");
         meter.CreateObservableGauge("pgproxy.reload.last_success", ObserveLastReloadApplied, null, "1 when the last load or reload of the configuration applied, 0 when it failed.");
+        meter.CreateObservableGauge("pgproxy.pool.clients", ObservePoolClients, "{client}", "Clients of a pool (instance, user, database) now, by state: active (holding a server connection) or waiting.");
+        meter.CreateObservableGauge("pgproxy.pool.servers", ObservePoolServers, "{connection}", "Server connections of a pool now, by state: active (lent to a client, or opening for one) or idle.");
+        meter.CreateObservableGauge("pgproxy.pool.wait.longest", ObservePoolLongestWait, "s", "How long the first client in a pool's queue has waited so far; 0 when none waits.");
+        poolWait = Histogram("pgproxy.pool.wait.duration", "How long clients waited for a pool's server connection, when none was free at once.", StatementBuckets);
         Assembly assembly = typeof(ProxyMetrics).Assembly;
         string? informational = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion;
         KeyValuePair<string, object?>[] build =
@@ -180,6 +186,14 @@ public sealed class ProxyMetrics : IDisposable
     internal void ObserveSessionStates(Func<IEnumerable<(string Listen, string State, long Count)>> source) =>
         Volatile.Write(ref sessionStates, source);
 
+    /// <summary>Where the pool gauges read every pool's counts at each collection (any thread; cheap).</summary>
+    internal void ObservePools(Func<IEnumerable<(string Listen, string User, string Database, Pooling.PoolCounts Counts)>> source) =>
+        Volatile.Write(ref pools, source);
+
+    /// <summary>A client waited <paramref name="seconds"/> for a server connection of the pool of (instance, user, database).</summary>
+    internal void PoolWaited(string listen, string user, string database, double seconds) =>
+        poolWait.Record(seconds, Listen(listen), new KeyValuePair<string, object?>("user", user), new KeyValuePair<string, object?>("database", database));
+
     /// <summary>Where the statistics' eviction count and the query log's drop count are read at each collection (both since start).</summary>
     internal void ObserveStatistics(Func<long> evictions, Func<long> dropped)
     {
@@ -222,6 +236,34 @@ public sealed class ProxyMetrics : IDisposable
         Volatile.Read(ref sessionStates) is { } source
             ? source().Select(row => new Measurement<long>(row.Count, Listen(row.Listen), new KeyValuePair<string, object?>("state", row.State)))
             : [];
+
+    private IEnumerable<(string Listen, string User, string Database, Pooling.PoolCounts Counts)> Pools() =>
+        Volatile.Read(ref pools) is { } source ? source() : [];
+
+    private IEnumerable<Measurement<long>> ObservePoolClients() => Pools().SelectMany(pool => new[]
+    {
+        PoolMeasurement(pool.Counts.Active, pool, "active"),
+        PoolMeasurement(pool.Counts.Waiting, pool, "waiting"),
+    });
+
+    private IEnumerable<Measurement<long>> ObservePoolServers() => Pools().SelectMany(pool => new[]
+    {
+        PoolMeasurement(pool.Counts.Active, pool, "active"),
+        PoolMeasurement(pool.Counts.Idle, pool, "idle"),
+    });
+
+    private IEnumerable<Measurement<double>> ObservePoolLongestWait() => Pools().Select(pool => new Measurement<double>(
+        pool.Counts.LongestWait.TotalSeconds,
+        Listen(pool.Listen),
+        new KeyValuePair<string, object?>("user", pool.User),
+        new KeyValuePair<string, object?>("database", pool.Database)));
+
+    private static Measurement<long> PoolMeasurement(long value, (string Listen, string User, string Database, Pooling.PoolCounts Counts) pool, string state) => new(
+        value,
+        Listen(pool.Listen),
+        new KeyValuePair<string, object?>("user", pool.User),
+        new KeyValuePair<string, object?>("database", pool.Database),
+        new KeyValuePair<string, object?>("state", state));
 
     private static IEnumerable<Measurement<long>> Observe(Func<long>? source) =>
         source is null ? [] : [new Measurement<long>(source())];

@@ -48,6 +48,7 @@ public sealed class ConfigurationOwner : IDisposable
         logger = loggerFactory.CreateLogger("PgProxy.Configuration");
         QueryLog = new QueryLog(loggerFactory);
         metrics.ObserveStatistics(() => Statistics.Evictions, () => QueryLog.Dropped);
+        metrics.ObservePools(() => Pools.SelectMany(instance => instance.All.Select(pool => (pool.Key.Instance, pool.Key.User, pool.Key.Database, pool.Counts))));
     }
 
     /// <summary>The snapshot new sessions get; null before the first load.</summary>
@@ -193,6 +194,9 @@ public sealed class ConfigurationOwner : IDisposable
             }
         }
     }
+
+    /// <summary>Every pooling instance's pools now, for the console and metrics.</summary>
+    internal IEnumerable<Pooling.InstancePools> Pools => pools.Values;
 
     /// <summary>Closes every pool's connections: at shutdown, once the sessions have ended.</summary>
     internal async ValueTask DisposePoolsAsync()

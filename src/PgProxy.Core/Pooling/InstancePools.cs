@@ -134,7 +134,10 @@ internal sealed class InstancePools : IAsyncDisposable
     {
         SessionEnvironment current = Environment;
         var key = new PoolKey(current.InstanceName, user, database);
-        return new ServerPool<PooledServer>(key, current.Instance.Pool, new Connections(this, user, database));
+        return new ServerPool<PooledServer>(key, current.Instance.Pool, new Connections(this, user, database))
+        {
+            Waited = seconds => current.Metrics.PoolWaited(key.Instance, key.User, key.Database, seconds),
+        };
     }
 
     private async Task MaintainAsync()

@@ -54,6 +54,24 @@ public sealed class ProxyMetricsTests : IDisposable
     }
 
     [Fact]
+    public void Pool_gauges_read_every_pools_counts_by_state_and_waits_are_a_histogram()
+    {
+        var counts = new PgProxy.Core.Pooling.PoolCounts(Active: 3, Idle: 2, Waiting: 4, LongestWait: TimeSpan.FromSeconds(1.5), Opened: 5, Closed: 0);
+        metrics.ObservePools(() => [("proxy", "app", "shop", counts)]);
+        metrics.PoolWaited("proxy", "app", "shop", 0.25);
+
+        Assert.Equal(
+            [("active", 3.0), ("waiting", 4.0)],
+            recorder.ObserveAll("pgproxy.pool.clients").Select(m => ((string)m.Tags["state"]!, m.Value)).Order());
+        Assert.Equal(
+            [("active", 3.0), ("idle", 2.0)],
+            recorder.ObserveAll("pgproxy.pool.servers").Select(m => ((string)m.Tags["state"]!, m.Value)).Order());
+        Measurement longest = Assert.Single(recorder.ObserveAll("pgproxy.pool.wait.longest"));
+        Assert.Equal((1.5, "proxy", "app", "shop"), (longest.Value, longest.Tags["listen"], longest.Tags["user"], longest.Tags["database"]));
+        Assert.Equal(0.25, recorder.Single("pgproxy.pool.wait.duration").Value);
+    }
+
+    [Fact]
     public void A_login_is_in_flight_until_the_first_ReadyForQuery_and_then_counted_ok()
     {
         var state = new ServerProtocolState();
