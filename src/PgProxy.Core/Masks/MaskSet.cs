@@ -111,6 +111,24 @@ public sealed class MaskSet
         return result;
     }
 
+    /// <summary>
+    /// The masks' checks of one statement without a server, as <c>pgproxy test-rules</c> runs them: computations over
+    /// masked columns and COPY out of masked tables, with the relations the configuration names (views are not known
+    /// without the catalog). Null when no mask that applies to <paramref name="subject"/> refuses it.
+    /// </summary>
+    public MaskStatementRefusal? CheckWithoutCatalog(string statement, in RuleSubject subject)
+    {
+        ArgumentNullException.ThrowIfNull(statement);
+        if (masks.Length == 0)
+        {
+            return null;
+        }
+
+        return MaskStatementCheck.Check(MaskStatementFacts.Of(statement), new ConfiguredMaskedRelations(masks), Applying(subject)) is { } refusal
+            ? new MaskStatementRefusal(refusal.Mask, MaskRefusals.SqlState, refusal.Message)
+            : null;
+    }
+
     /// <summary>Writes every mask's counters to the intercept log, one line per mask: at reload and at shutdown.</summary>
     public void WriteCounters(ILogger log, string instance)
     {
@@ -123,6 +141,13 @@ public sealed class MaskSet
                 counters.Matched, counters.Applied, counters.LogOnlyHits, counters.Refusals, counters.RegexTimeouts);
         }
     }
+}
+
+/// <summary>A statement a mask refuses (or, log-only, would refuse), with the error the client gets.</summary>
+public sealed record MaskStatementRefusal(Mask Mask, string SqlState, string Message)
+{
+    /// <summary>True when the mask is log-only: the statement would run unchanged.</summary>
+    public bool IsLogOnly => Mask.Mode == RuleMode.LogOnly;
 }
 
 /// <summary>A message's statements (spans of its text) and each one's facts.</summary>
