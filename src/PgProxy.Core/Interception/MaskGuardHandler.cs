@@ -44,18 +44,16 @@ internal sealed class MaskGuardHandler(LiveRules rules, ServerProtocolState stat
         }
 
         MessageFacts facts = masks.FactsOf(query.Text);
-        MaskCatalog catalog = await CatalogAsync(masks, facts, cancellationToken).ConfigureAwait(false);
-        IMaskedRelations relations = catalog.RelationCount > 0 ? catalog : new ConfiguredMaskedRelations(masks.Masks);
+        MaskCatalog catalog = await CatalogAsync(masks, facts, applying, cancellationToken).ConfigureAwait(false);
+        MaskCheckOutcome outcome = facts.LastOutcome is { } known && known.IsFor(catalog, applying) ? known : Check(facts, catalog, masks, applying);
+        facts.LastOutcome = outcome;
         string kind = isQuery ? "query" : "parse";
         string?[]? raising = null;
         MaskRefusal? first = null;
         int refused = 0;
-        bool ddl = false;
-        for (int i = 0; i < facts.Statements.Length; i++)
+        for (int i = 0; i < outcome.Refusals.Length; i++)
         {
-            MaskStatementFacts statement = facts.Statements[i];
-            ddl |= (statement.Kinds & Configuration.StatementKinds.Ddl) != 0;
-            if (MaskStatementCheck.Check(statement, relations, applying) is not { } refusal)
+            if (outcome.Refusals[i] is not { } refusal)
             {
                 continue;
             }
@@ -76,10 +74,10 @@ internal sealed class MaskGuardHandler(LiveRules rules, ServerProtocolState stat
             InterceptLog.Refused(context.Logger, context.SessionId, kind, mask.DisplayName, MaskRefusals.SqlState, refusal.Message, statementText);
             first ??= refusal;
             refused++;
-            (raising ??= new string?[facts.Statements.Length])[i] = RefusalStatements.RaiseError(MaskRefusals.SqlState, refusal.Message);
+            (raising ??= new string?[outcome.Refusals.Length])[i] = RefusalStatements.RaiseError(MaskRefusals.SqlState, refusal.Message);
         }
 
-        if (ddl)
+        if (outcome.HasDdl)
         {
             // What the DDL creates or changes is read before the next statement: that is the one that may use it.
             catalog.MarkStale();
@@ -121,12 +119,14 @@ internal sealed class MaskGuardHandler(LiveRules rules, ServerProtocolState stat
     /// failed transaction; when it cannot, the last catalog serves (the backend stage refuses rows of relations it does
     /// not know, so nothing unmasked leaves either way).
     /// </summary>
-    private async ValueTask<MaskCatalog> CatalogAsync(MaskSet masks, MessageFacts facts, CancellationToken cancellationToken)
+    private async ValueTask<MaskCatalog> CatalogAsync(MaskSet masks, MessageFacts facts, bool[] applying, CancellationToken cancellationToken)
     {
         string database = context.Database;
         MaskCatalog? current = masks.CatalogOf(database);
         bool read = current is null || current.IsStale;
-        if (!read)
+
+        // A text checked under this catalog already had its names looked for.
+        if (!read && facts.LastOutcome?.IsFor(current!, applying) != true)
         {
             foreach (MaskStatementFacts statement in facts.Statements)
             {
@@ -158,6 +158,22 @@ internal sealed class MaskGuardHandler(LiveRules rules, ServerProtocolState stat
         {
             context.CurrentInterceptor = null;
         }
+    }
+
+    private static MaskCheckOutcome Check(MessageFacts facts, MaskCatalog catalog, MaskSet masks, bool[] applying)
+    {
+        // Without a catalog (it could not be read yet) the configuration's names stand in: the checks still refuse.
+        IMaskedRelations relations = catalog.RelationCount > 0 ? catalog : new ConfiguredMaskedRelations(masks.Masks);
+        var refusals = new MaskRefusal?[facts.Statements.Length];
+        bool ddl = false;
+        for (int i = 0; i < refusals.Length; i++)
+        {
+            MaskStatementFacts statement = facts.Statements[i];
+            ddl |= (statement.Kinds & Configuration.StatementKinds.Ddl) != 0;
+            refusals[i] = MaskStatementCheck.Check(statement, relations, applying);
+        }
+
+        return new MaskCheckOutcome(catalog, applying, refusals, ddl);
     }
 }
 

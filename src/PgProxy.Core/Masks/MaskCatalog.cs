@@ -21,7 +21,7 @@ internal sealed class CatalogRelation(uint oid, string schema, string name, char
 
     public string Name { get; } = name;
 
-    /// <summary>pg_class.relkind: 'r', 'p', 'v', 'm' or 'f'.</summary>
+    /// <summary>pg_class.relkind: 'r', 'p', 'v', 'm', 'f', 'S', 't' or 'c'.</summary>
     public char Kind { get; } = kind;
 
     public bool IsView => Kind is 'v' or 'm';

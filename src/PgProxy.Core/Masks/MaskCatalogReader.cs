@@ -21,9 +21,11 @@ internal static class MaskCatalogReader
     /// <summary>Levels of views on views followed at most; a view deeper than this is refused as untraceable.</summary>
     private const int MaxViewDepth = 16;
 
+    // Every relation a result column can come from (sequences too: SELECT last_value FROM a sequence names it); only
+    // indexes cannot, and they are most of pg_class in a large database.
     private const string RelationsQuery =
         "SELECT c.oid, n.nspname, c.relname, c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
-        "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')";
+        "WHERE c.relkind NOT IN ('i', 'I')";
 
     /// <summary>Runs one metadata query on the session's connection.</summary>
     public delegate Task<UpstreamQueryResult> QueryRunner(string sql, CancellationToken cancellationToken);

@@ -150,5 +150,30 @@ public sealed record MaskStatementRefusal(Mask Mask, string SqlState, string Mes
     public bool IsLogOnly => Mask.Mode == RuleMode.LogOnly;
 }
 
-/// <summary>A message's statements (spans of its text) and each one's facts.</summary>
-internal sealed record MessageFacts(SqlStatementSpan[] Spans, MaskStatementFacts[] Statements);
+/// <summary>
+/// A message's statements (spans of its text) and each one's facts, shared by every session that sends the text; and
+/// the last outcome of the checks on them, so that a repeated statement costs a comparison, not a check.
+/// </summary>
+internal sealed class MessageFacts(SqlStatementSpan[] spans, MaskStatementFacts[] statements)
+{
+    private MaskCheckOutcome? lastOutcome;
+
+    public SqlStatementSpan[] Spans { get; } = spans;
+
+    public MaskStatementFacts[] Statements { get; } = statements;
+
+    /// <summary>The last outcome, whatever catalog and masks it was for (compare before use). Written and read by any session.</summary>
+    public MaskCheckOutcome? LastOutcome
+    {
+        get => Volatile.Read(ref lastOutcome);
+        set => Volatile.Write(ref lastOutcome, value);
+    }
+}
+
+/// <summary>The checks' outcome for one message, under one catalog and one choice of masks that apply: a refusal (or none) per statement.</summary>
+internal sealed record MaskCheckOutcome(MaskCatalog Catalog, bool[] Applying, MaskRefusal?[] Refusals, bool HasDdl)
+{
+    /// <summary>Whether this outcome holds for <paramref name="catalog"/> and the masks <paramref name="applying"/> says apply.</summary>
+    public bool IsFor(MaskCatalog catalog, bool[] applying) =>
+        ReferenceEquals(catalog, Catalog) && applying.AsSpan().SequenceEqual(Applying);
+}
