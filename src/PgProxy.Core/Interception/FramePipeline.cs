@@ -126,7 +126,7 @@ internal sealed class FramePipeline
             {
                 FrameStage.Diversion => diversion,
                 FrameStage.ResponseInterceptors => new ResponseInterception(context, interceptors, state.Statements),
-                FrameStage.Masks => new MaskHandler(rules, context, state.Statements),
+                FrameStage.Masks => new MaskHandler(rules, context, state),
                 FrameStage stage => throw new InvalidOperationException($"{stage} handles frames from the client"),
             };
         }

@@ -43,6 +43,9 @@ internal sealed class MaskGuardHandler(LiveRules rules, ServerProtocolState stat
             return;
         }
 
+        // A session that began before its instance had masks starts keeping its statements' columns now, so that what
+        // it prepares from here on is masked on every execution.
+        state.StartTrackingStatements();
         MessageFacts facts = masks.FactsOf(query.Text);
         MaskCatalog catalog = await CatalogAsync(masks, facts, applying, cancellationToken).ConfigureAwait(false);
         MaskCheckOutcome outcome = facts.LastOutcome is { } known && known.IsFor(catalog, applying) ? known : Check(facts, catalog, masks, applying);

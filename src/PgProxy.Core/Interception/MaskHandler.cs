@@ -20,7 +20,7 @@ namespace PgProxy.Core.Interception;
 /// trace, or of a column whose type the mask cannot keep are never released: the result is refused with 42501 and the
 /// catalog read again before the next statement. A result with no masked column costs a comparison per row, no copy.
 /// </summary>
-internal sealed class MaskHandler(LiveRules rules, SessionContext context, StatementTracker? tracker) : IFrameHandler
+internal sealed class MaskHandler(LiveRules rules, SessionContext context, ServerProtocolState state) : IFrameHandler
 {
     private const byte DataRowCode = (byte)BackendMessageCode.DataRow;
 
@@ -36,7 +36,8 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, State
     private MaskCatalog? planCatalog;
     private ResultPlan plan = ResultPlan.Inactive;
 
-    // Without a tracker (the session began before its instance had masks): the last RowDescription of this response group.
+    // Without a tracker (the session began before its instance had masks, and has not sent a statement since): the last
+    // RowDescription of this response group.
     private FieldDescription[]? described;
     private bool resultCounted;
     private bool suppressing;
@@ -57,7 +58,7 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, State
         return code switch
         {
             DataRowCode => PlanFor(masks).IsActive,
-            (byte)BackendMessageCode.RowDescription => tracker is null,
+            (byte)BackendMessageCode.RowDescription => state.Statements is null,
             (byte)BackendMessageCode.CommandComplete or (byte)BackendMessageCode.PortalSuspended or (byte)BackendMessageCode.EmptyQueryResponse
                 or (byte)BackendMessageCode.ErrorResponse or (byte)BackendMessageCode.ReadyForQuery => resultCounted || described is not null,
             _ => false,
@@ -104,7 +105,7 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, State
     private void EndOfResult(bool endOfGroup)
     {
         resultCounted = false;
-        if (endOfGroup || tracker is null)
+        if (endOfGroup || state.Statements is null)
         {
             described = null;
         }
@@ -268,7 +269,7 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, State
             return ResultPlan.Inactive;
         }
 
-        FieldDescription[]? columns = tracker is not null ? tracker.ColumnsOfRow() : described;
+        FieldDescription[]? columns = state.Statements is { } tracker ? tracker.ColumnsOfRow() : described;
         MaskCatalog catalog = masks.CatalogOf(context.Database) ?? MaskCatalog.Unread;
         if (ReferenceEquals(columns, planColumns) && ReferenceEquals(masks, planSet) && ReferenceEquals(catalog, planCatalog))
         {

@@ -195,6 +195,15 @@ public sealed class MasksRelayTests(PostgresFixture fixture) : IAsyncLifetime
         await proxy.SignalAsync(PosixSignal.SIGHUP);
         await proxy.WaitForOutputAsync(output => output.Contains("generation 2", StringComparison.Ordinal), Deadline, "the reload applied");
         Assert.Equal("a***@example.com", await command.ExecuteScalarAsync());
+
+        // The session began without masks, so without its statements' columns: it keeps them from its first statement
+        // after the reload, and a statement it prepares then is masked on executions that are not described again.
+        await using var prepared = new NpgsqlCommand("SELECT card FROM masks_customers WHERE id = 2", connection);
+        await prepared.PrepareAsync();
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal("************5678", await prepared.ExecuteScalarAsync());
+        }
     }
 
     [Fact]
