@@ -88,6 +88,21 @@ internal sealed class MaskStatementFacts
                     case SelectStmt { IntoClause: not null } into:
                         writtenLists.Add(into);
                         break;
+
+                    // The server describes a set operation's columns (UNION, INTERSECT, EXCEPT) without a source: a
+                    // masked column in a branch would come out unmasked, as from a computation.
+                    case SelectStmt { Op: not SetOperation.SetopNone } setOperation:
+                        if (setOperation.Larg is { } left)
+                        {
+                            MarkWritten(left, writtenLists);
+                        }
+
+                        if (setOperation.Rarg is { } right)
+                        {
+                            MarkWritten(right, writtenLists);
+                        }
+
+                        break;
                     case CommonTableExpr cte:
                         cteNames.Add(cte.Ctename);
                         columnAliases.AddRange(Names(cte.Aliascolnames));
@@ -130,6 +145,26 @@ internal sealed class MaskStatementFacts
                         break;
                     case SelectStmt select:
                         ReadTargets(select.TargetList, written: writtenLists.Contains(select), computed, bare, aliases);
+
+                        // VALUES rows are described without a source too, whatever their expressions read.
+                        foreach (Node row in select.ValuesLists)
+                        {
+                            computed.AddRange(References(row));
+                        }
+
+                        break;
+                    case JoinExpr { Jointype: JoinType.JoinFull } full:
+                        // FULL JOIN ... USING merges each named column of both sides into one without a source.
+                        if (full.IsNatural)
+                        {
+                            computed.Add(new ColumnUse(null, null));
+                        }
+
+                        computed.AddRange(Names(full.UsingClause).Select(name => new ColumnUse(null, name)));
+                        break;
+                    case RangeFunction function:
+                        // A function in FROM (unnest(ARRAY(SELECT email ...))) returns columns without a source.
+                        computed.AddRange(References(function));
                         break;
                     case InsertStmt insert:
                         ReadTargets(insert.ReturningList, written: false, computed, bare, aliases);
@@ -157,7 +192,7 @@ internal sealed class MaskStatementFacts
         };
     }
 
-    private static void MarkWritten(Node query, HashSet<IMessage> written)
+    private static void MarkWritten(IMessage query, HashSet<IMessage> written)
     {
         StatementClassifier.Walk(query, node =>
         {
@@ -209,7 +244,7 @@ internal sealed class MaskStatementFacts
         }
     }
 
-    private static List<ColumnUse> References(Node value)
+    private static List<ColumnUse> References(IMessage value)
     {
         var uses = new List<ColumnUse>();
         StatementClassifier.Walk(value, node =>

@@ -37,6 +37,13 @@ public sealed class MaskStatementCheckTests
     [InlineData("SELECT email INTO copies FROM customers")]
     [InlineData("UPDATE notes SET body = c.email FROM customers c WHERE c.id = notes.id")]
     [InlineData("SELECT id FROM t WHERE x IN (SELECT upper(email) FROM customers)")]
+    [InlineData("SELECT email FROM customers UNION SELECT 'x'")]
+    [InlineData("SELECT 'x' EXCEPT SELECT c.email FROM customers c")]
+    [InlineData("SELECT e FROM (SELECT email AS e FROM customers UNION ALL SELECT name FROM people) s")]
+    [InlineData("SELECT * FROM (VALUES ((SELECT email FROM customers LIMIT 1))) v")]
+    [InlineData("SELECT * FROM unnest(ARRAY(SELECT email FROM customers)) u")]
+    [InlineData("SELECT email FROM customers FULL JOIN leads USING (email)")]
+    [InlineData("SELECT * FROM customers NATURAL FULL JOIN leads")]
     public void A_computation_or_a_copy_into_a_table_is_refused_by_the_mask_of_its_column(string sql)
     {
         MaskRefusal refusal = Assert.IsType<MaskRefusal>(Static(sql));
@@ -50,6 +57,9 @@ public sealed class MaskStatementCheckTests
     [InlineData("SELECT email AS e, card AS c FROM customers")]
     [InlineData("SELECT c.email FROM customers c WHERE upper(c.email) LIKE 'A%'")]
     [InlineData("SELECT e FROM (SELECT email AS e FROM customers) s")]
+    [InlineData("SELECT id FROM orders WHERE customer_email IN (SELECT email FROM customers)")]
+    [InlineData("UPDATE customers SET id = id RETURNING email")]
+    [InlineData("SELECT email FROM customers JOIN leads USING (email)")]
     [InlineData("SELECT upper(email) FROM users")]
     [InlineData("SELECT upper(ssn) FROM people")]
     [InlineData("SELECT 'upper(email)' FROM customers")]
