@@ -31,7 +31,7 @@ public static class ConfigLoader
         "plugin-timeout", "plugin-failure", "rule-timeout", "rules-mode", "watch-config",
     ];
 
-    private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits", "auth", "rules", "masks"];
+    private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits", "auth", "rules", "masks", "pool"];
     private static readonly string[] EndpointKeys = ["name", "host", "port", "tls"];
     private static readonly string[] ListenTlsKeys = ["mode", "cert-file", "key-file", "key-password"];
     private static readonly string[] UpstreamTlsKeys = ["mode", "ca-file", "cert-file", "key-file"];
@@ -294,6 +294,7 @@ public static class ConfigLoader
             var auth = ReadAuth(reader, mapping.Optional("auth"), baseDirectory);
             var rules = RulesConfigReader.Read(reader, mapping.Optional("rules"), ruleTimeout);
             var masks = MasksConfigReader.Read(reader, mapping.Optional("masks"), ruleTimeout);
+            var pool = PoolConfigReader.Read(reader, mapping.Optional("pool"), hasAuth: auth is not null);
 
             if (listen is { Endpoint: { } endpoint, Node: { } listenNode })
             {
@@ -332,6 +333,7 @@ public static class ConfigLoader
                 Auth = auth,
                 Rules = rules,
                 Masks = masks,
+                Pool = pool,
             });
         }
 

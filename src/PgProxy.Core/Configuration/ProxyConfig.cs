@@ -129,6 +129,9 @@ public sealed record InstanceConfig(
 
     /// <summary><c>masks</c>: result columns masked on the way to the client. Empty when absent.</summary>
     public IReadOnlyList<MaskConfig> Masks { get; init; } = [];
+
+    /// <summary><c>pool</c>: connection pooling; <see cref="PoolConfig.None"/> when absent.</summary>
+    public PoolConfig Pool { get; init; } = PoolConfig.None;
 }
 
 /// <summary><c>listen</c> or <c>redirect</c>: a name for logs and errors, a host and a port.</summary>
