@@ -92,7 +92,7 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
                 await MaskRowAsync(frame, next, cancellationToken).ConfigureAwait(false);
                 return;
             case (byte)BackendMessageCode.RowDescription:
-                described = RowDescriptionMessage.TryRead(frame.Slice(MessageHeader.Size), context.ClientEncoding, out FieldDescription[] columns) ? columns : [];
+                described = Describe(frame.Slice(MessageHeader.Size));
                 break;
             default:
                 EndOfResult(endOfGroup: code == (byte)BackendMessageCode.ReadyForQuery);
@@ -100,6 +100,19 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
         }
 
         await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The columns of a RowDescription; null when it cannot be read (its rows are then refused as unknown).</summary>
+    private FieldDescription[]? Describe(ReadOnlySequence<byte> body)
+    {
+        try
+        {
+            return RowDescriptionMessage.TryRead(body, context.ClientEncoding, out FieldDescription[] columns) ? columns : null;
+        }
+        catch (DecoderFallbackException)
+        {
+            return null;
+        }
     }
 
     private void EndOfResult(bool endOfGroup)
@@ -279,7 +292,8 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
         planColumns = columns;
         planSet = masks;
         planCatalog = catalog;
-        plan = columns is null ? Unknown(masks, applying) : ResultPlan.Of(columns, masks, catalog, applying);
+        // No columns for a row: a description the tracker could not read (it keeps none), or none seen. Unknown either way.
+        plan = columns is null or { Length: 0 } ? Unknown(masks, applying) : ResultPlan.Of(columns, masks, catalog, applying);
         return plan;
     }
 
