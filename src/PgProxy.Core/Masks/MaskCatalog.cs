@@ -24,8 +24,6 @@ internal sealed class CatalogRelation(uint oid, string schema, string name, char
     /// <summary>pg_class.relkind: 'r', 'p', 'v', 'm', 'f', 'S', 't' or 'c'.</summary>
     public char Kind { get; } = kind;
 
-    public bool IsView => Kind is 'v' or 'm';
-
     /// <summary>Masked (or refused) columns by attribute number; empty for a relation with none.</summary>
     public Dictionary<short, ColumnVerdict> Columns { get; } = [];
 

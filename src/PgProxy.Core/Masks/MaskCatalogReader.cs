@@ -148,8 +148,6 @@ internal static class MaskCatalogReader
     /// <summary>What each output column of a view is made of, by position.</summary>
     private sealed class ViewOutputs(List<ColumnVerdict?> sources, bool untraceable)
     {
-        public List<ColumnVerdict?> Sources => sources;
-
         /// <summary>The verdict of output column <paramref name="index"/>; null when it carries no masked value.</summary>
         public ColumnVerdict? Source(int index) =>
             untraceable ? UntraceableVerdict : index < sources.Count ? sources[index] : null;
