@@ -52,6 +52,14 @@ internal static class Commands
                     Console.Out.WriteLine($"  rule \"{rule.Name}\" (config line {rule.Line}, {(mode == RuleMode.LogOnly ? "log-only" : "enforce")}): {Describe(rule)}");
                 }
 
+                foreach (MaskConfig mask in instance.Masks)
+                {
+                    RuleMode mode = config.Settings.RulesMode == RuleMode.LogOnly ? RuleMode.LogOnly : mask.Mode;
+                    Console.Out.WriteLine(
+                        $"  mask \"{mask.Name}\" (config line {mask.Line}, {(mode == RuleMode.LogOnly ? "log-only" : "enforce")}): {mask.With} on {string.Join(", ", mask.Columns)}" +
+                        $"{(mask.Unless.IsEmpty ? "" : ", unless exempt")}, computed {(mask.Computed == MaskPolicy.Refuse ? "refused" : "passed")}, copy {(mask.Copy == MaskPolicy.Refuse ? "refused" : "passed")}");
+                }
+
                 foreach ((string kind, InterceptorReference reference, object interceptor) in pipelines.Of(instance))
                 {
                     Console.Out.WriteLine($"  {kind}: {reference.Plugin}.{reference.Function} -> {interceptor}");
@@ -166,9 +174,9 @@ internal static class Commands
         }
 
         bool ok = true;
-        foreach (InstanceConfig instance in config.Instances.Where(instance => instance.Rules.Count > 0))
+        foreach (InstanceConfig instance in config.Instances.Where(instance => instance.Rules.Count > 0 || instance.Masks.Count > 0))
         {
-            Console.Error.WriteLine($"pgproxy: instance \"{instance.Listen.Name}\" has rules, which need the PostgreSQL parser: {problem}");
+            Console.Error.WriteLine($"pgproxy: instance \"{instance.Listen.Name}\" has rules or masks, which need the PostgreSQL parser: {problem}");
             ok = false;
         }
 

@@ -5,6 +5,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using PgProxy.Core.Configuration;
+using PgProxy.Core.Masks;
 using PgProxy.Core.Rules;
 using PgProxy.Sql;
 
@@ -83,17 +84,21 @@ internal static class RuleCommands
             return Commands.Failure;
         }
 
-        RuleSet rules = RuleSet.Build(instance.Rules, config.Settings);
+        RuleSet rules = RuleSet.Build(instance.Rules, instance.Masks, config.Settings);
         var subject = new RuleSubject(request.User, request.Database, request.ApplicationName, client);
         var results = new List<StatementResult>(statements.Count);
+
+        // Without a server there is no catalog: masks' checks go by the names the configuration gives (views unknown).
+        MaskSet masks = rules.Masks;
         foreach (SqlStatementSpan span in statements)
         {
             string text = span.TextOf(sql);
             RuleDecision decision = rules.Evaluate(text, subject, request.Protocol, NullLogger.Instance, sessionId: 0);
-            results.Add(new StatementResult(results.Count + 1, LineOf(sql, span.Start), text, decision));
+            MaskStatementRefusal? maskRefusal = decision.Refusal is null ? masks.CheckWithoutCatalog(decision.Text ?? text, subject) : null;
+            results.Add(new StatementResult(results.Count + 1, LineOf(sql, span.Start), text, decision, maskRefusal));
         }
 
-        string output = request.Json ? FormatJson(instance.Listen.Name, results) : FormatText(results);
+        string output = request.Json ? FormatJson(instance.Listen.Name, results, !masks.IsEmpty) : FormatText(results);
         if (request.Expect is not { } expect)
         {
             Console.Out.Write(output);
@@ -273,9 +278,17 @@ internal static class RuleCommands
                 output.Append('\n');
             }
 
+            bool maskRefuses = false;
+            if (result.MaskRefusal is { } byMask)
+            {
+                maskRefuses = !byMask.IsLogOnly;
+                output.Append(CultureInfo.InvariantCulture, $"  mask {byMask.Mask.Name} ({ModeName(byMask.Mask.Mode)}): {(maskRefuses ? "refuse" : "would refuse")} with {byMask.SqlState} {byMask.Message}\n");
+            }
+
             output.Append(decision switch
             {
                 { Refusal: { } refusal } => $"  refused: {refusal.SqlState} {refusal.Message}\n",
+                _ when maskRefuses => $"  refused: {result.MaskRefusal!.SqlState} {result.MaskRefusal.Message}\n",
                 { IsUnchanged: true } => "  after: unchanged\n",
                 _ => $"  after: {Indent(decision.Text!)}\n",
             });
@@ -284,7 +297,11 @@ internal static class RuleCommands
         return output.ToString();
     }
 
-    private static string FormatJson(string instance, IReadOnlyList<StatementResult> results)
+    /// <summary>
+    /// The JSON form. With <paramref name="withMasks"/> (the instance has masks) each statement also has a "masks" list;
+    /// without, it is left out, so that golden files of rules alone stay as they were.
+    /// </summary>
+    private static string FormatJson(string instance, IReadOnlyList<StatementResult> results, bool withMasks)
     {
         using var buffer = new MemoryStream();
         var options = new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -319,9 +336,26 @@ internal static class RuleCommands
                 }
 
                 json.WriteEndArray();
+                bool maskRefuses = result.MaskRefusal is { IsLogOnly: false };
+                if (withMasks)
+                {
+                    json.WriteStartArray("masks");
+                    if (result.MaskRefusal is { } byMask)
+                    {
+                        json.WriteStartObject();
+                        json.WriteString("name", byMask.Mask.Name);
+                        json.WriteString("mode", ModeName(byMask.Mask.Mode));
+                        json.WriteString("outcome", maskRefuses ? "refused" : "log-only");
+                        WriteRefusal(json, "refusal", new RuleRefusal(byMask.SqlState, byMask.Message));
+                        json.WriteEndObject();
+                    }
+
+                    json.WriteEndArray();
+                }
+
                 json.WriteString("after", decision.Text ?? result.Text);
-                json.WriteBoolean("changed", !decision.IsUnchanged);
-                WriteRefusal(json, "refused", decision.Refusal);
+                json.WriteBoolean("changed", !decision.IsUnchanged || maskRefuses);
+                WriteRefusal(json, "refused", decision.Refusal ?? (maskRefuses ? new RuleRefusal(result.MaskRefusal!.SqlState, result.MaskRefusal.Message) : null));
                 json.WriteEndObject();
             }
 
@@ -374,7 +408,7 @@ internal static class RuleCommands
         return string.Join(", ", actions);
     }
 
-    private sealed record StatementResult(int Number, int Line, string Text, RuleDecision Decision);
+    private sealed record StatementResult(int Number, int Line, string Text, RuleDecision Decision, MaskStatementRefusal? MaskRefusal);
 }
 
 /// <summary>A line diff in the unified style, for <c>test-rules --expect</c>: what a reviewer of a failed CI run reads.</summary>

@@ -4,6 +4,7 @@ using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Hosting;
 using PgProxy.Core.Plugins;
+using PgProxy.Core.Rules;
 using PgProxy.Core.Statistics;
 using PgProxy.Protocol.Backend;
 
@@ -176,7 +177,7 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
                 string.Join(' ', (total?.ErrorsByClass ?? new Dictionary<string, long>()).OrderBy(e => e.Key, StringComparer.Ordinal).Select(e => $"{e.Key}:{Number(e.Value)}")),
                 Number(mine.Sum(entry => entry.RewrittenBy.Values.Sum())),
                 Number(mine.Sum(entry => entry.RefusedBy.Values.Sum())),
-                "0", // TODO(rules): masks applied, once the rules engine counts them.
+                Number(host.Instances().Where(instance => instance.Config.Listen.Name == name).SelectMany(instance => instance.Rules.Masks.Masks).Sum(mask => mask.Counters.Applied)),
                 Milliseconds(total?.MeanMicroseconds ?? 0),
                 Milliseconds(total?.P50Microseconds ?? 0),
                 Milliseconds(total?.P99Microseconds ?? 0),
@@ -230,21 +231,24 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
         (microseconds / 1000).ToString("0.000", CultureInfo.InvariantCulture);
 
     /// <summary>
-    /// One row per rule in force, instance by instance in configuration order, rules in their order. The counters are
-    /// the running rule set's: a reload builds new rules, which count from zero. TODO(masks): a row per mask.
+    /// One row per rule in force, then one per mask, instance by instance in configuration order, each in its order. The
+    /// counters are the running set's: a reload builds new rules and masks, which count from zero.
     /// </summary>
     private List<IReadOnlyList<string?>> RuleRows() =>
-        [.. host.Instances().SelectMany(instance => instance.Rules.Rules.Select(rule => (IReadOnlyList<string?>)
-        [
-            instance.Config.Listen.Name,
-            "rule",
-            rule.Name,
-            Number(rule.Counters.Matched),
-            Number(rule.Counters.Applied),
-            Number(rule.Counters.LogOnlyHits),
-            Number(rule.Counters.Refusals),
-            Number(rule.Counters.RegexTimeouts),
-        ]))];
+        [.. host.Instances().SelectMany(instance => instance.Rules.Rules.Select(rule => CounterRow(instance, "rule", rule.Name, rule.Counters))
+            .Concat(instance.Rules.Masks.Masks.Select(mask => CounterRow(instance, "mask", mask.Name, mask.Counters))))];
+
+    private static IReadOnlyList<string?> CounterRow(ConsoleInstance instance, string kind, string name, RuleCounters counters) =>
+    [
+        instance.Config.Listen.Name,
+        kind,
+        name,
+        Number(counters.Matched),
+        Number(counters.Applied),
+        Number(counters.LogOnlyHits),
+        Number(counters.Refusals),
+        Number(counters.RegexTimeouts),
+    ];
 
     private List<IReadOnlyList<string?>> PluginRows()
     {

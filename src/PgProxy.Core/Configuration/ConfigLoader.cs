@@ -31,8 +31,6 @@ public static class ConfigLoader
         "plugin-timeout", "plugin-failure", "rule-timeout", "rules-mode", "watch-config",
     ];
 
-    // "masks" is reserved for issue 13's masks, which are not read yet: the key is accepted so that files written for
-    // them keep loading when they land.
     private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits", "auth", "rules", "masks", "pool"];
     private static readonly string[] EndpointKeys = ["name", "host", "port", "tls"];
     private static readonly string[] ListenTlsKeys = ["mode", "cert-file", "key-file", "key-password"];
@@ -295,6 +293,7 @@ public static class ConfigLoader
             var upstreamTls = ReadUpstreamTls(reader, redirect.Tls, baseDirectory);
             var auth = ReadAuth(reader, mapping.Optional("auth"), baseDirectory);
             var rules = RulesConfigReader.Read(reader, mapping.Optional("rules"), ruleTimeout);
+            var masks = MasksConfigReader.Read(reader, mapping.Optional("masks"), ruleTimeout);
             var pool = PoolConfigReader.Read(reader, mapping.Optional("pool"), hasAuth: auth is not null);
 
             if (listen is { Endpoint: { } endpoint, Node: { } listenNode })
@@ -333,6 +332,7 @@ public static class ConfigLoader
                 UpstreamTls = upstreamTls,
                 Auth = auth,
                 Rules = rules,
+                Masks = masks,
                 Pool = pool,
             });
         }

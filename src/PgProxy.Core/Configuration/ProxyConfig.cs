@@ -127,6 +127,9 @@ public sealed record InstanceConfig(
     /// <summary><c>rules</c>: in the order they apply, before the plugins. Empty when absent.</summary>
     public IReadOnlyList<RuleConfig> Rules { get; init; } = [];
 
+    /// <summary><c>masks</c>: result columns masked on the way to the client. Empty when absent.</summary>
+    public IReadOnlyList<MaskConfig> Masks { get; init; } = [];
+
     /// <summary><c>pool</c>: connection pooling; <see cref="PoolConfig.None"/> when absent.</summary>
     public PoolConfig Pool { get; init; } = PoolConfig.None;
 }

@@ -206,14 +206,14 @@ internal static class RulesConfigReader
     }
 
     /// <summary>A list, or a single value standing for a list of one (<c>user: app</c> as <c>user: [app]</c>).</summary>
-    private static IReadOnlyList<ConfigNode> Items(ConfigNodeReader reader, ConfigNode? node) => node switch
+    internal static IReadOnlyList<ConfigNode> Items(ConfigNodeReader reader, ConfigNode? node) => node switch
     {
         null => [],
         { Node: YamlScalarNode } single => [single],
         { } list => reader.Sequence(list),
     };
 
-    private static List<NamePattern> ReadNames(ConfigNodeReader reader, ConfigNode? node, TimeSpan ruleTimeout)
+    internal static List<NamePattern> ReadNames(ConfigNodeReader reader, ConfigNode? node, TimeSpan ruleTimeout)
     {
         var names = new List<NamePattern>();
         foreach (ConfigNode item in Items(reader, node))
@@ -243,7 +243,7 @@ internal static class RulesConfigReader
         return names;
     }
 
-    private static List<IPNetwork> ReadNetworks(ConfigNodeReader reader, ConfigNode? node)
+    internal static List<IPNetwork> ReadNetworks(ConfigNodeReader reader, ConfigNode? node)
     {
         var networks = new List<IPNetwork>();
         foreach (ConfigNode item in Items(reader, node))
@@ -348,7 +348,28 @@ internal static class RulesConfigReader
     internal static bool TryParseTableName(string text, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out TableName? table)
     {
         table = null;
-        var parts = new List<string>(2);
+        if (!TrySplitQualifiedName(text, allowWildcards: false, out List<string?> parts))
+        {
+            return false;
+        }
+
+        table = parts.Count switch
+        {
+            1 => new TableName(null, parts[0]!),
+            2 => new TableName(parts[0], parts[1]!),
+            _ => null,
+        };
+        return table is not null;
+    }
+
+    /// <summary>
+    /// Splits a dotted name as PostgreSQL reads one in SQL: unquoted parts fold to lower case (ASCII letters only, as
+    /// PostgreSQL folds them in UTF-8); quoted parts are kept, with <c>""</c> for a quote. With
+    /// <paramref name="allowWildcards"/>, an unquoted <c>*</c> part is a wildcard, returned as null.
+    /// </summary>
+    internal static bool TrySplitQualifiedName(string text, bool allowWildcards, out List<string?> parts)
+    {
+        parts = new List<string?>(3);
         int index = 0;
         while (true)
         {
@@ -393,19 +414,32 @@ internal static class RulesConfigReader
                     return false;
                 }
 
-                var folded = new StringBuilder(plain.Length);
-                foreach (char c in plain)
+                if (plain is "*")
                 {
-                    folded.Append(char.IsAsciiLetterUpper(c) ? (char)(c + ('a' - 'A')) : c);
+                    if (!allowWildcards)
+                    {
+                        return false;
+                    }
+
+                    parts.Add(null);
+                }
+                else
+                {
+                    var folded = new StringBuilder(plain.Length);
+                    foreach (char c in plain)
+                    {
+                        folded.Append(char.IsAsciiLetterUpper(c) ? (char)(c + ('a' - 'A')) : c);
+                    }
+
+                    parts.Add(folded.ToString());
                 }
 
-                parts.Add(folded.ToString());
                 index = end;
             }
 
             if (index == text.Length)
             {
-                break;
+                return true;
             }
 
             if (text[index] != '.' || index + 1 == text.Length)
@@ -415,14 +449,6 @@ internal static class RulesConfigReader
 
             index++;
         }
-
-        table = parts.Count switch
-        {
-            1 => new TableName(null, parts[0]),
-            2 => new TableName(parts[0], parts[1]),
-            _ => null,
-        };
-        return table is not null;
     }
 
     private static List<string> ReadFingerprints(ConfigNodeReader reader, ConfigNode? node)

@@ -304,7 +304,16 @@ public sealed class ConfigurationOwner : IDisposable
                 errors.Add($"instances[{i}].rules: rules need libpg_query, which is not installed ({PostgresParser.InstallHint})");
             }
 
-            rules[instance.Listen.Name] = instance.Rules.Count > 0 && PostgresParser.IsAvailable ? RuleSet.Build(instance.Rules, config.Settings) : RuleSet.Empty;
+            // Without the parser no statement could be checked for computations over a masked column: refuse to run
+            // masks that would be half there.
+            if (instance.Masks.Count > 0 && !PostgresParser.IsAvailable)
+            {
+                errors.Add($"instances[{i}].masks: masks need libpg_query, which is not installed ({PostgresParser.InstallHint})");
+            }
+
+            rules[instance.Listen.Name] = (instance.Rules.Count > 0 || instance.Masks.Count > 0) && PostgresParser.IsAvailable
+                ? RuleSet.Build(instance.Rules, instance.Masks, config.Settings)
+                : RuleSet.Empty;
         }
 
         if (errors.Count > before)

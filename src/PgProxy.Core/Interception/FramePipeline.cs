@@ -20,6 +20,12 @@ internal enum FrameStage
 
     /// <summary>From the server: the response interceptors on the message kinds they asked for.</summary>
     ResponseInterceptors,
+
+    /// <summary>To the server, last: the masks' checks of each Query and Parse (computations, COPY) and their catalog.</summary>
+    MaskGuard,
+
+    /// <summary>From the server, after the diversion: the masks on DataRows.</summary>
+    Masks,
 }
 
 /// <summary>
@@ -50,10 +56,14 @@ internal sealed class FramePipeline
 
     /// <param name="interceptors">The instance's interceptors in this snapshot.</param>
     /// <param name="rulesPossible">
-    /// Whether rules can run (libpg_query is there). Then every session has the rules' stage, even while the instance
-    /// has no rules, so that rules a reload adds reach open sessions; with none it takes no frame and costs a check.
+    /// Whether rules can run (libpg_query is there). Then every session has the rules' and masks' stages, even while the
+    /// instance has neither, so that what a reload adds reaches open sessions; with none they take no frame and cost a check.
     /// </param>
-    public static FramePipeline For(InstanceInterceptors interceptors, bool rulesPossible = false)
+    /// <param name="hasMasks">
+    /// Whether the instance has masks in this snapshot: its sessions then track statements, so that a statement
+    /// described once is masked on every execution. (A session that began without masks masks what it can see.)
+    /// </param>
+    public static FramePipeline For(InstanceInterceptors interceptors, bool rulesPossible = false, bool hasMasks = false)
     {
         ImmutableArray<FrameStage>.Builder toServer = ImmutableArray.CreateBuilder<FrameStage>();
         ImmutableArray<FrameStage>.Builder toClient = ImmutableArray.CreateBuilder<FrameStage>();
@@ -67,6 +77,11 @@ internal sealed class FramePipeline
             toServer.Add(FrameStage.QueryInterceptors);
         }
 
+        if (rulesPossible)
+        {
+            toServer.Add(FrameStage.MaskGuard);
+        }
+
         if (rulesPossible || interceptors.InterceptsQueries || interceptors.InterceptsResponses)
         {
             // Metadata queries and refusals come from rules and query interceptors; the diversion runs first so that
@@ -74,12 +89,17 @@ internal sealed class FramePipeline
             toClient.Add(FrameStage.Diversion);
         }
 
+        if (rulesPossible)
+        {
+            toClient.Add(FrameStage.Masks);
+        }
+
         if (interceptors.InterceptsResponses)
         {
             toClient.Add(FrameStage.ResponseInterceptors);
         }
 
-        return new FramePipeline(toServer.ToImmutable(), toClient.ToImmutable(), ResponseInterception.NeedsStatements(interceptors));
+        return new FramePipeline(toServer.ToImmutable(), toClient.ToImmutable(), ResponseInterception.NeedsStatements(interceptors) || (rulesPossible && hasMasks));
     }
 
     /// <summary>Creates one session's handlers, in the pipeline's order.</summary>
@@ -94,6 +114,7 @@ internal sealed class FramePipeline
             {
                 FrameStage.Rules => new RuleHandler(rules, state, context, diversion, timer),
                 FrameStage.QueryInterceptors => new ClientQueryHandler(state, context, diversion, interceptors, timer),
+                FrameStage.MaskGuard => new MaskGuardHandler(rules, state, context, diversion, timer),
                 FrameStage stage => throw new InvalidOperationException($"{stage} handles frames from the server"),
             };
         }
@@ -105,6 +126,7 @@ internal sealed class FramePipeline
             {
                 FrameStage.Diversion => diversion,
                 FrameStage.ResponseInterceptors => new ResponseInterception(context, interceptors, state.Statements),
+                FrameStage.Masks => new MaskHandler(rules, context, state),
                 FrameStage stage => throw new InvalidOperationException($"{stage} handles frames from the client"),
             };
         }

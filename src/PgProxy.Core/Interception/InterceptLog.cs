@@ -54,4 +54,31 @@ internal static partial class InterceptLog
 
     [LoggerMessage(EventId = 515, Level = LogLevel.Information, Message = "Instance {Instance}, rule {Rule} ({Mode}): matched {Matched}, applied {Applied}, log-only hits {LogOnlyHits}, refusals {Refusals}, regex timeouts {RegexTimeouts}")]
     public static partial void RuleCounters(ILogger logger, string instance, string rule, string mode, long matched, long applied, long logOnlyHits, long refusals, long regexTimeouts);
+
+    [LoggerMessage(EventId = 516, Level = LogLevel.Information, Message = "Instance {Instance}, mask {Mask} ({Mode}): matched {Matched}, applied {Applied}, log-only hits {LogOnlyHits}, refusals {Refusals}, regex timeouts {RegexTimeouts}")]
+    public static partial void MaskCounters(ILogger logger, string instance, string mask, string mode, long matched, long applied, long logOnlyHits, long refusals, long regexTimeouts);
+
+    [LoggerMessage(EventId = 517, Level = LogLevel.Debug, Message = "Session {SessionId}: masks read the catalog: {Relations} relations, {Masked} with masked columns")]
+    public static partial void MaskCatalogRead(ILogger logger, long sessionId, int relations, int masked);
+
+    [LoggerMessage(EventId = 518, Level = LogLevel.Error, Message = "Configuration error: mask {Mask} (line {Line}): its function {Function} cannot keep the type {Type} of {Column} in binary format; results holding that column are refused")]
+    public static partial void MaskTypeMismatch(ILogger logger, string mask, int line, string function, string type, string column);
+
+    [LoggerMessage(EventId = 519, Level = LogLevel.Information, Message = "Session {SessionId}: {Kind} matched log-only mask {Mask}, which would refuse it: {Reason}; it goes on unchanged\n  query: {Query}")]
+    public static partial void MaskLogOnlyRefusal(ILogger logger, long sessionId, string kind, string mask, string reason, string query);
+
+    [LoggerMessage(EventId = 520, Level = LogLevel.Debug, Message = "Session {SessionId}: mask {Mask} masks column {Column} of a result")]
+    public static partial void MaskApplied(ILogger logger, long sessionId, string mask, string column);
+
+    [LoggerMessage(EventId = 521, Level = LogLevel.Information, Message = "Session {SessionId}: log-only mask {Mask} would mask column {Column} of a result; its values go on unchanged")]
+    public static partial void MaskLogOnly(ILogger logger, long sessionId, string mask, string column);
+
+    [LoggerMessage(EventId = 522, Level = LogLevel.Information, Message = "Session {SessionId}: a result refused by {Mask} with 42501: {Reason}")]
+    public static partial void MaskResultRefused(ILogger logger, long sessionId, string mask, string reason);
+
+    [LoggerMessage(EventId = 523, Level = LogLevel.Information, Message = "Session {SessionId}: log-only mask {Mask} would refuse a result: {Reason}; its rows go on unchanged")]
+    public static partial void MaskLogOnlyResultRefusal(ILogger logger, long sessionId, string mask, string reason);
+
+    [LoggerMessage(EventId = 524, Level = LogLevel.Warning, Message = "Session {SessionId}: masks could not read the catalog: {Reason}")]
+    public static partial void MaskCatalogFailed(ILogger logger, long sessionId, string reason);
 }

@@ -34,7 +34,8 @@ internal sealed class ForwardingPump
     private readonly long maxMessageLength;
     private readonly FrameHandlerChain? handlers;
     private readonly BatchingStream? batching;
-    private readonly bool[]? wholeCodes;
+    private bool[]? wholeCodes;
+    private StatementTracker? trackerSeen;
     private readonly StatementTimer? timer;
     private PumpStop? outputStop;
     private long remainingInFrame;
@@ -62,18 +63,8 @@ internal sealed class ForwardingPump
         this.direction = direction;
         Output = new PumpOutput(this);
         this.handlers = batching is null ? null : new FrameHandlerChain(handlers!, Output);
-        if (state.Statements is not null || timer is not null)
-        {
-            // The statement tracker and the statement timer read the bodies of some messages: those never stream
-            // through in pieces (they are bounded by max-message-size toward the server, and small from it).
-            bool frontend = direction == PumpDirection.ClientToServer;
-            wholeCodes = new bool[256];
-            for (int code = 0; code < 256; code++)
-            {
-                wholeCodes[code] = (state.Statements is not null && StatementTracker.NeedsBody(frontend, (byte)code))
-                    || (timer is not null && StatementTimer.NeedsBody(frontend, (byte)code));
-            }
-        }
+        trackerSeen = state.Statements;
+        wholeCodes = WholeCodes(trackerSeen is not null, timer is not null, direction == PumpDirection.ClientToServer);
 
         // The limit is on the whole message; the length field excludes the type byte.
         maxMessageLength = Math.Min(int.MaxValue, maxMessageSize - 1);
@@ -200,6 +191,26 @@ internal sealed class ForwardingPump
     }
 
     /// <summary>
+    /// The message types the statement tracker and the statement timer read the bodies of: those never stream through
+    /// in pieces (they are bounded by max-message-size toward the server, and small from it). Null when neither runs.
+    /// </summary>
+    private static bool[]? WholeCodes(bool tracking, bool timing, bool frontend)
+    {
+        if (!tracking && !timing)
+        {
+            return null;
+        }
+
+        var codes = new bool[256];
+        for (int code = 0; code < 256; code++)
+        {
+            codes[code] = (tracking && StatementTracker.NeedsBody(frontend, (byte)code)) || (timing && StatementTimer.NeedsBody(frontend, (byte)code));
+        }
+
+        return codes;
+    }
+
+    /// <summary>
     /// Finds how much of <paramref name="buffer"/> can be forwarded now: every whole frame, plus whatever has
     /// arrived of a large one, up to the first frame the handler wants (whose size is returned in
     /// <paramref name="handled"/> once it is whole). Returns a reason to stop after forwarding, or null to go on.
@@ -207,6 +218,13 @@ internal sealed class ForwardingPump
     private PumpStop? Scan(in ReadOnlySequence<byte> buffer, out long forwardable, out long handled)
     {
         handled = 0;
+        if (!ReferenceEquals(state.Statements, trackerSeen))
+        {
+            // Tracking began (masks added by a reload): the tracker's messages are taken whole from here on.
+            trackerSeen = state.Statements;
+            wholeCodes = WholeCodes(trackerSeen is not null, timer is not null, direction == PumpDirection.ClientToServer);
+        }
+
         long position = 0;
         long available = buffer.Length;
         PumpStop? stop = null;
@@ -287,17 +305,19 @@ internal sealed class ForwardingPump
     /// </summary>
     private PumpStop? Observe(MessageHeader header, in ReadOnlySequence<byte> buffer, long position, bool whole)
     {
-        if (wholeCodes is not null)
+        // The tracker read here, not the one the pump began with: a handler may start tracking before the frame it writes.
+        StatementTracker? tracker = state.Statements;
+        if (tracker is not null || timer is not null)
         {
             ReadOnlySequence<byte> body = whole ? buffer.Slice(position + MessageHeader.Size, header.Length - MessageHeader.LengthFieldSize) : default;
             if (direction == PumpDirection.ClientToServer)
             {
-                state.Statements?.OnFrontendMessage(header.Code, body);
+                tracker?.OnFrontendMessage(header.Code, body);
                 timer?.OnFrontendMessage(header.Code, body);
             }
             else
             {
-                state.Statements?.OnBackendMessage(header.Code, body, state.ClientEncoding ?? PostgresEncodings.Utf8);
+                tracker?.OnBackendMessage(header.Code, body, state.ClientEncoding ?? PostgresEncodings.Utf8);
                 timer?.OnBackendMessage(header.Code, body);
             }
         }

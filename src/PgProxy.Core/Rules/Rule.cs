@@ -155,7 +155,7 @@ public sealed class Rule
         return spans;
     }
 
-    private static bool AnyName(IReadOnlyList<NamePattern> patterns, string? name)
+    internal static bool AnyName(IReadOnlyList<NamePattern> patterns, string? name)
     {
         if (patterns.Count == 0)
         {
@@ -178,7 +178,7 @@ public sealed class Rule
         return false;
     }
 
-    private static bool InNetworks(IReadOnlyList<IPNetwork> networks, IPAddress? client)
+    internal static bool InNetworks(IReadOnlyList<IPNetwork> networks, IPAddress? client)
     {
         if (networks.Count == 0)
         {

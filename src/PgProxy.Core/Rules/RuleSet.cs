@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Interception;
+using PgProxy.Core.Masks;
 using PgProxy.Sql;
 
 namespace PgProxy.Core.Rules;
@@ -47,8 +48,9 @@ public sealed class RuleSet
     private readonly bool usesProtocol;
     private readonly string timeoutText;
 
-    private RuleSet(Rule[] rules, TimeSpan ruleTimeout)
+    private RuleSet(Rule[] rules, TimeSpan ruleTimeout, MaskSet masks)
     {
+        Masks = masks;
         this.rules = rules;
         cache = new DecisionCache(CacheCapacity, CacheCharacterBudget);
         usesUser = rules.Any(rule => rule.Config.Match.Users.Count > 0);
@@ -62,13 +64,16 @@ public sealed class RuleSet
     }
 
     /// <summary>A set without rules: every message goes on unchanged, at no cost.</summary>
-    public static RuleSet Empty { get; } = new([], TimeSpan.FromMilliseconds(100));
+    public static RuleSet Empty { get; } = new([], TimeSpan.FromMilliseconds(100), MaskSet.Empty);
 
     /// <summary>The rules in the order they run, with their counters.</summary>
     public IReadOnlyList<Rule> Rules { get; }
 
-    /// <summary>True when there is no rule.</summary>
+    /// <summary>True when there is no rule (there may be masks).</summary>
     public bool IsEmpty => rules.Length == 0;
+
+    /// <summary>The instance's masks, swapped in with its rules.</summary>
+    public MaskSet Masks { get; }
 
     /// <summary>Decisions in the cache now.</summary>
     internal int CachedDecisions => cache.Count;
@@ -76,13 +81,20 @@ public sealed class RuleSet
     /// <summary>Builds the rule set of one instance.</summary>
     /// <param name="rules">The instance's <c>rules</c>, as the configuration reader validated them.</param>
     /// <param name="settings">For <c>rules-mode</c> (log-only makes every rule log-only) and <c>rule-timeout</c> (for the logs; the patterns were compiled with it).</param>
-    public static RuleSet Build(IReadOnlyList<RuleConfig> rules, ProxySettings settings)
+    public static RuleSet Build(IReadOnlyList<RuleConfig> rules, ProxySettings settings) => Build(rules, [], settings);
+
+    /// <summary>Builds the rule set of one instance, with its masks.</summary>
+    /// <param name="rules">The instance's <c>rules</c>, as the configuration reader validated them.</param>
+    /// <param name="masks">The instance's <c>masks</c>, likewise.</param>
+    /// <param name="settings">For <c>rules-mode</c> (log-only makes every rule and mask log-only) and <c>rule-timeout</c>.</param>
+    public static RuleSet Build(IReadOnlyList<RuleConfig> rules, IReadOnlyList<MaskConfig> masks, ProxySettings settings)
     {
         ArgumentNullException.ThrowIfNull(rules);
+        ArgumentNullException.ThrowIfNull(masks);
         ArgumentNullException.ThrowIfNull(settings);
-        return rules.Count == 0
+        return rules.Count == 0 && masks.Count == 0
             ? Empty
-            : new RuleSet([.. rules.Select(rule => new Rule(rule, settings.RulesMode))], settings.RuleTimeout);
+            : new RuleSet([.. rules.Select(rule => new Rule(rule, settings.RulesMode))], settings.RuleTimeout, MaskSet.Build(masks, settings));
     }
 
     /// <summary>
@@ -153,6 +165,8 @@ public sealed class RuleSet
                 log, instance, rule.Name, rule.IsLogOnly ? "log-only" : "enforce",
                 counters.Matched, counters.Applied, counters.LogOnlyHits, counters.Refusals, counters.RegexTimeouts);
         }
+
+        Masks.WriteCounters(log, instance);
     }
 
     /// <summary>

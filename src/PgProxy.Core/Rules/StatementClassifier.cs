@@ -97,7 +97,7 @@ internal static class StatementClassifier
     };
 
     /// <summary>Visits every message of the tree below <paramref name="root"/>, the root included, depth first, without recursion.</summary>
-    private static void Walk(IMessage root, Action<IMessage> visit)
+    internal static void Walk(IMessage root, Action<IMessage> visit)
     {
         var pending = new Stack<IMessage>();
         pending.Push(root);

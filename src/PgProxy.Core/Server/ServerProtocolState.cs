@@ -31,11 +31,26 @@ internal sealed class ServerProtocolState
     /// Describe, Execute, Close and RowDescription, so it is on only for sessions that need the columns of rows.</param>
     public ServerProtocolState(bool trackStatements = false)
     {
-        Statements = trackStatements ? new StatementTracker() : null;
+        statements = trackStatements ? new StatementTracker() : null;
     }
 
+    private StatementTracker? statements;
+
     /// <summary>The server's prepared statements and portals with their row descriptions; null when not tracked.</summary>
-    public StatementTracker? Statements { get; }
+    public StatementTracker? Statements => Volatile.Read(ref statements);
+
+    /// <summary>
+    /// Starts keeping <see cref="Statements"/> in a session that began without (masks a reload added need the columns
+    /// of rows). Call from the frontend pump only, between requests (nothing outstanding, no extended batch open), so
+    /// that the first response the tracker sees answers a request it saw. What was prepared before stays unknown.
+    /// </summary>
+    public void StartTrackingStatements()
+    {
+        if (Volatile.Read(ref statements) is null && OutstandingRequests == 0 && !ExtendedBatchOpen)
+        {
+            Volatile.Write(ref statements, new StatementTracker());
+        }
+    }
 
     /// <summary>The client_encoding the server last reported, or null before it reported one.</summary>
     public string? ClientEncodingName => Volatile.Read(ref clientEncodingName);

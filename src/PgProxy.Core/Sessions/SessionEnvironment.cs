@@ -55,8 +55,10 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
     /// <summary>The shapes of query texts seen, shared by every session (a cache).</summary>
     public QueryShapes? Shapes { get; init; }
 
-    /// <summary>The ordered frame handlers of the instance's pumps in this snapshot.</summary>
-    public FramePipeline Pipeline { get; } = FramePipeline.For(interceptors, rulesPossible: PostgresParser.IsAvailable);
+    private FramePipeline? pipeline;
+
+    /// <summary>The ordered frame handlers of the instance's pumps in this snapshot (decided once its rules and masks are set).</summary>
+    public FramePipeline Pipeline => pipeline ??= FramePipeline.For(Interceptors, rulesPossible: PostgresParser.IsAvailable, hasMasks: !Rules.Masks.IsEmpty);
 
     /// <summary>The instance's rules in this snapshot (swapped into <see cref="LiveRules"/> when the snapshot runs).</summary>
     public RuleSet Rules { get; init; } = RuleSet.Empty;

@@ -96,6 +96,32 @@ public sealed class ConsoleExecutorTests
     }
 
     [Fact]
+    public void Show_rules_gives_a_row_per_mask_after_the_rules_and_show_stats_the_results_masked()
+    {
+        ProxyConfig config = RuleSets.Load(RuleSets.Config("- {name: audit, match: {}, log: true}").Replace(
+            "    rules:", "    masks:\n      - {name: emails, columns: [t.email], with: email}\n      - {name: notes, columns: [t.note], mode: log-only}\n    rules:", StringComparison.Ordinal));
+        host.Config = config;
+        RuleSet rules = RuleSet.Build(config.Instances[0].Rules, config.Instances[0].Masks, config.Settings);
+        host.Rules["proxy"] = rules;
+        RuleCounters emails = rules.Masks.Masks[0].Counters;
+        emails.CountMatched();
+        emails.CountApplied();
+        emails.CountMatched();
+        emails.CountApplied();
+        emails.CountRefusal();
+        rules.Masks.Masks[1].Counters.CountMatched();
+        rules.Masks.Masks[1].Counters.CountLogOnlyHit();
+
+        ConsoleResult result = Run("SHOW RULES");
+
+        Assert.Equal(3, result.Rows.Count);
+        Assert.Equal(["proxy", "rule", "audit", "0", "0", "0", "0", "0"], result.Rows[0]);
+        Assert.Equal(["proxy", "mask", "emails", "2", "2", "0", "1", "0"], result.Rows[1]);
+        Assert.Equal(["proxy", "mask", "notes", "1", "0", "1", "0", "0"], result.Rows[2]);
+        Assert.Equal("2", Assert.Single(Run("SHOW STATS").Rows)[9]);
+    }
+
+    [Fact]
     public void Show_queries_gives_each_entry_ordered_and_limited_with_times_in_milliseconds()
     {
         DateTimeOffset at = new(2026, 1, 2, 3, 4, 5, TimeSpan.Zero);

@@ -6,7 +6,7 @@ using PgProxy.Core.Rules;
 
 namespace PgProxy.Core.Tests.Rules;
 
-/// <summary>Rule sets built from YAML the way an instance gets them: through the configuration loader, then <see cref="RuleSet.Build"/>.</summary>
+/// <summary>Rule sets built from YAML the way an instance gets them: through the configuration loader, then <see cref="RuleSet.Build(IReadOnlyList{RuleConfig}, ProxySettings)"/>.</summary>
 internal static class RuleSets
 {
     public static readonly RuleSubject App = new("app", "shop", "psql", IPAddress.Parse("10.1.2.3"));

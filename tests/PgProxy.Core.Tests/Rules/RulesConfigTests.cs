@@ -6,7 +6,7 @@ namespace PgProxy.Core.Tests.Rules;
 /// <summary>Reading <c>instances[].rules</c> and the rule settings: the issue's shape, defaults, and every error with its line.</summary>
 public sealed class RulesConfigTests
 {
-    /// <summary>Issue 13's configuration, as the issue writes it (masks included: the key is reserved).</summary>
+    /// <summary>Issue 13's configuration, as the issue writes it (its masks are read by MasksConfigTests).</summary>
     private const string IssueExample = """
         instances:
           - listen: {name: proxy, host: 0.0.0.0, port: 6432}
@@ -175,9 +175,9 @@ public sealed class RulesConfigTests
     }
 
     [Fact]
-    public void The_masks_key_is_reserved_and_other_unknown_instance_keys_are_still_errors()
+    public void The_masks_key_is_read_and_other_unknown_instance_keys_are_still_errors()
     {
-        RuleSets.Load(RuleSets.Config("[]").Replace("    rules:", "    masks: [{name: x}]\n    rules:", StringComparison.Ordinal));
+        RuleSets.Load(RuleSets.Config("[]").Replace("    rules:", "    masks: [{name: x, columns: [t.a]}]\n    rules:", StringComparison.Ordinal));
 
         var error = Assert.Single(Assert.Throws<ConfigException>(() => RuleSets.Load(RuleSets.Config("[]").Replace("    rules:", "    mask: []\n    rules:", StringComparison.Ordinal))).Errors);
         Assert.Equal("instances[0].mask", error.KeyPath);

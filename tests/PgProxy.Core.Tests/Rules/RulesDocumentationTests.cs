@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.RegularExpressions;
 using PgProxy.Core.Configuration;
+using PgProxy.Core.Masks;
 using PgProxy.Core.Rules;
 using PgProxy.TestSupport;
 
@@ -77,6 +78,22 @@ public sealed partial class RulesDocumentationTests
         Assert.Equal("/* source=tableau */ SELECT 1", rules.Evaluate("SELECT 1", tableau).Text);
         Assert.Equal("/* source=metabase */ DELETE FROM orders", rules.Evaluate("DELETE FROM orders", tableau with { ApplicationName = "Metabase" }).Text);
         Assert.Equal(["tag-metabase", "audit-orders"], rules.Evaluate("DELETE FROM orders", tableau with { ApplicationName = "Metabase" }).Hits.Select(hit => hit.Rule.Name));
+    }
+
+    [Fact]
+    public void Masking_for_a_role_refuses_the_documented_computation_for_analysts_and_not_for_the_dpo()
+    {
+        string yaml = Blocks("yaml").First(body => body.Contains("- name: analyst-emails\n", StringComparison.Ordinal));
+        ProxyConfig config = ConfigLoader.Parse(yaml, Path.GetTempPath(), "rules.md");
+        MaskSet masks = MaskSet.Build(config.Instances[0].Masks, config.Settings);
+        var analyst = new RuleSubject("analyst", "crm", "psql", IPAddress.Loopback);
+
+        MaskStatementRefusal? refusal = masks.CheckWithoutCatalog("SELECT upper(email) FROM crm.customers", analyst);
+
+        Assert.NotNull(refusal);
+        Assert.Contains($"ERROR:  {refusal.Message}\n", Page, StringComparison.Ordinal);
+        Assert.Null(masks.CheckWithoutCatalog("SELECT upper(email) FROM crm.customers", analyst with { User = "dpo" }));
+        Assert.Null(masks.CheckWithoutCatalog("SELECT id, email AS contact, card FROM crm.customers ORDER BY id", analyst));
     }
 
     [GeneratedRegex("```(?<language>[a-z]*)\\n(?<body>.*?)```", RegexOptions.Singleline)]

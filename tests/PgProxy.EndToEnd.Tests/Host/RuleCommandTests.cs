@@ -43,6 +43,29 @@ public sealed class RuleCommandTests
     }
 
     [Fact]
+    public async Task Test_rules_checks_masks_computed_and_copy_refusals_from_the_parse()
+    {
+        ProcessResult result = await ProxyProcess.RunToEndAsync("test-rules", "--config", Path.Combine(Fixtures, "masks.yml"), "--user", "analyst", Path.Combine(Fixtures, "masks.sql"));
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Equal(Golden("masks-analyst.txt"), result.StandardOutput);
+    }
+
+    [Fact]
+    public async Task Test_rules_in_json_shows_a_user_exempt_from_one_mask_still_under_the_others()
+    {
+        ProcessResult result = await ProxyProcess.RunToEndAsync(
+            "test-rules", "--config", Path.Combine(Fixtures, "masks.yml"), "--user", "dpo", "--format", "json", Path.Combine(Fixtures, "masks.sql"));
+
+        Assert.True(result.Succeeded, result.ToString());
+        Assert.Equal(Golden("masks-dpo.json"), result.StandardOutput);
+        using var document = System.Text.Json.JsonDocument.Parse(result.StandardOutput);
+        List<string?> refusedBy = [.. document.RootElement.GetProperty("statements").EnumerateArray()
+            .Select(statement => statement.GetProperty("masks").EnumerateArray().Select(mask => mask.GetProperty("name").GetString()).FirstOrDefault())];
+        Assert.Equal(new List<string?> { null, null, "cards", "phones", "phones", "phones" }, refusedBy);
+    }
+
+    [Fact]
     public async Task Test_rules_of_another_instance_read_from_standard_input()
     {
         ProcessResult result = await ProcessRunner.RunAsync(
@@ -196,7 +219,7 @@ public sealed class RuleCommandTests
             environment: new Dictionary<string, string?> { ["PGPROXY_LIBPG_QUERY"] = "/nonexistent/libpg_query.so" });
 
         Assert.Equal(1, result.ExitCode);
-        Assert.Contains("pgproxy: instance \"shop\" has rules, which need the PostgreSQL parser: the PostgreSQL parser library libpg_query could not be loaded from /nonexistent/libpg_query.so", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("pgproxy: instance \"shop\" has rules or masks, which need the PostgreSQL parser: the PostgreSQL parser library libpg_query could not be loaded from /nonexistent/libpg_query.so", result.StandardError, StringComparison.Ordinal);
         Assert.Contains("pgproxy: instance \"reports\" has rules", result.StandardError, StringComparison.Ordinal);
     }
 
