@@ -7,6 +7,7 @@ using PgProxy.Core.Interception;
 using PgProxy.Core.Plugins;
 using PgProxy.Core.Statistics;
 using PgProxy.Protocol.Backend;
+using PgProxy.Sql;
 
 namespace PgProxy.Core.Admin;
 
@@ -222,7 +223,7 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
             Number(entry.Value.RefusedBy.Values.Sum()),
             Timestamp(entry.Value.FirstSeen),
             Timestamp(entry.Value.LastSeen),
-            entry.Value.NormalizedText,
+            PasswordRedaction.Redact(entry.Value.NormalizedText), // no literal is left by Normalize; checked all the same
         ])];
     }
 

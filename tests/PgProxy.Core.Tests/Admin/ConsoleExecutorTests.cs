@@ -120,6 +120,18 @@ public sealed class ConsoleExecutorTests
     }
 
     [Fact]
+    public void Show_queries_never_shows_a_password_literal_even_if_the_normalized_text_kept_one()
+    {
+        // Normalize replaces every constant; a text that still held one (a parser change, say) is redacted all the same.
+        var shape = new QueryShape(0x123, "0000000000000123", "ALTER ROLE app PASSWORD 'kept-secret'", "ALTER ROLE app PASSWORD 'kept-secret'");
+        host.Statistics.Record(new QueryKey("proxy", "sales", "app", 0x123), shape, 1000, 0, failed: false, DateTimeOffset.UnixEpoch);
+
+        string? text = Assert.Single(Run("SHOW QUERIES").Rows)[^1];
+
+        Assert.Equal("ALTER ROLE app PASSWORD " + PgProxy.Sql.PasswordRedaction.Marker, text);
+    }
+
+    [Fact]
     public void Show_rules_gives_the_counters_of_the_rules_in_force_and_show_instances_their_number()
     {
         RuleSet rules = RuleSets.Build("- {name: no-drop, match: {statement: ddl}, refuse: {message: no}}\n- {name: audit, match: {}, log: true, mode: log-only}");
