@@ -15,6 +15,9 @@
 #   METRICS=1                           # also metrics-on rows: a second PgProxy, the plain instance with the metrics
 #                                       # endpoint on and scraped every second; its cells fill the icpt columns of
 #                                       # those rows, so icpt/pgp is the endpoint's cost (the issue asks >= 0.97)
+#   FEATURES=1                          # also the cost rows of rules, query statistics and the query log, each against
+#                                       # an instance with everything off (stats.queries false, no rules, no log): its
+#                                       # cells fill the pgproxy column of those rows, the feature's the icpt columns
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -186,6 +189,49 @@ YAML
     pids+=($!)
     say "PgProxy with the metrics endpoint on $metrics_proxy_port, scraped every second at http://127.0.0.1:$metrics_port/metrics"
 fi
+# FEATURES=1: two processes with query statistics off. One holds an instance with everything off, one with 20 query
+# rules that match none of pgbench's queries, and one with a rule that rewrites every pgbench query; the other has
+# the query log on (json, every statement). The main process keeps the defaults, so it is the statistics-on side.
+features_enabled="${FEATURES:-0}"
+if [[ "$features_enabled" == 1 ]]; then
+    off_port="$(free_port)"; rules20_port="$(free_port)"; rewrite_port="$(free_port)"; querylog_port="$(free_port)"
+    {
+        echo "stats: { queries: false }"
+        echo "settings: { log-level: warning }"
+        echo "instances:"
+        echo "  - listen: { name: off, host: 127.0.0.1, port: $off_port }"
+        echo "    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }"
+        echo "  - listen: { name: rules-20, host: 127.0.0.1, port: $rules20_port }"
+        echo "    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }"
+        echo "    rules:"
+        for n in $(seq 1 20); do
+            echo "      - { name: no-match-$n, match: { query: 'FROM\\s+orders_$n\\b' }, refuse: {} }"
+        done
+        echo "  - listen: { name: rules-rewrite, host: 127.0.0.1, port: $rewrite_port }"
+        echo "    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }"
+        echo "    rules:"
+        echo "      - { name: rewrite-all, match: { query: 'SELECT abalance' }, rewrite: 'SELECT /* rewritten */ abalance' }"
+    } >"$work/pgproxy-features.yml"
+    cat >"$work/pgproxy-querylog.yml" <<YAML
+stats: { queries: false }
+settings: { log-level: warning }
+query-log: { file: $work/queries.log, format: json }
+instances:
+  - listen: { name: query-log, host: 127.0.0.1, port: $querylog_port }
+    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }
+YAML
+    dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll" --config "$work/pgproxy-features.yml" >"$work/pgproxy-features.log" 2>&1 &
+    pids+=($!)
+    features_pid=$!
+    dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll" --config "$work/pgproxy-querylog.yml" >"$work/pgproxy-querylog.log" 2>&1 &
+    pids+=($!)
+    querylog_pid=$!
+    for port in "$off_port" "$rules20_port" "$rewrite_port"; do
+        wait_port "$port" || { say "PgProxy's feature instances did not start"; cat "$work/pgproxy-features.log" >&2; exit 1; }
+    done
+    wait_port "$querylog_port" || { say "PgProxy with the query log did not start"; cat "$work/pgproxy-querylog.log" >&2; exit 1; }
+    say "PgProxy feature instances: everything off on $off_port, 20 rules on $rules20_port, a rewrite on $rewrite_port, query log on $querylog_port"
+fi
 wait_port "$bouncer_port" || { say "PgBouncer did not start"; cat "$work/pgbouncer.log" >&2; exit 1; }
 wait_port "$proxy_port" || { say "PgProxy did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
 wait_port "$intercepted_port" || { say "PgProxy's intercepted instance did not start"; cat "$work/pgproxy.log" >&2; exit 1; }
@@ -213,6 +259,15 @@ if [[ "$metrics_enabled" == 1 ]]; then
     pid_of[pgproxy-metrics]=$metrics_proxy_pid
     record_as[pgproxy-metrics]=intercepted
     metrics_targets=(pgproxy-metrics)
+fi
+feature_targets=()
+if [[ "$features_enabled" == 1 ]]; then
+    port_of[features-off]=$off_port; port_of[rules-20]=$rules20_port; port_of[rules-rewrite]=$rewrite_port; port_of[query-log]=$querylog_port
+    pid_of[features-off]=$features_pid; pid_of[rules-20]=$features_pid; pid_of[rules-rewrite]=$features_pid; pid_of[query-log]=$querylog_pid
+    # The feature fills the icpt columns; the main process (statistics on, the default) is the icpt of stats-on rows.
+    record_as[features-off]=pgproxy; record_as[rules-20]=intercepted; record_as[rules-rewrite]=intercepted; record_as[query-log]=intercepted
+    record_as[stats-on]=intercepted; port_of[stats-on]=$proxy_port; pid_of[stats-on]=$proxy_pid
+    feature_targets=(features-off rules-20 rules-rewrite query-log)
 fi
 ticks_per_second="$(getconf CLK_TCK)"
 cpu_ticks() { [[ -n "${1:-}" ]] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
@@ -259,7 +314,7 @@ run_cell() {
 # service is always past it. Every target gets the same, PgBouncer and direct PostgreSQL included.
 say "warm-up (${WARMUP:-3} s per target and mode, not recorded)"
 for mode in simple extended prepared; do
-    for target in direct pgbouncer pgproxy intercepted tableau "${metrics_targets[@]+"${metrics_targets[@]}"}"; do
+    for target in direct pgbouncer pgproxy intercepted tableau "${metrics_targets[@]+"${metrics_targets[@]}"}" "${feature_targets[@]+"${feature_targets[@]}"}"; do
         "$pgbench" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -j 2 -T "${WARMUP:-3}" -S -M "$mode" -c "$clients" postgres >/dev/null 2>&1 \
             || { say "warm-up against $target failed"; exit 1; }
     done
@@ -288,6 +343,16 @@ for round in $(seq 1 "$rounds"); do
         for mode in simple extended prepared; do
             for target in direct pgproxy pgproxy-metrics; do
                 run_cell "metrics-on/$mode" "$target" -S -M "$mode" -c "$clients"
+            done
+        done
+    fi
+    # Each feature against everything off, in the same process where the feature is per instance.
+    if [[ "$features_enabled" == 1 ]]; then
+        for mode in simple extended prepared; do
+            for feature in rules-20 rules-rewrite stats-on query-log; do
+                for target in features-off "$feature"; do
+                    run_cell "$feature/$mode" "$target" -S -M "$mode" -c "$clients"
+                done
             done
         done
     fi
@@ -381,6 +446,13 @@ if [[ "$metrics_enabled" == 1 ]]; then
     echo
     echo "metrics-on rows: icpt is PgProxy with the metrics endpoint on, scraped every second ($scrapes_ok scrapes, $scrapes_failed failed)"
     (( scrapes_ok > 0 && scrapes_failed == 0 )) || say "the metrics endpoint did not answer every scrape: see $work/pgproxy-metrics.log"
+fi
+
+if [[ "$features_enabled" == 1 ]]; then
+    echo
+    echo "feature rows: pgproxy is an instance with everything off (stats.queries false, no rules, no query log); icpt is"
+    echo "the feature: rules-20 (20 query rules matching nothing), rules-rewrite (every query rewritten), stats-on (the"
+    echo "defaults), query-log (json, every statement: $(wc -l <"$work/queries.log" 2>/dev/null || echo 0) lines written)"
 fi
 
 if [[ "${PERF_STAT:-0}" == 1 ]]; then

@@ -33,7 +33,7 @@ public static class ConfigLoader
 
     // "masks" is reserved for issue 13's masks, which are not read yet: the key is accepted so that files written for
     // them keep loading when they land.
-    private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits", "auth", "rules", "masks"];
+    private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits", "auth", "rules", "masks", "pool"];
     private static readonly string[] EndpointKeys = ["name", "host", "port", "tls"];
     private static readonly string[] ListenTlsKeys = ["mode", "cert-file", "key-file", "key-password", "min-version"];
     private static readonly string[] UpstreamTlsKeys = ["mode", "ca-file", "cert-file", "key-file"];
@@ -295,6 +295,7 @@ public static class ConfigLoader
             var upstreamTls = ReadUpstreamTls(reader, redirect.Tls, baseDirectory);
             var auth = ReadAuth(reader, mapping.Optional("auth"), baseDirectory);
             var rules = RulesConfigReader.Read(reader, mapping.Optional("rules"), ruleTimeout);
+            var pool = PoolConfigReader.Read(reader, mapping.Optional("pool"), hasAuth: auth is not null);
 
             if (listen is { Endpoint: { } endpoint, Node: { } listenNode })
             {
@@ -332,6 +333,7 @@ public static class ConfigLoader
                 UpstreamTls = upstreamTls,
                 Auth = auth,
                 Rules = rules,
+                Pool = pool,
             });
         }
 

@@ -126,6 +126,9 @@ public sealed record InstanceConfig(
 
     /// <summary><c>rules</c>: in the order they apply, before the plugins. Empty when absent.</summary>
     public IReadOnlyList<RuleConfig> Rules { get; init; } = [];
+
+    /// <summary><c>pool</c>: connection pooling; <see cref="PoolConfig.None"/> when absent.</summary>
+    public PoolConfig Pool { get; init; } = PoolConfig.None;
 }
 
 /// <summary><c>listen</c> or <c>redirect</c>: a name for logs and errors, a host and a port.</summary>

@@ -184,9 +184,11 @@ public sealed class RuleSet
 
     /// <summary>Splits a message into its statements, the way the server will run them.</summary>
     /// <remarks>
-    /// A text without a semicolon is one statement, with no call to the parser. A text the parser rejects is split by the
-    /// lexer alone, and one the lexer rejects is taken whole; either way the server refuses that text before running any
-    /// of it, so the split only decides what the log shows.
+    /// A text without a semicolon is one statement, with no call to the parser; so is one whose only semicolon ends it
+    /// (pgbench's and many drivers' statements): a second statement would need a second semicolon or text after the
+    /// first. The parser's split costs about 10 µs, most of a rule decision for a text never seen. A text the parser
+    /// rejects is split by the lexer alone, and one the lexer rejects is taken whole; either way the server refuses that
+    /// text before running any of it, so the split only decides what the log shows.
     /// </remarks>
     internal static IReadOnlyList<SqlStatementSpan> SplitStatements(string text)
     {
@@ -195,9 +197,16 @@ public sealed class RuleSet
             return [];
         }
 
-        if (!text.Contains(';', StringComparison.Ordinal))
+        int semicolon = text.IndexOf(';', StringComparison.Ordinal);
+        if (semicolon < 0)
         {
             return [new SqlStatementSpan(0, text.Length)];
+        }
+
+        if (semicolon == text.AsSpan().TrimEnd().Length - 1)
+        {
+            int end = text.AsSpan(0, semicolon).TrimEnd().Length;
+            return end == 0 ? [] : [new SqlStatementSpan(0, end)];
         }
 
         try

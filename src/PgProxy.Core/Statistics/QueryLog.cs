@@ -37,6 +37,12 @@ internal sealed record QueryLogRecord(
 /// counts it: the drops are logged once a second at most, never silently. Owned by the configuration owner, so a
 /// reload loses nothing queued; each record carries the settings of its session's snapshot.
 /// </summary>
+/// <remarks>
+/// The writer wakes at most every <see cref="BatchInterval"/> and writes what queued meanwhile as one log event of many
+/// lines. Woken per record instead, it cost a thread-pool dispatch and a logging pipeline per statement: measured as
+/// twice the proxy's CPU per pgbench transaction. A session that queues a record while the writer waits on its timer
+/// wakes nobody.
+/// </remarks>
 internal sealed partial class QueryLog : IAsyncDisposable
 {
     /// <summary>The logger category of query-log lines.</summary>
@@ -45,13 +51,20 @@ internal sealed partial class QueryLog : IAsyncDisposable
     /// <summary>Records held at most while the writer catches up.</summary>
     public const int QueueCapacity = 10_000;
 
+    /// <summary>How long records gather before the writer takes them: the queue holds 200,000 lines a second at this pace.</summary>
+    public static readonly TimeSpan BatchInterval = TimeSpan.FromMilliseconds(50);
+
+    // A batch is written as one event of at most about this many bytes, so that one event stays a modest string.
+    private const int BatchBytes = 1 << 20;
+
     private readonly Channel<QueryLogRecord> queue = Channel.CreateBounded<QueryLogRecord>(
         new BoundedChannelOptions(QueueCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
 
     private readonly ILogger lines;
     private readonly ILogger log;
     private readonly Task writer;
-    private readonly ArrayBufferWriter<byte> buffer = new(1024);
+    private readonly ArrayBufferWriter<byte> batch = new(64 * 1024);
+    private readonly Utf8JsonWriter json;
     private long dropped;
     private long droppedReported;
     private long lastDropReport;
@@ -60,6 +73,7 @@ internal sealed partial class QueryLog : IAsyncDisposable
     {
         lines = loggerFactory.CreateLogger(Category);
         log = loggerFactory.CreateLogger("PgProxy.Statistics");
+        json = new Utf8JsonWriter(batch);
         writer = Task.Run(WriteAsync);
     }
 
@@ -79,22 +93,63 @@ internal sealed partial class QueryLog : IAsyncDisposable
     {
         queue.Writer.TryComplete();
         await writer.ConfigureAwait(false);
+        await json.DisposeAsync().ConfigureAwait(false);
     }
 
     private async Task WriteAsync()
     {
+        using var pace = new PeriodicTimer(BatchInterval);
         while (await queue.Reader.WaitToReadAsync().ConfigureAwait(false))
         {
             while (queue.Reader.TryRead(out QueryLogRecord? record))
             {
-                QueryLogConfig current = record.Settings;
-                QueryLine(lines, current.Format == QueryLogFormat.Json ? Json(record, current) : Text(record, current));
+                Append(record);
+                if (batch.WrittenCount >= BatchBytes)
+                {
+                    EmitBatch();
+                }
             }
 
+            EmitBatch();
             ReportDrops();
+            if (!queue.Reader.Completion.IsCompleted)
+            {
+                await pace.WaitForNextTickAsync().ConfigureAwait(false);
+            }
         }
 
         ReportDrops(force: true);
+    }
+
+    /// <summary>Adds one record's line, newline-terminated, to the batch.</summary>
+    private void Append(QueryLogRecord record)
+    {
+        QueryLogConfig current = record.Settings;
+        if (current.Format == QueryLogFormat.Json)
+        {
+            Json(record, current);
+        }
+        else
+        {
+            string line = Text(record, current);
+            Encoding.UTF8.GetBytes(line, batch);
+        }
+
+        batch.Write("\n"u8);
+    }
+
+    /// <summary>Writes the batch as one log event (the file's template ends it with the last newline).</summary>
+    private void EmitBatch()
+    {
+        if (batch.WrittenCount == 0)
+        {
+            return;
+        }
+
+        string text = Encoding.UTF8.GetString(batch.WrittenSpan[..^1]);
+        QueryLine(lines, text);
+
+        batch.ResetWrittenCount();
     }
 
     private void ReportDrops(bool force = false)
@@ -111,40 +166,36 @@ internal sealed partial class QueryLog : IAsyncDisposable
         lastDropReport = now;
     }
 
-    private string Json(QueryLogRecord record, QueryLogConfig current)
+    private void Json(QueryLogRecord record, QueryLogConfig current)
     {
-        buffer.ResetWrittenCount();
-        using (var json = new Utf8JsonWriter(buffer))
+        json.Reset(batch);
+        json.WriteStartObject();
+        json.WriteString("time", record.Time);
+        json.WriteNumber("session", record.SessionId);
+        json.WriteString("instance", record.Instance);
+        json.WriteString("user", record.User);
+        json.WriteString("database", record.Database);
+        json.WriteString("application_name", record.ApplicationName);
+        json.WriteString("client", record.ClientAddress);
+        json.WriteString("fingerprint", record.Shape.FingerprintText);
+        json.WriteString("query", Query(record, current));
+        json.WriteNumber("duration_ms", Math.Round(record.Microseconds / 1000, 3));
+        json.WriteNumber("rows", record.Rows);
+        json.WriteString("sqlstate", record.SqlState);
+        json.WriteString("changed_by", record.ChangedBy);
+        if (current.Parameters && record.Parameters is { } parameters)
         {
-            json.WriteStartObject();
-            json.WriteString("time", record.Time);
-            json.WriteNumber("session", record.SessionId);
-            json.WriteString("instance", record.Instance);
-            json.WriteString("user", record.User);
-            json.WriteString("database", record.Database);
-            json.WriteString("application_name", record.ApplicationName);
-            json.WriteString("client", record.ClientAddress);
-            json.WriteString("fingerprint", record.Shape.FingerprintText);
-            json.WriteString("query", Query(record, current));
-            json.WriteNumber("duration_ms", Math.Round(record.Microseconds / 1000, 3));
-            json.WriteNumber("rows", record.Rows);
-            json.WriteString("sqlstate", record.SqlState);
-            json.WriteString("changed_by", record.ChangedBy);
-            if (current.Parameters && record.Parameters is { } parameters)
+            json.WriteStartArray("parameters");
+            foreach (string? parameter in parameters)
             {
-                json.WriteStartArray("parameters");
-                foreach (string? parameter in parameters)
-                {
-                    json.WriteStringValue(parameter);
-                }
-
-                json.WriteEndArray();
+                json.WriteStringValue(parameter);
             }
 
-            json.WriteEndObject();
+            json.WriteEndArray();
         }
 
-        return Encoding.UTF8.GetString(buffer.WrittenSpan);
+        json.WriteEndObject();
+        json.Flush();
     }
 
     private static string Text(QueryLogRecord record, QueryLogConfig current)

@@ -28,8 +28,26 @@ public sealed class QueryLogQueueTests
         Assert.Equal(5, log.Dropped);
         provider.Release.Set();
         await log.DisposeAsync();
-        Assert.Equal(QueryLog.QueueCapacity + 1, provider.Lines.Count(line => line.StartsWith('{')));
+        Assert.Equal(QueryLog.QueueCapacity + 1, provider.Lines.SelectMany(text => text.Split('\n')).Count(line => line.StartsWith('{')));
         Assert.Contains(provider.Lines, line => line.Contains("dropped 5 lines", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Records_queued_together_are_written_as_one_event_of_one_json_line_each()
+    {
+        using var provider = new BlockingProvider();
+        provider.Release.Set();
+        var log = new QueryLog(provider);
+        for (int i = 0; i < 3; i++)
+        {
+            log.Write(Record() with { SessionId = i });
+        }
+
+        await log.DisposeAsync();
+
+        string[] lines = [.. provider.Lines.Where(text => text.StartsWith('{')).SelectMany(text => text.Split('\n'))];
+        Assert.Equal([0L, 1L, 2L], lines.Select(line => System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("session").GetInt64()));
+        Assert.All(lines, line => Assert.EndsWith("}", line, StringComparison.Ordinal));
     }
 
     [Theory]
