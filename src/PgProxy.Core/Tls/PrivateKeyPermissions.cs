@@ -20,23 +20,32 @@ internal static partial class PrivateKeyPermissions
     /// <exception cref="SecurityMaterialException">One line naming the key, the file, what it has and what it needs.</exception>
     public static void Check(string key, string file)
     {
-        if (!OperatingSystem.IsLinux())
+        if (OperatingSystem.IsWindows())
         {
-            // Windows has no such modes; elsewhere the owner is not read, so the looser of the two rules applies.
-            if (!OperatingSystem.IsWindows())
-            {
-                Require(key, file, File.GetUnixFileMode(file), MoreThanGroupRead, "0640 or less");
-            }
-
-            return;
+            return; // no such modes
         }
 
         Statx status = default;
-        if (StatxCall(AtCurrentDirectory, file, 0, StatxBasicStats, ref status) != 0)
+        bool ownerKnown = OperatingSystem.IsLinux();
+        try
         {
-            // Unreadable metadata of a file just opened is an error to say, not a reason to let the key through.
-            throw new SecurityMaterialException(
-                $"{key} {file}: its owner and permissions cannot be read (errno {Marshal.GetLastPInvokeError().ToString(CultureInfo.InvariantCulture)})");
+            if (ownerKnown && StatxCall(AtCurrentDirectory, file, 0, StatxBasicStats, ref status) != 0)
+            {
+                // Unreadable metadata of a file just opened is an error to say, not a reason to let the key through.
+                throw new SecurityMaterialException(
+                    $"{key} {file}: its owner and permissions cannot be read (errno {Marshal.GetLastPInvokeError().ToString(CultureInfo.InvariantCulture)})");
+            }
+        }
+        catch (EntryPointNotFoundException)
+        {
+            ownerKnown = false; // a C library without statx (glibc before 2.28)
+        }
+
+        if (!ownerKnown)
+        {
+            // The owner cannot be read here, so the looser of the two rules applies.
+            Require(key, file, File.GetUnixFileMode(file), MoreThanGroupRead, "0640 or less");
+            return;
         }
 
         var mode = (UnixFileMode)(status.Mode & 0xfff);
