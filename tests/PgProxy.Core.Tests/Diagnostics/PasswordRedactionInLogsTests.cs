@@ -1,13 +1,15 @@
 using Microsoft.Extensions.Logging;
+using PgProxy.Abstractions;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Interception;
+using PgProxy.Core.Server;
 using PgProxy.Core.Statistics;
 using PgProxy.Sql;
 
 namespace PgProxy.Core.Tests.Diagnostics;
 
 /// <summary>Every line that carries SQL, in the intercept log and the query log, has its passwords taken out, at every level.</summary>
-public sealed class PasswordRedactionInLogsTests
+public sealed partial class PasswordRedactionInLogsTests
 {
     private const string Secret = "hunter2-secret";
     private const string Statement = $"ALTER ROLE app PASSWORD '{Secret}'";
@@ -32,6 +34,19 @@ public sealed class PasswordRedactionInLogsTests
             Assert.DoesNotContain(Secret, line, StringComparison.Ordinal);
             Assert.Contains(Redacted, line, StringComparison.Ordinal);
         });
+    }
+
+    [Fact]
+    public void What_a_plugin_writes_to_the_intercept_log_is_redacted_and_other_lines_keep_their_values()
+    {
+        var logger = new LinesLogger();
+        ISessionContext context = new SessionContext(7, "proxy", null, [new("user", "alice")], new ServerProtocolState(), logger);
+
+        PluginSaw(context.Logger, Statement);
+        PluginSaw(context.Logger, "SELECT 'open'");
+
+        Assert.Equal(["plugin saw " + Redacted, "plugin saw SELECT 'open'"], logger.Lines);
+        Assert.IsNotType<string>(logger.States[1]); // a line without the word is passed on as it came, values and all
     }
 
     [Fact]
@@ -66,11 +81,17 @@ public sealed class PasswordRedactionInLogsTests
         Assert.Contains("[password redacted]", line, StringComparison.Ordinal);
     }
 
+    /// <summary>A line as a plugin writes it, with the query among its values.</summary>
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "plugin saw {Query}")]
+    private static partial void PluginSaw(ILogger logger, string query);
+
     private sealed class LinesLogger : ILogger
     {
         public LogLevel Minimum { get; init; } = LogLevel.Trace;
 
         public List<string> Lines { get; } = [];
+
+        public List<object?> States { get; } = [];
 
         public IDisposable? BeginScope<TState>(TState state)
             where TState : notnull => null;
@@ -84,6 +105,7 @@ public sealed class PasswordRedactionInLogsTests
                 lock (Lines)
                 {
                     Lines.Add(formatter(state, exception));
+                    States.Add(state);
                 }
             }
         }

@@ -42,8 +42,12 @@ public sealed partial class SecretsStayOutOfLogsTests(PostgresFixture fixture) :
                 // Rewrites every query, so the intercept log writes each one before and after.
                 public static string RewriteQuery(string query) => "/* seen by probe */ " + query;
 
-                // Passes every query on unchanged, which log-level debug writes too.
-                public static string Observe(string query) => query;
+                // Passes every query on unchanged, which log-level debug writes too, and writes it itself, as a plugin may.
+                public static string Observe(string query, PgProxy.Abstractions.ISessionContext context)
+                {
+                    Microsoft.Extensions.Logging.LoggerExtensions.LogInformation(context.Logger, "probe saw {Query}", query);
+                    return query;
+                }
             }
             """);
         await using ProxyProcess proxy = await ProxyProcess.StartAsync(directory.ConfigFile, instances: 1, console: true);
@@ -127,7 +131,9 @@ public sealed partial class SecretsStayOutOfLogsTests(PostgresFixture fixture) :
         // The workload was logged (and shown), so absence below means redacted, not unseen.
         Assert.Contains(logs, log => log.Key.EndsWith("intercept.log", StringComparison.Ordinal) && log.Value.Contains($"ALTER USER {role} PASSWORD '[password redacted]'", StringComparison.Ordinal));
         Assert.Contains(logs, log => log.Key.EndsWith("queries.log (JSON values)", StringComparison.Ordinal) && log.Value.Contains($"ALTER ROLE {role} PASSWORD '[password redacted]'", StringComparison.Ordinal));
-        Assert.Contains($"ALTER ROLE {role} WITH ENCRYPTED PASSWORD '[password redacted]'", logs.Single(log => log.Key.EndsWith("intercept.log", StringComparison.Ordinal)).Value, StringComparison.Ordinal);
+        string interceptLog = logs.Single(log => log.Key.EndsWith("intercept.log", StringComparison.Ordinal)).Value;
+        Assert.Contains($"ALTER ROLE {role} WITH ENCRYPTED PASSWORD '[password redacted]'", interceptLog, StringComparison.Ordinal);
+        Assert.Contains($"probe saw /* seen by probe */ ALTER USER {role} PASSWORD '[password redacted]'", interceptLog, StringComparison.Ordinal);
         string[] forbidden =
         [
             .. secrets,
