@@ -52,7 +52,8 @@ internal sealed class AdminSession(long sessionId, ClientConnection client, Sess
                 return "refused: not in admin.users";
             }
 
-            AdminLogin login = await AdminAuthentication.RunAsync(client.Reader, message => WriteAsync(message, stopping), user, console.VerifierOf(user), stopping).ConfigureAwait(false);
+            ProxyLogin login = await ProxyAuthentication.RunAsync(client.Reader, message => WriteAsync(message, stopping), user, console.VerifierOf(user), "admin.auth-file", stopping).ConfigureAwait(false);
+            login.Credential?.Dispose(); // the console has no server to log in to
             if (!login.Succeeded)
             {
                 if (login.Refusal is { } refusal)

@@ -83,4 +83,13 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 507, Level = LogLevel.Debug, Message = "Session {SessionId}: SCRAM for user {User} relayed over a plain-text upstream connection (redirect.tls.mode prefer, no auth section)")]
     public static partial void PlainTextFallbackUsed(ILogger logger, long sessionId, string user);
+
+    [LoggerMessage(EventId = 1100, Level = LogLevel.Information, Message = "{Pool}: opened a server connection to {Upstream}")]
+    public static partial void PoolServerOpened(ILogger logger, string pool, string upstream);
+
+    [LoggerMessage(EventId = 1101, Level = LogLevel.Warning, Message = "Session {SessionId}: login from {Client} as user {User} refused by PgProxy: {Reason}")]
+    public static partial void PooledLoginRefused(ILogger logger, long sessionId, string client, string user, string reason);
+
+    [LoggerMessage(EventId = 1102, Level = LogLevel.Warning, Message = "Session {SessionId}: the reset query ({ResetQuery}) failed, so the server connection is closed instead of pooled: {Reason}")]
+    public static partial void PoolResetFailed(ILogger logger, long sessionId, string resetQuery, string reason);
 }

@@ -25,6 +25,9 @@ public sealed class ConfigurationOwner : IDisposable
     private readonly ProxyMetrics metrics;
     private readonly QueryShapes shapes = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, LiveRules> liveRules = new(StringComparer.Ordinal);
+
+    // Each pooling instance's pools, kept across reloads (their connections outlive snapshots).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Pooling.InstancePools> pools = new(StringComparer.Ordinal);
     private readonly ISnapshotTarget target;
     private readonly SemaphoreSlim gate = new(1, 1);
     private ConfigSnapshot? current;
@@ -169,11 +172,47 @@ public sealed class ConfigurationOwner : IDisposable
     }
 
     /// <summary>
+    /// Gives the pooling instances of <paramref name="next"/> their new environment, and retires the pools of instances
+    /// that no longer pool (or are gone): their idle connections close now, lent ones as they come back.
+    /// </summary>
+    private void SwapPools(ConfigSnapshot next)
+    {
+        foreach ((string name, Sessions.SessionEnvironment environment) in next.Environments)
+        {
+            environment.Pools?.Use(environment);
+        }
+
+        foreach (string name in pools.Keys)
+        {
+            if (!next.Environments.TryGetValue(name, out Sessions.SessionEnvironment? environment) || environment.Pools is null)
+            {
+                if (pools.TryRemove(name, out Pooling.InstancePools? retired))
+                {
+                    _ = retired.DisposeAsync().AsTask();
+                }
+            }
+        }
+    }
+
+    /// <summary>Closes every pool's connections: at shutdown, once the sessions have ended.</summary>
+    internal async ValueTask DisposePoolsAsync()
+    {
+        foreach (string name in pools.Keys)
+        {
+            if (pools.TryRemove(name, out Pooling.InstancePools? retired))
+            {
+                await retired.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
     /// Puts the rules of <paramref name="next"/> in force for every session of its instances, open ones included, and
     /// writes the counters of the rules they replace to the intercept log.
     /// </summary>
     private void SwapRules(ConfigSnapshot? running, ConfigSnapshot next)
     {
+        SwapPools(next);
         ILogger interceptLogger = loggerFactory.CreateLogger(InterceptLog.Category);
         foreach ((string name, Sessions.SessionEnvironment environment) in next.Environments)
         {
@@ -292,6 +331,14 @@ public sealed class ConfigurationOwner : IDisposable
                 Shapes = keepStatistics || logQueries ? shapes : null,
             },
             StringComparer.Ordinal);
+        foreach (Sessions.SessionEnvironment environment in environments.Values)
+        {
+            if (environment.Instance.Pool.Pools)
+            {
+                environment.Pools = pools.GetOrAdd(environment.InstanceName, static (_, first) => new Pooling.InstancePools(first), environment);
+            }
+        }
+
         return new ConfigSnapshot(generation, config, pipelines, environments, consoleEnvironment);
     }
 

@@ -224,6 +224,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
             await console.DisposeAsync().ConfigureAwait(false);
         }
 
+        await Configuration.DisposePoolsAsync().ConfigureAwait(false);
         await Configuration.QueryLog.DisposeAsync().ConfigureAwait(false); // what sessions queued reaches the file
         Configuration.Dispose();
         if (ownsMetrics)

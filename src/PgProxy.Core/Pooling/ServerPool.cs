@@ -30,8 +30,11 @@ internal interface IServerConnectionFactory<T>
     /// <summary>Opens and logs in a new connection.</summary>
     Task<T> OpenAsync(CancellationToken cancellationToken);
 
-    /// <summary>Whether an idle connection can still serve (its socket has not been closed by the server).</summary>
+    /// <summary>Whether an idle connection can still serve (its socket has not been closed by the server). Cheap: called under the pool's lock.</summary>
     bool IsUsable(T connection);
+
+    /// <summary>The connection has gone idle in the pool (to watch it for a close by the server until it is lent again).</summary>
+    void Parked(T connection);
 
     ValueTask CloseAsync(T connection);
 }
@@ -166,6 +169,7 @@ internal sealed class ServerPool<T> : IAsyncDisposable
         Waiter? handTo = null;
         Waiter? openFor = null;
         bool close = false;
+        bool parked = false;
         lock (gate)
         {
             if (disposed || !reusable || IsExpired(connection))
@@ -183,7 +187,14 @@ internal sealed class ServerPool<T> : IAsyncDisposable
             {
                 active--;
                 idle.Add(new IdleConnection(connection, time.GetTimestamp()));
+                parked = true;
             }
+        }
+
+        if (parked)
+        {
+            factory.Parked(connection);
+            return;
         }
 
         if (handTo is not null)

@@ -85,6 +85,12 @@ internal sealed class ForwardingPump
     /// </summary>
     public PumpOutput Output { get; }
 
+    /// <summary>
+    /// Whether a client's Terminate goes on to the server (true unless set): a pooled server connection outlives its
+    /// client, so the Terminate ends the relay there and the connection goes back to its pool.
+    /// </summary>
+    public bool ForwardsTerminate { get; init; } = true;
+
     /// <summary>Bytes written to the destination so far.</summary>
     public long BytesForwarded => Volatile.Read(ref bytesForwarded);
 
@@ -261,6 +267,11 @@ internal sealed class ForwardingPump
             }
 
             stop = Observe(header, buffer, position, whole: true);
+            if (stop == PumpStop.Terminated && !ForwardsTerminate)
+            {
+                break;
+            }
+
             position += total;
         }
 

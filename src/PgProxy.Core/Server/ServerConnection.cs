@@ -92,7 +92,11 @@ internal sealed class ServerConnection : IAsyncDisposable
     }
 
     /// <summary>Sends a CancelRequest to the server the same way as a session's connection, and waits for it to close.</summary>
-    public static async Task ForwardCancelAsync(SessionEnvironment environment, InstanceSecurity security, EventLoop? loop, long sessionId, StartupPacket cancel, string client)
+    public static Task ForwardCancelAsync(SessionEnvironment environment, InstanceSecurity security, EventLoop? loop, long sessionId, StartupPacket cancel, string client) =>
+        ForwardCancelAsync(environment, security, loop, sessionId, cancel.RawBytes, client);
+
+    /// <summary>Sends a CancelRequest (the whole packet, <paramref name="cancelRequest"/>) and waits for the server to close.</summary>
+    public static async Task ForwardCancelAsync(SessionEnvironment environment, InstanceSecurity security, EventLoop? loop, long sessionId, ReadOnlyMemory<byte> cancelRequest, string client)
     {
         string upstreamName = environment.Instance.Redirect.Name;
         try
@@ -100,7 +104,7 @@ internal sealed class ServerConnection : IAsyncDisposable
             using var deadline = new CancellationTokenSource(CancelWriteTimeout + environment.Instance.Limits.ConnectTimeout);
             (Stream stream, _) = await OpenAsync(environment, security, loop, sessionId, deadline.Token).ConfigureAwait(false);
             await using var owned = stream.ConfigureAwait(false);
-            await stream.WriteAsync(cancel.RawBytes, deadline.Token).ConfigureAwait(false);
+            await stream.WriteAsync(cancelRequest, deadline.Token).ConfigureAwait(false);
 
             // PostgreSQL answers a cancel request by closing; waiting for that keeps the request from being cut short.
             byte[] probe = new byte[1];

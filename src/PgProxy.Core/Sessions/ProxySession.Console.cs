@@ -29,7 +29,7 @@ internal sealed partial class ProxySession
     private sealed record Identity(string User, string Database, string? ApplicationName);
 
     /// <summary>The server connection and the pumps, once linked.</summary>
-    private sealed record Link(ServerConnection Server, ForwardingPump Frontend, ForwardingPump Backend, StatementTimer? Timer);
+    private sealed record Link(UpstreamLeg Upstream, ForwardingPump Frontend, ForwardingPump Backend, StatementTimer? Timer);
 
     /// <summary>The session as it is now: every value read once.</summary>
     public SessionView Describe()
@@ -59,7 +59,7 @@ internal sealed partial class ProxySession
             who?.Database,
             applicationName,
             client.Encrypted,
-            linked?.Server.Leg.Encrypted,
+            linked?.Upstream.Encrypted,
             StateOf(consoleSession, linked),
             Fingerprint: running?.FingerprintText,
             Statement: running is null ? null : FirstCharacters(PasswordRedaction.Redact(running.NormalizedText)),
@@ -128,8 +128,8 @@ internal sealed partial class ProxySession
     private void Identify(string user, string database, string? applicationName) =>
         Volatile.Write(ref identity, new Identity(user, database, applicationName));
 
-    private void Linked(ServerConnection server, ForwardingPump frontend, ForwardingPump backend, StatementTimer? timer) =>
-        Volatile.Write(ref link, new Link(server, frontend, backend, timer));
+    private void Linked(UpstreamLeg upstream, ForwardingPump frontend, ForwardingPump backend, StatementTimer? timer) =>
+        Volatile.Write(ref link, new Link(upstream, frontend, backend, timer));
 
     /// <summary>The close log line's reason: a KILL says so, instead of the shutdown whose path it took.</summary>
     private string EndReason(string reason) => Volatile.Read(ref killed) != 0 ? "killed from the admin console" : reason;

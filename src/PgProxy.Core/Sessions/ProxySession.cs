@@ -112,7 +112,9 @@ internal sealed partial class ProxySession : IDisposable
     }
 
     private Task ForwardCancelAsync(StartupPacket cancel) =>
-        environment.ConsoleOnly ? Task.CompletedTask : ServerConnection.ForwardCancelAsync(environment, security, loop, Id, cancel, client.Address);
+        environment.ConsoleOnly ? Task.CompletedTask
+        : environment.Pools is { } pools ? ForwardPooledCancelAsync(pools, cancel)
+        : ServerConnection.ForwardCancelAsync(environment, security, loop, Id, cancel, client.Address);
 
     /// <summary>Runs the start-up interceptors, connects and logs in upstream, then relays both ways until either side ends.</summary>
     private async Task RelayAsync(StartupPacket startup)
@@ -141,6 +143,12 @@ internal sealed partial class ProxySession : IDisposable
         string user = context?.User ?? startup.GetParameter("user") ?? "";
         string database = context?.Database ?? startup.GetParameter("database") ?? user;
         Identify(user, database, context?.ApplicationName ?? startup.GetParameter("application_name"));
+        if (environment.Pools is not null)
+        {
+            await RelayPooledAsync(environment.Pools, startup, context, user, database).ConfigureAwait(false);
+            return;
+        }
+
         ServerConnection server;
         try
         {
@@ -183,31 +191,9 @@ internal sealed partial class ProxySession : IDisposable
                 return;
             }
 
-            ProxyMetrics? statementMetrics = environment.Metrics.RecordsStatements ? environment.Metrics : null;
-            StatementTimer? timer = environment.Statistics is not null || environment.QueryLog is not null || statementMetrics is not null
-                ? new StatementTimer(
-                    environment.Statistics,
-                    environment.QueryLog,
-                    environment.QueryLogSettings,
-                    environment.Shapes,
-                    statementMetrics,
-                    state,
-                    new StatementSource(Id, environment.InstanceName, database, user, context?.ApplicationName ?? startup.GetParameter("application_name"), client.Address))
-                : null;
-            FramePipeline pipeline = environment.Pipeline;
-            handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, interceptors, environment.LiveRules, timer);
-
             // The pumps start after the login: the plain-text fallback may have replaced the server connection.
             UpstreamLeg upstream = server.Leg;
-            frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer, timer);
-            backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient, timer);
-            Linked(server, frontend, backend, timer);
-            if (context is not null)
-            {
-                // Metadata queries go through the frontend's output, so they stay in order with the client's bytes.
-                context.Upstream = frontend.Output;
-            }
-
+            (frontend, backend, handlers) = CreatePumps(upstream, context, startup, user, database, forwardsTerminate: true);
             reason = await PumpAsync(frontend, backend, upstream).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
@@ -234,6 +220,42 @@ internal sealed partial class ProxySession : IDisposable
             environment.Statistics?.ForInstance(environment.InstanceName).SessionEnded(fromClient, toClient);
             Log.SessionClosed(environment.Logger, Id, client.Address, user, database, seconds, fromClient, toClient, reason);
         }
+    }
+
+    /// <summary>
+    /// The pumps between the client and <paramref name="upstream"/>, with the instance's frame handlers and the statement
+    /// timer; the session is then linked (the console sees its server). Without <paramref name="forwardsTerminate"/> the
+    /// client's Terminate ends the relay without reaching the server, whose connection goes back to its pool.
+    /// </summary>
+    private (ForwardingPump Frontend, ForwardingPump Backend, SessionHandlers? Handlers) CreatePumps(
+        UpstreamLeg upstream, SessionContext? context, StartupPacket startup, string user, string database, bool forwardsTerminate)
+    {
+        ProxyMetrics? statementMetrics = environment.Metrics.RecordsStatements ? environment.Metrics : null;
+        StatementTimer? timer = environment.Statistics is not null || environment.QueryLog is not null || statementMetrics is not null
+            ? new StatementTimer(
+                environment.Statistics,
+                environment.QueryLog,
+                environment.QueryLogSettings,
+                environment.Shapes,
+                statementMetrics,
+                state,
+                new StatementSource(Id, environment.InstanceName, database, user, context?.ApplicationName ?? startup.GetParameter("application_name"), client.Address))
+            : null;
+        FramePipeline pipeline = environment.Pipeline;
+        SessionHandlers? handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, environment.Interceptors, environment.LiveRules, timer);
+        var frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer, timer)
+        {
+            ForwardsTerminate = forwardsTerminate,
+        };
+        var backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient, timer);
+        Linked(upstream, frontend, backend, timer);
+        if (context is not null)
+        {
+            // Metadata queries go through the frontend's output, so they stay in order with the client's bytes.
+            context.Upstream = frontend.Output;
+        }
+
+        return (frontend, backend, handlers);
     }
 
     /// <summary>Runs both pumps until one ends, stops the other, and says goodbye to whichever side can still hear it.</summary>

@@ -70,6 +70,9 @@ internal sealed class SessionEnvironment(InstanceConfig instance, ILogger logger
     /// <summary>The admin console of this snapshot; null without an <c>admin</c> section (database pgproxy is then relayed).</summary>
     public AdminConsole? Console { get; init; }
 
+    /// <summary>The instance's server connection pools when it pools (<c>pool.mode</c> session or transaction); null otherwise.</summary>
+    public Pooling.InstancePools? Pools { get; set; }
+
     /// <summary>True for the console's own listener (<c>admin.listen</c>): every start-up is a console session, none goes upstream.</summary>
     public bool ConsoleOnly { get; init; }
 

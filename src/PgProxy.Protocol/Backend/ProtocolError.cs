@@ -11,6 +11,7 @@ public static class SqlStates
 {
     public const string ProtocolViolation = "08P01";
     public const string SqlClientUnableToEstablishSqlConnection = "08001";
+    public const string ConnectionFailure = "08006";
     public const string FeatureNotSupported = "0A000";
     public const string InvalidAuthorizationSpecification = "28000";
     public const string InvalidPassword = "28P01";

@@ -29,6 +29,7 @@ public sealed class ServerPoolTests
         Assert.Same(first, await third.WaitAsync(Deadline));
         await pool.ReturnAsync(second, reusable: true);
         Assert.Equal((1, 1, 0), (pool.Counts.Active, pool.Counts.Idle, pool.Counts.Waiting));
+        Assert.Equal((0, 1), (first.ParkedTimes, second.ParkedTimes)); // handed on at once, or parked idle
     }
 
     [Fact]
@@ -233,6 +234,8 @@ public sealed class ServerPoolTests
         public bool Closed { get; set; }
 
         public bool ServerClosed { get; set; }
+
+        public int ParkedTimes { get; set; }
     }
 
     private sealed class Connections : IServerConnectionFactory<Connection>
@@ -256,6 +259,8 @@ public sealed class ServerPoolTests
         }
 
         public bool IsUsable(Connection connection) => !connection.ServerClosed;
+
+        public void Parked(Connection connection) => connection.ParkedTimes++;
 
         public ValueTask CloseAsync(Connection connection)
         {

@@ -1,15 +1,14 @@
 using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Text;
-using PgProxy.Core.Admin;
 using PgProxy.Core.Authentication;
 using PgProxy.Protocol.Authentication;
 using PgProxy.Protocol.Framing;
 
-namespace PgProxy.Core.Tests.Admin;
+namespace PgProxy.Core.Tests.Authentication;
 
-/// <summary>The console's own login, PgProxy as the server, against a client made of the SCRAM and md5 computations.</summary>
-public sealed class AdminAuthenticationTests
+/// <summary>A login PgProxy answers itself (the console's, a pooling instance's), PgProxy as the server, against a client made of the SCRAM and md5 computations.</summary>
+public sealed class ProxyAuthenticationTests
 {
     private static readonly byte[] Salt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
     private static readonly string ScramVerifierText = ScramVerifier.FromPassword("opspass", Salt, 4096).ToString();
@@ -17,27 +16,33 @@ public sealed class AdminAuthenticationTests
     private readonly Pipe toServer = new();
     private readonly Pipe toClient = new();
 
-    private Task<AdminLogin> Start(string user, string? verifier) =>
-        AdminAuthentication.RunAsync(toServer.Reader, async message => await toClient.Writer.WriteAsync(message), user, verifier, CancellationToken.None);
+    private Task<ProxyLogin> Start(string user, string? verifier) =>
+        ProxyAuthentication.RunAsync(toServer.Reader, async message => await toClient.Writer.WriteAsync(message), user, verifier, "admin.auth-file", CancellationToken.None);
 
     [Fact]
     public async Task Scram_with_the_right_password_succeeds_and_the_server_proves_it_knows_the_verifier()
     {
-        Task<AdminLogin> login = Start("ops", ScramVerifierText);
+        Task<ProxyLogin> login = Start("ops", ScramVerifierText);
 
         (string serverFinal, byte[] expectedSignature) = await ScramClientAsync("opspass");
+        ProxyLogin result = await login;
 
-        Assert.True((await login).Succeeded);
+        Assert.True(result.Succeeded);
         Assert.True(Scram.ServerFinalMatches(serverFinal, expectedSignature));
+
+        // The ClientKey the proof carried, to log in to the server with: its hash is the verifier's StoredKey.
+        using ServerCredential credential = result.Credential!;
+        Assert.True(ScramVerifier.TryParse(ScramVerifierText, out ScramVerifier? verifier));
+        Assert.True(Scram.Matches(credential.ClientKey!, verifier!.StoredKey));
     }
 
     [Fact]
     public async Task Scram_with_a_wrong_password_is_28P01_with_PostgreSQLs_words()
     {
-        Task<AdminLogin> login = Start("ops", ScramVerifierText);
+        Task<ProxyLogin> login = Start("ops", ScramVerifierText);
 
         await ScramClientAsync("wrong", expectFinal: false);
-        AdminLogin result = await login;
+        ProxyLogin result = await login;
 
         Assert.Equal("28P01", result.Refusal!.SqlState);
         Assert.Equal("password authentication failed for user \"ops\"", result.Refusal.Message);
@@ -46,10 +51,10 @@ public sealed class AdminAuthenticationTests
     [Fact]
     public async Task A_user_without_a_verifier_goes_through_SCRAM_and_fails_like_a_wrong_password()
     {
-        Task<AdminLogin> login = Start("ghost", null);
+        Task<ProxyLogin> login = Start("ghost", null);
 
         await ScramClientAsync("anything", expectFinal: false);
-        AdminLogin result = await login;
+        ProxyLogin result = await login;
 
         Assert.Equal("28P01", result.Refusal!.SqlState);
         Assert.Equal("password authentication failed for user \"ghost\"", result.Refusal.Message);
@@ -61,27 +66,28 @@ public sealed class AdminAuthenticationTests
     [InlineData("other", false)]
     public async Task Md5_checks_the_answer_against_the_verifier(string password, bool succeeds)
     {
-        Task<AdminLogin> login = Start("mdops", PasswordMessages.Md5Verifier("mdops", "md5secret"));
+        Task<ProxyLogin> login = Start("mdops", PasswordMessages.Md5Verifier("mdops", "md5secret"));
 
         byte[] request = await ReadAsync();
         Assert.Equal(AuthenticationCodes.Md5Password, BinaryPrimitives.ReadInt32BigEndian(request.AsSpan(MessageHeader.Size)));
         byte[] salt = request[SaslMessages.AuthenticationDataOffset..];
         string answer = PasswordMessages.Md5Response(PasswordMessages.Md5Verifier("mdops", password), salt);
         await SendAsync(SaslMessages.BuildResponse(Encoding.UTF8.GetBytes(answer + "\0")));
-        AdminLogin result = await login;
+        ProxyLogin result = await login;
 
         Assert.Equal(succeeds, result.Succeeded);
         Assert.Equal(succeeds ? null : "28P01", result.Refusal?.SqlState);
+        Assert.Equal(succeeds ? PasswordMessages.Md5Verifier("mdops", "md5secret") : null, result.Credential?.Md5Verifier);
     }
 
     [Fact]
     public async Task A_client_that_leaves_during_the_login_is_closed_not_refused()
     {
-        Task<AdminLogin> login = Start("ops", ScramVerifierText);
+        Task<ProxyLogin> login = Start("ops", ScramVerifierText);
 
         await ReadAsync();
         await toServer.Writer.CompleteAsync();
-        AdminLogin result = await login;
+        ProxyLogin result = await login;
 
         Assert.True(result.Closed);
         Assert.Null(result.Refusal);
@@ -90,7 +96,7 @@ public sealed class AdminAuthenticationTests
     [Fact]
     public async Task Another_mechanism_is_refused_with_28000()
     {
-        Task<AdminLogin> login = Start("ops", ScramVerifierText);
+        Task<ProxyLogin> login = Start("ops", ScramVerifierText);
 
         await ReadAsync();
         await SendAsync(SaslMessages.BuildInitialResponse("SCRAM-SHA-256-PLUS", Encoding.UTF8.GetBytes("p=tls-server-end-point,,n=,r=abc")));
