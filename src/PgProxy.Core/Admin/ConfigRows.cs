@@ -54,6 +54,7 @@ internal static class ConfigRows
             Add($"{at}.listen.tls.cert-file", instance.ListenTls.CertFile);
             Add($"{at}.listen.tls.key-file", instance.ListenTls.KeyFile);
             Add($"{at}.listen.tls.key-password", instance.ListenTls.KeyPassword);
+            Add($"{at}.listen.tls.min-version", MinVersionName(instance.ListenTls.MinVersion));
             AddEndpoint($"{at}.redirect", instance.Redirect);
             Add($"{at}.redirect.tls.mode", ModeName(instance.UpstreamTls.Mode));
             Add($"{at}.redirect.tls.ca-file", instance.UpstreamTls.CaFile);
@@ -115,6 +116,7 @@ internal static class ConfigRows
             Add("admin.tls.cert-file", admin.Tls.CertFile);
             Add("admin.tls.key-file", admin.Tls.KeyFile);
             Add("admin.tls.key-password", admin.Tls.KeyPassword);
+            Add("admin.tls.min-version", MinVersionName(admin.Tls.MinVersion));
         }
 
         return rows;
@@ -185,6 +187,9 @@ internal static class ConfigRows
         InterceptorFailurePolicy.Refuse => "refuse",
         _ => null,
     };
+
+    /// <summary>The <c>listen.tls.min-version</c> values.</summary>
+    public static string MinVersionName(TlsMinVersion version) => version == TlsMinVersion.Tls13 ? "1.3" : "1.2";
 
     /// <summary>The <c>listen.tls.mode</c> names.</summary>
     public static string ModeName(ListenTlsMode mode) => mode.ToString().ToLowerInvariant();

@@ -3,10 +3,12 @@ using Microsoft.Extensions.Logging;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Hosting;
+using PgProxy.Core.Interception;
 using PgProxy.Core.Plugins;
 using PgProxy.Core.Rules;
 using PgProxy.Core.Statistics;
 using PgProxy.Protocol.Backend;
+using PgProxy.Sql;
 
 namespace PgProxy.Core.Admin;
 
@@ -222,7 +224,7 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
             Number(entry.Value.RefusedBy.Values.Sum()),
             Timestamp(entry.Value.FirstSeen),
             Timestamp(entry.Value.LastSeen),
-            entry.Value.NormalizedText,
+            PasswordRedaction.Redact(entry.Value.NormalizedText), // no literal is left by Normalize; checked all the same
         ])];
     }
 
@@ -250,12 +252,29 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
         Number(counters.RegexTimeouts),
     ];
 
+    /// <summary>
+    /// One row per plugin loaded, with what its interceptor entries counted on every instance, all kinds together. The
+    /// counters are the running snapshot's: a reload builds new entries, which count from zero, and sessions still on an
+    /// older snapshot count on its entries, which are no longer shown.
+    /// </summary>
     private List<IReadOnlyList<string?>> PluginRows()
     {
         IReadOnlyList<LoadedPlugin> plugins = host.Current?.Pipelines.Plugins ?? [];
-
-        // Calls, failures, timeouts and time per call need counters in the interceptor runner; until it keeps them: 0.
-        return [.. plugins.Select(plugin => (IReadOnlyList<string?>)[plugin.Name, KindName(plugin.Kind), plugin.Path, "0", "0", "0", "0"])];
+        IReadOnlyList<ConsoleInstance> instances = host.Instances();
+        return [.. plugins.Select(plugin =>
+        {
+            InterceptorCounts counts = instances.Aggregate(default(InterceptorCounts), (sum, instance) => sum.Add(instance.Interceptors.CountsOf(plugin.Name)));
+            return (IReadOnlyList<string?>)
+            [
+                plugin.Name,
+                KindName(plugin.Kind),
+                plugin.Path,
+                Number(counts.Calls),
+                Number(counts.Failures),
+                Number(counts.Timeouts),
+                counts.MeanMicroseconds.ToString("0.0", CultureInfo.InvariantCulture),
+            ];
+        })];
     }
 
     private static string KindName(PluginKind kind) => kind switch

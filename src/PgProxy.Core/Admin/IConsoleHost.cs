@@ -1,5 +1,6 @@
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Hosting;
+using PgProxy.Core.Interception;
 using PgProxy.Core.Rules;
 using PgProxy.Core.Statistics;
 
@@ -36,8 +37,11 @@ internal interface IConsoleHost
     void RequestStop(bool safe);
 }
 
-/// <summary>One instance as the console shows it: its configuration, the addresses actually bound, and the rules in force.</summary>
-internal sealed record ConsoleInstance(InstanceConfig Config, IReadOnlyList<string> Endpoints, RuleSet Rules);
+/// <summary>
+/// One instance as the console shows it: its configuration, the addresses actually bound, the rules in force, and the
+/// interceptors new sessions get (whose counters SHOW PLUGINS reads).
+/// </summary>
+internal sealed record ConsoleInstance(InstanceConfig Config, IReadOnlyList<string> Endpoints, RuleSet Rules, InstanceInterceptors Interceptors);
 
 /// <summary>What became of a CANCEL.</summary>
 internal enum CancelOutcome

@@ -33,7 +33,7 @@ public static class ConfigLoader
 
     private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits", "auth", "rules", "masks", "pool"];
     private static readonly string[] EndpointKeys = ["name", "host", "port", "tls"];
-    private static readonly string[] ListenTlsKeys = ["mode", "cert-file", "key-file", "key-password"];
+    private static readonly string[] ListenTlsKeys = ["mode", "cert-file", "key-file", "key-password", "min-version"];
     private static readonly string[] UpstreamTlsKeys = ["mode", "ca-file", "cert-file", "key-file"];
     private static readonly string[] AuthKeys = ["auth-file", "auth-query", "auth-user", "auth-password"];
     private static readonly string[] InterceptKeys = ["commands", "responses"];
@@ -371,6 +371,7 @@ public static class ConfigLoader
             CertFile = ReadPath(reader, mapping.Optional("cert-file"), baseDirectory),
             KeyFile = ReadPath(reader, mapping.Optional("key-file"), baseDirectory),
             KeyPassword = Read(mapping.Optional("key-password"), reader.Text),
+            MinVersion = Read(mapping.Optional("min-version"), value => reader.Choice(value, ConfigValueParsers.TlsMinVersions)) ?? TlsMinVersion.Tls12,
         };
 
         // A server certificate is needed as soon as TLS is offered; half a pair is a mistake in any mode.

@@ -49,6 +49,14 @@ internal static partial class ConfigValueParsers
             ["require"] = ListenTlsMode.Require,
         };
 
+    /// <summary>The <c>listen.tls.min-version</c> values, as PostgreSQL's ssl_min_protocol_version writes them without <c>TLSv</c>.</summary>
+    public static IReadOnlyDictionary<string, TlsMinVersion> TlsMinVersions { get; } =
+        new Dictionary<string, TlsMinVersion>(StringComparer.Ordinal)
+        {
+            ["1.2"] = TlsMinVersion.Tls12,
+            ["1.3"] = TlsMinVersion.Tls13,
+        };
+
     /// <summary>libpq's sslmode names, except allow, which tries plain text first and has no use in front of a proxy.</summary>
     public static IReadOnlyDictionary<string, UpstreamTlsMode> UpstreamTlsModes { get; } =
         new Dictionary<string, UpstreamTlsMode>(StringComparer.OrdinalIgnoreCase)

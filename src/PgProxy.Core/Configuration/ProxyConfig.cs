@@ -205,8 +205,21 @@ public sealed record ListenTlsConfig
     /// <summary><c>key-password</c>: password of an encrypted key-file; null when the key is not encrypted.</summary>
     public string? KeyPassword { get; init; }
 
+    /// <summary><c>min-version</c>: the oldest TLS a client may use; 1.2 unless set (older versions are never offered).</summary>
+    public TlsMinVersion MinVersion { get; init; } = TlsMinVersion.Tls12;
+
     /// <summary>True when the proxy ends TLS from clients (mode allow or require).</summary>
     public bool Enabled => Mode != ListenTlsMode.Disable;
+}
+
+/// <summary><c>listen.tls.min-version</c>: <c>1.2</c> or <c>1.3</c>.</summary>
+public enum TlsMinVersion
+{
+    /// <summary>TLS 1.2 and 1.3 (the floor: 1.0 and 1.1 are never offered).</summary>
+    Tls12,
+
+    /// <summary>TLS 1.3 only.</summary>
+    Tls13,
 }
 
 /// <summary><c>redirect.tls.mode</c>: libpq's sslmode, for the proxy's connections to its upstream.</summary>

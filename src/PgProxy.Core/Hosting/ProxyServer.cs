@@ -332,7 +332,8 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
         [.. Volatile.Read(ref listeners).Select(listener => new ConsoleInstance(
             listener.Environment.Instance,
             [.. listener.Endpoints.Select(endpoint => endpoint.ToString())],
-            listener.Environment.LiveRules.Current))];
+            listener.Environment.LiveRules.Current,
+            listener.Environment.Interceptors))];
 
     IReadOnlyList<SessionView> IConsoleHost.Sessions() => [.. sessions.Snapshot().Select(session => session.Describe())];
 

@@ -11,11 +11,18 @@ public sealed record NamedInterceptor<T>(string Name, T Interceptor)
 
     /// <summary>The entry's <c>timeout</c>; null for <c>settings.plugin-timeout</c>.</summary>
     public TimeSpan? Timeout { get; init; }
+
+    /// <summary>The name in <c>plugins</c> of the plugin its code comes from; null for an interceptor given by code.</summary>
+    public string? Plugin { get; init; }
 }
 
-/// <summary>An interceptor as the runner calls it: every default resolved.</summary>
-internal sealed record InterceptorEntry<T>(string Name, T Interceptor, TimeSpan Timeout, InterceptorFailurePolicy OnError)
-    where T : class;
+/// <summary>An interceptor as the runner calls it: every default resolved, and its counters.</summary>
+internal sealed record InterceptorEntry<T>(string Name, T Interceptor, TimeSpan Timeout, InterceptorFailurePolicy OnError, string? Plugin = null)
+    where T : class
+{
+    /// <summary>Calls, failures, timeouts and time, counted by the runner for every session of the snapshot.</summary>
+    public InterceptorCounters Counters { get; } = new();
+}
 
 /// <summary>What happens to a message when its interceptor throws or runs past its timeout.</summary>
 public enum InterceptorFailurePolicy
@@ -77,9 +84,31 @@ public sealed class InstanceInterceptors
 
     public bool InterceptsResponses => ResponseKinds != ResponseKinds.None;
 
+    /// <summary>What the entries of plugin <paramref name="plugin"/> have counted, all kinds together.</summary>
+    internal InterceptorCounts CountsOf(string plugin)
+    {
+        InterceptorCounts counts = default;
+        counts = Sum(Queries, plugin, counts);
+        counts = Sum(Connects, plugin, counts);
+        return Sum(Responses, plugin, counts);
+
+        static InterceptorCounts Sum<T>(InterceptorEntry<T>[] entries, string plugin, InterceptorCounts counts)
+            where T : class
+        {
+            foreach (InterceptorEntry<T> entry in entries)
+            {
+                if (string.Equals(entry.Plugin, plugin, StringComparison.Ordinal))
+                {
+                    counts = counts.Add(entry.Counters.Read());
+                }
+            }
+
+            return counts;
+        }
+    }
 
     /// <summary>An entry's own keys first, then the settings, then the kind's default.</summary>
     private static InterceptorEntry<T>[] Resolve<T>(IEnumerable<NamedInterceptor<T>> entries, TimeSpan timeout, InterceptorFailurePolicy onError)
         where T : class =>
-        [.. entries.Select(entry => new InterceptorEntry<T>(entry.Name, entry.Interceptor, entry.Timeout ?? timeout, entry.OnError ?? onError))];
+        [.. entries.Select(entry => new InterceptorEntry<T>(entry.Name, entry.Interceptor, entry.Timeout ?? timeout, entry.OnError ?? onError, entry.Plugin))];
 }

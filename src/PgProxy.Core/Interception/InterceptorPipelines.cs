@@ -22,19 +22,22 @@ public sealed class InterceptorPipelines : IDisposable
     private readonly Func<InstanceConfig, ProxySettings, InstanceInterceptors> build;
     private readonly Dictionary<string, List<ResolvedInterceptor>> resolved;
     private readonly PluginCatalog? catalog;
+    private readonly IReadOnlyList<LoadedPlugin> given;
 
-    private InterceptorPipelines(Func<InstanceConfig, ProxySettings, InstanceInterceptors> build, Dictionary<string, List<ResolvedInterceptor>> resolved, PluginCatalog? catalog)
+    private InterceptorPipelines(
+        Func<InstanceConfig, ProxySettings, InstanceInterceptors> build, Dictionary<string, List<ResolvedInterceptor>> resolved, PluginCatalog? catalog, IReadOnlyList<LoadedPlugin>? given = null)
     {
         this.build = build;
         this.resolved = resolved;
         this.catalog = catalog;
+        this.given = given ?? [];
     }
 
     /// <summary>No interceptor anywhere.</summary>
     public static InterceptorPipelines None { get; } = Fixed(_ => InstanceInterceptors.None);
 
     /// <summary>The plugins loaded, in the configuration's order; empty when the pipelines were not built from plugins.</summary>
-    public IReadOnlyList<LoadedPlugin> Plugins => catalog?.Plugins ?? [];
+    public IReadOnlyList<LoadedPlugin> Plugins => catalog?.Plugins ?? given;
 
     /// <summary>Pipelines given by the embedding code (a test, a library user) rather than by plugins.</summary>
     public static InterceptorPipelines Fixed(Func<InstanceConfig, InstanceInterceptors> interceptors)
@@ -42,6 +45,10 @@ public sealed class InterceptorPipelines : IDisposable
         ArgumentNullException.ThrowIfNull(interceptors);
         return new InterceptorPipelines((instance, _) => interceptors(instance), [], null);
     }
+
+    /// <summary>Fixed pipelines that report <paramref name="plugins"/> as loaded, for what reads <see cref="Plugins"/> without compiling one.</summary>
+    internal static InterceptorPipelines Fixed(Func<InstanceConfig, InstanceInterceptors> interceptors, IReadOnlyList<LoadedPlugin> plugins) =>
+        new((instance, _) => interceptors(instance), [], null, plugins);
 
     /// <summary>
     /// Loads the configuration's plugins and resolves every query, start-up and response interceptor entry, so a
@@ -145,5 +152,6 @@ public sealed class InterceptorPipelines : IDisposable
         {
             OnError = e.Reference.OnError,
             Timeout = e.Reference.Timeout,
+            Plugin = e.Reference.Plugin,
         });
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using PgProxy.Abstractions;
 using PgProxy.Protocol.Backend;
 
@@ -89,6 +90,8 @@ internal sealed class InterceptorRunner<TInterceptor, TMessage, TDecision>(Inter
 
     public ValueTask<TDecision> RunAsync(InterceptorEntry<TInterceptor> entry, TMessage message, CancellationToken cancellationToken)
     {
+        // Every call is counted with its time, whatever it comes to, so SHOW PLUGINS' mean is the cost a session paid.
+        long started = Stopwatch.GetTimestamp();
         CancellationToken token = Arm(entry.Timeout, cancellationToken);
         ValueTask<TDecision> pending;
         try
@@ -98,19 +101,29 @@ internal sealed class InterceptorRunner<TInterceptor, TMessage, TDecision>(Inter
         catch (Exception e) when (e is RefusedException || !cancellationToken.IsCancellationRequested)
         {
             Disarm();
-            return new(Decide(entry, message, e));
+            TDecision decided = Decide(entry, message, e);
+            entry.Counters.Called(started);
+            return new(decided);
+        }
+        catch
+        {
+            // The session ended during the call: the call still happened.
+            entry.Counters.Called(started);
+            throw;
         }
 
         if (pending.IsCompletedSuccessfully)
         {
             Disarm();
+            entry.Counters.Called(started);
             return new(pending.Result);
         }
 
-        return AwaitAsync(entry, message, pending, token, cancellationToken);
+        return AwaitAsync(entry, message, pending, started, token, cancellationToken);
     }
 
-    private async ValueTask<TDecision> AwaitAsync(InterceptorEntry<TInterceptor> entry, TMessage message, ValueTask<TDecision> pending, CancellationToken token, CancellationToken cancellationToken)
+    private async ValueTask<TDecision> AwaitAsync(
+        InterceptorEntry<TInterceptor> entry, TMessage message, ValueTask<TDecision> pending, long started, CancellationToken token, CancellationToken cancellationToken)
     {
         try
         {
@@ -124,6 +137,7 @@ internal sealed class InterceptorRunner<TInterceptor, TMessage, TDecision>(Inter
         finally
         {
             Disarm();
+            entry.Counters.Called(started);
         }
     }
 
@@ -141,10 +155,12 @@ internal sealed class InterceptorRunner<TInterceptor, TMessage, TDecision>(Inter
         InterceptLog.Failed(context.Logger, context.SessionId, entry.Name, kind.Outcome(message, entry.OnError), reason);
         if (reason is TimeoutException)
         {
+            entry.Counters.TimedOut();
             context.Metrics?.PluginTimedOut(context.InstanceName, entry.Name);
         }
         else
         {
+            entry.Counters.Failed();
             context.Metrics?.PluginFailed(context.InstanceName, entry.Name);
         }
 

@@ -17,6 +17,7 @@ internal sealed class SessionContext : ISessionContext
     private readonly Dictionary<string, string> startupParameters;
     private Encoding? clientEncoding;
     private string clientEncodingName;
+    private RedactingLogger? pluginLogger;
 
     public SessionContext(long sessionId, string instanceName, EndPoint? clientAddress, IEnumerable<KeyValuePair<string, string>> startupParameters, ServerProtocolState state, ILogger interceptLogger)
     {
@@ -59,7 +60,11 @@ internal sealed class SessionContext : ISessionContext
 
     public IDictionary<string, object?> State { get; } = new Dictionary<string, object?>();
 
+    /// <summary>The intercept log as the engine writes it (its own messages redact their SQL).</summary>
     public ILogger Logger { get; }
+
+    /// <summary>The intercept log as plugins get it: lines that say password are redacted. Made on first use.</summary>
+    ILogger ISessionContext.Logger => pluginLogger ??= new RedactingLogger(Logger);
 
     /// <summary>The frontend pump's output, once relaying: metadata queries go out through it, in order with the client's messages.</summary>
     internal Relay.ForwardingPump.PumpOutput? Upstream { get; set; }

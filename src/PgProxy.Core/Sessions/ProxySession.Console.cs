@@ -7,6 +7,7 @@ using PgProxy.Core.Server;
 using PgProxy.Core.Statistics;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Startup;
+using PgProxy.Sql;
 
 namespace PgProxy.Core.Sessions;
 
@@ -61,12 +62,15 @@ internal sealed partial class ProxySession
             linked?.Upstream.Encrypted,
             StateOf(consoleSession, linked),
             Fingerprint: running?.FingerprintText,
-            Statement: running is null ? null : running.NormalizedText.Length <= 100 ? running.NormalizedText : running.NormalizedText[..100],
+            Statement: running is null ? null : FirstCharacters(PasswordRedaction.Redact(running.NormalizedText)),
             since,
             consoleSession?.BytesFromClient ?? linked?.Frontend.BytesForwarded ?? 0,
             consoleSession?.BytesToClient ?? linked?.Backend.BytesForwarded ?? 0,
             consoleSession is not null);
     }
+
+    /// <summary>The first 100 characters SHOW SESSIONS shows, cut after the redaction so a cut literal cannot hide from it.</summary>
+    private static string FirstCharacters(string text) => text.Length <= 100 ? text : text[..100];
 
     /// <summary>What the session is doing now, read without copying anything: for the sessions-by-state gauge at each scrape.</summary>
     public SessionState State => StateOf(Volatile.Read(ref console), Volatile.Read(ref link));

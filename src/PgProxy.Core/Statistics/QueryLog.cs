@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Configuration;
+using PgProxy.Sql;
 
 namespace PgProxy.Core.Statistics;
 
@@ -177,7 +178,7 @@ internal sealed partial class QueryLog : IAsyncDisposable
         json.WriteString("application_name", record.ApplicationName);
         json.WriteString("client", record.ClientAddress);
         json.WriteString("fingerprint", record.Shape.FingerprintText);
-        json.WriteString("query", current.Parameters ? record.Text ?? record.Shape.Text : record.Shape.NormalizedText);
+        json.WriteString("query", Query(record, current));
         json.WriteNumber("duration_ms", Math.Round(record.Microseconds / 1000, 3));
         json.WriteNumber("rows", record.Rows);
         json.WriteString("sqlstate", record.SqlState);
@@ -209,9 +210,17 @@ internal sealed partial class QueryLog : IAsyncDisposable
             line.Append(" parameters=[").AppendJoin(", ", parameters.Select(Quote)).Append(']');
         }
 
-        line.Append(" query=").Append(Quote(current.Parameters ? record.Text ?? record.Shape.Text : record.Shape.NormalizedText));
+        line.Append(" query=").Append(Quote(Query(record, current)));
         return line.ToString();
     }
+
+    /// <summary>
+    /// The text a line shows, passwords taken out: with <c>parameters: true</c> it is the client's own text, which may
+    /// hold <c>PASSWORD '…'</c>; the normalized text has no literals, and is checked all the same. Done here, on the
+    /// writer's task, so a session never pays for it.
+    /// </summary>
+    private static string Query(QueryLogRecord record, QueryLogConfig current) =>
+        PasswordRedaction.Redact(current.Parameters ? record.Text ?? record.Shape.Text : record.Shape.NormalizedText);
 
     // Quoted so that a line is one line whatever the text holds.
     private static string Quote(string? text) => text is null ? "-" : JsonSerializer.Serialize(text);

@@ -16,11 +16,14 @@ internal sealed class ServerTls
 
     private readonly SslStreamCertificateContext certificateContext;
 
-    private ServerTls(ListenTlsMode mode, SslStreamCertificateContext certificateContext, X509Certificate2 certificate)
+    private readonly SslProtocols protocols;
+
+    private ServerTls(ListenTlsMode mode, SslStreamCertificateContext certificateContext, X509Certificate2 certificate, SslProtocols protocols)
     {
         Mode = mode;
         this.certificateContext = certificateContext;
         Certificate = certificate;
+        this.protocols = protocols;
     }
 
     public ListenTlsMode Mode { get; }
@@ -47,14 +50,21 @@ internal sealed class ServerTls
 
         // offline: the chain is what the files give; building it must not wait on the network.
         var context = SslStreamCertificateContext.Create(certificate, intermediates, offline: true);
-        return new ServerTls(config.Mode, context, certificate);
+        return new ServerTls(config.Mode, context, certificate, Protocols(config.MinVersion));
     }
 
-    /// <summary>Handshake options for one session: TLS 1.2 or later, ALPN "postgresql", no client certificate asked for.</summary>
+    /// <summary>
+    /// The versions offered from <c>min-version</c> up. Never below 1.2, whatever the system's OpenSSL would allow:
+    /// 1.0 and 1.1 are deprecated (RFC 8996), and PostgreSQL's own default floor is 1.2.
+    /// </summary>
+    internal static SslProtocols Protocols(TlsMinVersion minVersion) =>
+        minVersion == TlsMinVersion.Tls13 ? SslProtocols.Tls13 : SslProtocols.Tls12 | SslProtocols.Tls13;
+
+    /// <summary>Handshake options for one session: TLS from min-version (1.2 by default) up, ALPN "postgresql", no client certificate asked for.</summary>
     public SslServerAuthenticationOptions Options() => new()
     {
         ServerCertificateContext = certificateContext,
-        EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+        EnabledSslProtocols = protocols,
         ApplicationProtocols = [PostgresProtocol],
         ClientCertificateRequired = false,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,

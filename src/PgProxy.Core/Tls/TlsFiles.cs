@@ -15,6 +15,7 @@ internal static class TlsFiles
     {
         EnsureReadable($"{key}.cert-file", certFile);
         EnsureReadable($"{key}.key-file", keyFile);
+        PrivateKeyPermissions.Check($"{key}.key-file", keyFile);
         X509Certificate2Collection all = LoadCertificates($"{key}.cert-file", certFile);
         X509Certificate2 certificate;
         try

@@ -1,6 +1,9 @@
 using PgProxy.Core.Admin;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Hosting;
+using PgProxy.Core.Interception;
+using PgProxy.Core.Plugins;
+using PgProxy.Abstractions;
 using PgProxy.Core.Rules;
 using PgProxy.Core.Tests.Rules;
 using PgProxy.Core.Statistics;
@@ -78,6 +81,54 @@ public sealed class ConsoleExecutorTests
     {
         Assert.Empty(Run("SHOW RULES").Rows);
         Assert.Empty(Run("SHOW PLUGINS").Rows);
+    }
+
+    [Fact]
+    public void Show_plugins_adds_up_what_each_plugin_entries_counted_on_every_instance()
+    {
+        host.Config = host.Config with { Instances = [host.Config.Instances[0], host.Config.Instances[0] with { Listen = new EndpointConfig("other", "127.0.0.1", 6433) }] };
+        host.Plugins.AddRange([new LoadedPlugin("tableau_hll", PluginKind.SourceFile, "/etc/pgproxy/plugins/tableau_hll.cs"), new LoadedPlugin("idle", PluginKind.Assembly, "/etc/pgproxy/plugins/idle.dll")]);
+        var interceptor = new NothingInterceptor();
+        InstanceInterceptors Of(string plugin) => new(
+            [new NamedInterceptor<IQueryInterceptor>($"{plugin}.rewrite_query", interceptor) { Plugin = plugin }],
+            [],
+            [new NamedInterceptor<IResponseInterceptor>($"{plugin}.mask", interceptor) { Plugin = plugin }],
+            TimeSpan.FromSeconds(5),
+            failurePolicy: null);
+        InstanceInterceptors proxy = Of("tableau_hll");
+        InstanceInterceptors other = Of("tableau_hll");
+        host.Interceptors["proxy"] = proxy;
+        host.Interceptors["other"] = other;
+
+        // 4 calls begun at least 250 µs ago each: the mean comes from Stopwatch ticks, whatever the machine's frequency.
+        long now = System.Diagnostics.Stopwatch.GetTimestamp() - (System.Diagnostics.Stopwatch.Frequency / 4000);
+        proxy.Queries[0].Counters.Called(now);
+        proxy.Responses[0].Counters.Called(now);
+        proxy.Responses[0].Counters.Failed();
+        other.Queries[0].Counters.Called(now);
+        other.Queries[0].Counters.TimedOut();
+        other.Queries[0].Counters.Called(now);
+        InterceptorCounts counted = proxy.CountsOf("tableau_hll").Add(other.CountsOf("tableau_hll"));
+
+        IReadOnlyList<IReadOnlyList<string?>> rows = Run("SHOW PLUGINS").Rows;
+
+        Assert.Equal(2, rows.Count);
+        Assert.Equal(["tableau_hll", "source file", "/etc/pgproxy/plugins/tableau_hll.cs", "4", "1", "1"], rows[0].Take(6));
+        Assert.Equal(counted.MeanMicroseconds.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture), rows[0][6]);
+        Assert.InRange(double.Parse(rows[0][6]!, System.Globalization.CultureInfo.InvariantCulture), 250, 60_000_000);
+        Assert.Equal(["idle", "assembly", "/etc/pgproxy/plugins/idle.dll", "0", "0", "0", "0.0"], rows[1]);
+    }
+
+    [Fact]
+    public void Show_queries_never_shows_a_password_literal_even_if_the_normalized_text_kept_one()
+    {
+        // Normalize replaces every constant; a text that still held one (a parser change, say) is redacted all the same.
+        var shape = new QueryShape(0x123, "0000000000000123", "ALTER ROLE app PASSWORD 'kept-secret'", "ALTER ROLE app PASSWORD 'kept-secret'");
+        host.Statistics.Record(new QueryKey("proxy", "sales", "app", 0x123), shape, 1000, 0, failed: false, DateTimeOffset.UnixEpoch);
+
+        string? text = Assert.Single(Run("SHOW QUERIES").Rows)[^1];
+
+        Assert.Equal("ALTER ROLE app PASSWORD " + PgProxy.Sql.PasswordRedaction.Marker, text);
     }
 
     [Fact]
@@ -241,5 +292,15 @@ public sealed class ConsoleExecutorTests
     {
         Assert.Equal($"PgProxy {ConsoleExecutor.Version}", Assert.Single(Run("SHOW VERSION").Rows)[0]);
         Assert.Matches(@"^\d+\.\d+ \(PgProxy \d+\.\d+\.\d+\)$", ConsoleExecutor.ServerVersion);
+    }
+
+    /// <summary>An interceptor never called: the test sets its entries' counters itself.</summary>
+    private sealed class NothingInterceptor : IQueryInterceptor, IResponseInterceptor
+    {
+        public ResponseKinds Kinds => ResponseKinds.All;
+
+        public ValueTask<QueryDecision> InterceptQueryAsync(QueryMessage query, ISessionContext session, CancellationToken cancellationToken) => new(QueryDecision.Continue);
+
+        public ValueTask InterceptResponseAsync(ResponseMessage message, ISessionContext session, CancellationToken cancellationToken) => default;
     }
 }

@@ -3,6 +3,7 @@ using PgProxy.Core.Admin;
 using PgProxy.Core.Configuration;
 using PgProxy.Core.Hosting;
 using PgProxy.Core.Interception;
+using PgProxy.Core.Plugins;
 using PgProxy.Core.Rules;
 using PgProxy.Core.Sessions;
 using PgProxy.Core.Statistics;
@@ -39,7 +40,13 @@ internal sealed class FakeConsoleHost : IConsoleHost
 
     public QueryStatistics Statistics { get; } = new(100);
 
-    public ConfigSnapshot? Current => new(1, Config, InterceptorPipelines.None, new Dictionary<string, SessionEnvironment>());
+    public ConfigSnapshot? Current => new(1, Config, InterceptorPipelines.Fixed(_ => InstanceInterceptors.None, Plugins), new Dictionary<string, SessionEnvironment>());
+
+    /// <summary>The plugins the snapshot reports as loaded; none unless the test sets them.</summary>
+    public List<LoadedPlugin> Plugins { get; } = [];
+
+    /// <summary>The interceptors new sessions of each instance get, by instance name; none unless the test sets them.</summary>
+    public Dictionary<string, InstanceInterceptors> Interceptors { get; } = [];
 
     public Task<ReloadResult> ReloadAsync(CancellationToken cancellationToken)
     {
@@ -51,7 +58,8 @@ internal sealed class FakeConsoleHost : IConsoleHost
     public Dictionary<string, RuleSet> Rules { get; } = [];
 
     public IReadOnlyList<ConsoleInstance> Instances() =>
-        [.. Config.Instances.Select(instance => new ConsoleInstance(instance, [$"{instance.Listen.Host}:{instance.Listen.Port}"], Rules.GetValueOrDefault(instance.Listen.Name) ?? RuleSet.Empty))];
+        [.. Config.Instances.Select(instance => new ConsoleInstance(instance, [$"{instance.Listen.Host}:{instance.Listen.Port}"], Rules.GetValueOrDefault(instance.Listen.Name) ?? RuleSet.Empty,
+            Interceptors.GetValueOrDefault(instance.Listen.Name) ?? InstanceInterceptors.None))];
 
     public IReadOnlyList<SessionView> Sessions() => SessionList;
 

@@ -64,9 +64,22 @@ public sealed class TlsConfigTests
     }
 
     [Theory]
+    [InlineData("", TlsMinVersion.Tls12)]
+    [InlineData("\n        min-version: 1.2", TlsMinVersion.Tls12)]
+    [InlineData("\n        min-version: 1.3", TlsMinVersion.Tls13)]
+    [InlineData("\n        min-version: '1.3'", TlsMinVersion.Tls13)]
+    public void Listen_tls_min_version_is_1_2_unless_raised_to_1_3(string line, TlsMinVersion expected)
+    {
+        InstanceConfig instance = Parse(Instance(listenTls: "      tls:\n        mode: require\n        cert-file: a\n        key-file: b" + line)).Instances[0];
+
+        Assert.Equal(expected, instance.ListenTls.MinVersion);
+    }
+
+    [Theory]
     [InlineData("      tls:\n        mode: require\n        key-file: server.key", "instances[0].listen.tls.cert-file", "mode require needs both cert-file and key-file; cert-file is missing")]
     [InlineData("      tls:\n        mode: sometimes\n        cert-file: a\n        key-file: b", "instances[0].listen.tls.mode", "expected one of disable, allow, require, got 'sometimes'")]
-    [InlineData("      tls:\n        mode: allow\n        cert-file: a\n        key-file: b\n        ca-file: c", "instances[0].listen.tls.ca-file", "unknown key 'ca-file'; expected one of mode, cert-file, key-file, key-password")]
+    [InlineData("      tls:\n        mode: allow\n        cert-file: a\n        key-file: b\n        ca-file: c", "instances[0].listen.tls.ca-file", "unknown key 'ca-file'; expected one of mode, cert-file, key-file, key-password, min-version")]
+    [InlineData("      tls:\n        mode: allow\n        cert-file: a\n        key-file: b\n        min-version: 1.1", "instances[0].listen.tls.min-version", "expected one of 1.2, 1.3, got '1.1'")]
     public void Listen_tls_mistakes_name_the_key(string listenTls, string keyPath, string message)
     {
         ConfigError error = Assert.Single(Assert.Throws<ConfigException>(() => Parse(Instance(listenTls: listenTls))).Errors);

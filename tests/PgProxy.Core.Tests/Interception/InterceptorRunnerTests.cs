@@ -205,6 +205,87 @@ public sealed class InterceptorRunnerTests
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
 
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Each_entry_counts_its_calls_failures_and_timeouts_with_their_time(string kind)
+    {
+        Session session = NewSession();
+        int call = 0;
+        Func<CancellationToken, ValueTask> body = async cancellationToken =>
+        {
+            switch (++call)
+            {
+                case 1: // goes on at once
+                    return;
+                case 2:
+                    throw new InvalidOperationException("plugin bug");
+                case 3:
+                    throw new RefusedException("28000", "not you");
+                case 4:
+                    await Task.Delay(Timeout.Infinite, cancellationToken);
+                    return;
+                default: // goes on later
+                    await Task.Yield();
+                    return;
+            }
+        };
+        InstanceInterceptors interceptors = Session.Entries(body, Short, InterceptorFailurePolicy.PassThrough, null, null);
+
+        for (int i = 0; i < 5; i++)
+        {
+            await session.RunAsync(kind, interceptors, default);
+        }
+
+        InterceptorCounts counts = Session.Counters(kind, interceptors).Read();
+        Assert.Equal((5L, 1L, 1L), (counts.Calls, counts.Failures, counts.Timeouts));
+
+        // The timed-out call alone took its timeout (a timer may fire a little early, never much).
+        Assert.True(counts.MeanMicroseconds * counts.Calls >= Short.TotalMicroseconds * 0.8, $"{counts.MeanMicroseconds} µs per call");
+        Assert.Equal(counts.Calls, interceptors.CountsOf("test").Calls);
+        Assert.Equal(default, interceptors.CountsOf("other"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task A_call_cut_short_by_the_session_ending_counts_as_a_call_and_not_a_failure(string kind)
+    {
+        using var ending = new CancellationTokenSource();
+        Session session = NewSession();
+        InstanceInterceptors interceptors = Session.Entries(async cancellationToken => await Task.Delay(Timeout.Infinite, cancellationToken), Long, null, null, null);
+
+        Task<Outcome> running = session.RunAsync(kind, interceptors, ending.Token);
+        await ending.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
+
+        InterceptorCounts counts = Session.Counters(kind, interceptors).Read();
+        Assert.Equal((1L, 0L, 0L), (counts.Calls, counts.Failures, counts.Timeouts));
+    }
+
+    [Fact]
+    public void Counts_of_a_plugin_add_up_its_entries_of_every_kind_and_no_other()
+    {
+        var plugin = new Plugin(_ => default);
+        var interceptors = new InstanceInterceptors(
+            [new NamedInterceptor<IQueryInterceptor>("a.q", plugin) { Plugin = "a" }, new NamedInterceptor<IQueryInterceptor>("b.q", plugin) { Plugin = "b" }],
+            [new NamedInterceptor<IStartupInterceptor>("a.c", plugin) { Plugin = "a" }],
+            [new NamedInterceptor<IResponseInterceptor>("a.r", plugin) { Plugin = "a" }, new NamedInterceptor<IResponseInterceptor>("code", plugin)],
+            Long,
+            failurePolicy: null);
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        interceptors.Queries[0].Counters.Called(now);
+        interceptors.Queries[1].Counters.Called(now);
+        interceptors.Connects[0].Counters.Called(now);
+        interceptors.Connects[0].Counters.Failed();
+        interceptors.Responses[0].Counters.Called(now);
+        interceptors.Responses[0].Counters.TimedOut();
+        interceptors.Responses[1].Counters.Called(now);
+
+        InterceptorCounts a = interceptors.CountsOf("a");
+
+        Assert.Equal((3L, 1L, 1L), (a.Calls, a.Failures, a.Timeouts));
+        Assert.Equal(1, interceptors.CountsOf("b").Calls);
+    }
+
     [Fact]
     public void Each_entry_takes_its_own_keys_then_the_settings_then_its_kind_default()
     {
@@ -283,7 +364,12 @@ public sealed class InterceptorRunnerTests
             TimeSpan? timeout,
             CancellationToken cancellationToken)
         {
-            InstanceInterceptors interceptors = Entries(body, settingsTimeout, settingsPolicy, onError, timeout);
+            return await RunAsync(kind, Entries(body, settingsTimeout, settingsPolicy, onError, timeout), cancellationToken);
+        }
+
+        /// <summary>One call of the first entry of <paramref name="kind"/> in <paramref name="interceptors"/>, built by the test once for many calls.</summary>
+        public async Task<Outcome> RunAsync(string kind, InstanceInterceptors interceptors, CancellationToken cancellationToken)
+        {
             switch (kind)
             {
                 case "query":
@@ -297,6 +383,13 @@ public sealed class InterceptorRunnerTests
                     return new Outcome(response.RefusalSqlState, response.RefusalMessage);
             }
         }
+
+        public static InterceptorCounters Counters(string kind, InstanceInterceptors interceptors) => kind switch
+        {
+            "query" => interceptors.Queries[0].Counters,
+            "connect" => interceptors.Connects[0].Counters,
+            _ => interceptors.Responses[0].Counters,
+        };
 
         /// <summary>Sets up <see cref="RunPreparedAtOnce"/> for one kind, and returns a first, warming call.</summary>
         public Func<Task> Prepare(string kind, Func<CancellationToken, ValueTask> body, TimeSpan settingsTimeout, InterceptorFailurePolicy? settingsPolicy)
@@ -322,7 +415,7 @@ public sealed class InterceptorRunnerTests
             _ = pending.Result;
         }
 
-        private static InstanceInterceptors Entries(
+        public static InstanceInterceptors Entries(
             Func<CancellationToken, ValueTask> body,
             TimeSpan settingsTimeout,
             InterceptorFailurePolicy? settingsPolicy,
@@ -331,9 +424,9 @@ public sealed class InterceptorRunnerTests
         {
             var plugin = new Plugin(body);
             return new InstanceInterceptors(
-                [new NamedInterceptor<IQueryInterceptor>("test.plugin", plugin) { OnError = onError, Timeout = timeout }],
-                [new NamedInterceptor<IStartupInterceptor>("test.plugin", plugin) { OnError = onError, Timeout = timeout }],
-                [new NamedInterceptor<IResponseInterceptor>("test.plugin", plugin) { OnError = onError, Timeout = timeout }],
+                [new NamedInterceptor<IQueryInterceptor>("test.plugin", plugin) { OnError = onError, Timeout = timeout, Plugin = "test" }],
+                [new NamedInterceptor<IStartupInterceptor>("test.plugin", plugin) { OnError = onError, Timeout = timeout, Plugin = "test" }],
+                [new NamedInterceptor<IResponseInterceptor>("test.plugin", plugin) { OnError = onError, Timeout = timeout, Plugin = "test" }],
                 settingsTimeout,
                 settingsPolicy);
         }

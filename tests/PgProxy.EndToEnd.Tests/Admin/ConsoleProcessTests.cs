@@ -111,6 +111,40 @@ public sealed class ConsoleProcessTests(PostgresFixture fixture) : IDisposable
         Assert.Contains("FATAL:  database \"pgproxy\" does not exist", result.StandardError, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Show_plugins_counts_the_calls_and_failures_of_a_query_plugin_on_live_traffic()
+    {
+        string yaml = ConfigDirectory.OneInstance(fixture.Server, "  plugin-dir: plugins")
+            .Replace("settings:", "plugins:\n  - fragile\nsettings:", StringComparison.Ordinal)
+            + "\n    intercept:\n      commands:\n        queries:\n          - plugin: fragile\n            function: rewrite_query\n"
+            + $"admin:\n  users: [{ConsoleSetup.User}]\n  auth-file: {console.AuthFile}\n";
+        using ConfigDirectory directory = ConfigDirectory.Create(yaml);
+        System.IO.Directory.CreateDirectory(Path.Combine(directory.Path, "plugins"));
+        string source = Path.Combine(directory.Path, "plugins", "fragile.cs");
+        await File.WriteAllTextAsync(source, """
+            public static class Fragile
+            {
+                public static string RewriteQuery(string query) =>
+                    query.Contains("'boom'", System.StringComparison.Ordinal) ? throw new System.InvalidOperationException("boom") : query;
+            }
+            """);
+        await using ProxyProcess proxy = await ProxyProcess.StartAsync(directory.ConfigFile, instances: 1);
+        await using RawPgClient client = await SessionAsync(proxy, Backends.UniqueApplicationName("plugins"));
+
+        for (int i = 0; i < 3; i++)
+        {
+            await QueryAsync(client, "SELECT 1");
+        }
+
+        await QueryAsync(client, "SELECT 'boom'"); // the plugin throws; on-error pass lets the query through
+
+        ConsoleOutput plugins = await ConsolePsql.QueryAsync(new PsqlTarget("127.0.0.1", proxy.PortOf("proxy"), ConsoleSetup.User, "pgproxy", ConsoleSetup.Password), "SHOW PLUGINS");
+        IReadOnlyList<string> row = Assert.Single(plugins.Rows);
+        Assert.Equal(("fragile", "source file", source), (plugins.Value(row, "plugin"), plugins.Value(row, "kind"), plugins.Value(row, "path")));
+        Assert.Equal(("4", "1", "0"), (plugins.Value(row, "calls"), plugins.Value(row, "failures"), plugins.Value(row, "timeouts")));
+        Assert.True(double.Parse(plugins.Value(row, "mean_us"), System.Globalization.CultureInfo.InvariantCulture) > 0, plugins.Value(row, "mean_us"));
+    }
+
     private static async Task<RawPgClient> SessionAsync(ProxyProcess proxy, string applicationName)
     {
         RawPgClient client = await RawPgClient.ConnectAsync("127.0.0.1", proxy.PortOf("proxy"));

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using PgProxy.TestSupport;
 
 namespace PgProxy.EndToEnd.Tests.Infrastructure;
 
@@ -72,7 +73,7 @@ public sealed class TestCertificates : IDisposable
         serial[0] &= 0x7F;
         using X509Certificate2 certificate = request.Create(authority.SubjectName, X509SignatureGenerator.CreateForECDsa(authorityKey), DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30), serial);
         File.WriteAllText(certFile, certificate.ExportCertificatePem());
-        File.WriteAllText(keyFile, key.ExportPkcs8PrivateKeyPem());
+        KeyFiles.Write(keyFile, key.ExportPkcs8PrivateKeyPem());
         return certificate.GetCertHashString();
     }
 

@@ -7,6 +7,7 @@ namespace PgProxy.EndToEnd.Tests.Tls;
 
 /// <summary>The pgproxy command with TLS: bad files named by check and at start-up, certificates renewed on SIGHUP.</summary>
 [Collection(TlsPostgres.Name)]
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")] // key file modes are Unix's
 public sealed class TlsHostTests(TlsPostgresFixture fixture)
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
@@ -45,6 +46,28 @@ public sealed class TlsHostTests(TlsPostgresFixture fixture)
         Assert.Contains($"instance \"proxy\": listen.tls.cert-file {missing}: the file does not exist", check.StandardError, StringComparison.Ordinal);
         Assert.Equal(1, run.ExitCode);
         Assert.Contains($"listen.tls.cert-file {missing}: the file does not exist", run.StandardOutput + run.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Check_and_start_up_refuse_a_private_key_that_others_can_read_in_one_line()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(Yaml(fixture.Certificates.ServerCertFile, "server.key"));
+        string keyFile = Path.Combine(directory.Path, "server.key");
+        File.Copy(fixture.Certificates.ServerKeyFile, keyFile);
+        File.SetUnixFileMode(keyFile, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        string expected = $"listen.tls.key-file {keyFile}: permissions 0644 are too open for a private key; it needs 0600 or less";
+
+        ProcessResult check = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+        ProcessResult run = await ProxyProcess.RunToEndAsync("--config", directory.ConfigFile);
+
+        Assert.Equal(1, check.ExitCode);
+        Assert.Single(check.StandardError.Split('\n'), line => line.Contains(expected, StringComparison.Ordinal));
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains(expected, run.StandardOutput + run.StandardError, StringComparison.Ordinal);
+
+        File.SetUnixFileMode(keyFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        ProcessResult fixedUp = await ProxyProcess.RunToEndAsync("check", "--config", directory.ConfigFile);
+        Assert.Equal(0, fixedUp.ExitCode);
     }
 
     [Fact]
