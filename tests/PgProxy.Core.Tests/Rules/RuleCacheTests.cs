@@ -135,8 +135,13 @@ public sealed class RuleCacheTests
         ILogger disabled = new DisabledLogger();
         rules.Evaluate(PgbenchSelect, subject);
         rewriting.Evaluate(PgbenchSelect, subject, log: disabled);
-        rules.Evaluate(query, subject, QueryProtocol.Extended, disabled, 1);
-        rewriting.Evaluate(query, subject, QueryProtocol.Simple, disabled, 1);
+        // Warmed as long as it is measured: what the runtime allocates once on a path (its tiering, under load a
+        // stall's timer) is not the path's cost; an allocation per call shows in the measured loop all the same.
+        for (int index = 0; index < 10_000; index++)
+        {
+            rules.Evaluate(query, subject, QueryProtocol.Extended, disabled, 1);
+            rewriting.Evaluate(query, subject, QueryProtocol.Simple, disabled, 1);
+        }
 
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int index = 0; index < 10_000; index++)
@@ -149,7 +154,7 @@ public sealed class RuleCacheTests
 
         Assert.Equal(0, allocated);
         Assert.Equal("/* app */ " + PgbenchSelect.TrimEnd(';') + ";", rules.Result(PgbenchSelect, subject));
-        Assert.Equal(10_002, rewriting.Rules[0].Counters.Applied);
+        Assert.Equal(20_001, rewriting.Rules[0].Counters.Applied);
     }
 
     [Fact]
