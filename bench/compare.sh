@@ -194,7 +194,7 @@ fi
 # the query log on (json, every statement). The main process keeps the defaults, so it is the statistics-on side.
 features_enabled="${FEATURES:-0}"
 if [[ "$features_enabled" == 1 ]]; then
-    off_port="$(free_port)"; rules20_port="$(free_port)"; rewrite_port="$(free_port)"; querylog_port="$(free_port)"
+    off_port="$(free_port)"; rules20_port="$(free_port)"; rewrite_port="$(free_port)"; querylog_port="$(free_port)"; masked_port="$(free_port)"
     {
         echo "stats: { queries: false }"
         echo "settings: { log-level: warning }"
@@ -211,6 +211,10 @@ if [[ "$features_enabled" == 1 ]]; then
         echo "    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }"
         echo "    rules:"
         echo "      - { name: rewrite-all, match: { query: 'SELECT abalance' }, rewrite: 'SELECT /* rewritten */ abalance' }"
+        echo "  - listen: { name: masked, host: 127.0.0.1, port: $masked_port }"
+        echo "    redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }"
+        echo "    masks:"
+        echo "      - { name: bulk-a, columns: [public.bulk.a], with: { keep-last: 4 } }"
     } >"$work/pgproxy-features.yml"
     cat >"$work/pgproxy-querylog.yml" <<YAML
 stats: { queries: false }
@@ -226,7 +230,7 @@ YAML
     dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll" --config "$work/pgproxy-querylog.yml" >"$work/pgproxy-querylog.log" 2>&1 &
     pids+=($!)
     querylog_pid=$!
-    for port in "$off_port" "$rules20_port" "$rewrite_port"; do
+    for port in "$off_port" "$rules20_port" "$rewrite_port" "$masked_port"; do
         wait_port "$port" || { say "PgProxy's feature instances did not start"; cat "$work/pgproxy-features.log" >&2; exit 1; }
     done
     wait_port "$querylog_port" || { say "PgProxy with the query log did not start"; cat "$work/pgproxy-querylog.log" >&2; exit 1; }
@@ -262,9 +266,11 @@ if [[ "$metrics_enabled" == 1 ]]; then
 fi
 feature_targets=()
 if [[ "$features_enabled" == 1 ]]; then
+    port_of[masked]=$masked_port
     port_of[features-off]=$off_port; port_of[rules-20]=$rules20_port; port_of[rules-rewrite]=$rewrite_port; port_of[query-log]=$querylog_port
     pid_of[features-off]=$features_pid; pid_of[rules-20]=$features_pid; pid_of[rules-rewrite]=$features_pid; pid_of[query-log]=$querylog_pid
     # The feature fills the icpt columns; the main process (statistics on, the default) is the icpt of stats-on rows.
+    record_as[masked]=intercepted
     record_as[features-off]=pgproxy; record_as[rules-20]=intercepted; record_as[rules-rewrite]=intercepted; record_as[query-log]=intercepted
     record_as[stats-on]=intercepted; port_of[stats-on]=$proxy_port; pid_of[stats-on]=$proxy_pid
     feature_targets=(features-off rules-20 rules-rewrite query-log)
@@ -383,13 +389,19 @@ bulk() {
     start="$(date +%s.%N)"
     bytes="$("$psql" -h 127.0.0.1 -p "${port_of[$target]}" -U postgres -At -c "$sql" postgres | wc -c)"
     end="$(date +%s.%N)"
-    awk -v l="$label" -v t="$target" -v b="$bytes" -v s="$start" -v e="$end" 'BEGIN {printf "%s %s %.1f\n", l, t, b / 1048576 / (e - s)}' >>"$results"
+    awk -v l="$label" -v t="${record_as[$target]:-$target}" -v b="$bytes" -v s="$start" -v e="$end" 'BEGIN {printf "%s %s %.1f\n", l, t, b / 1048576 / (e - s)}' >>"$results"
 }
 for round in $(seq 1 "$rounds"); do
     for target in direct pgbouncer pgproxy; do
         bulk "copy-out-MB/s" "$target" "COPY bulk TO STDOUT"
         bulk "select-1M-MB/s" "$target" "SELECT * FROM bulk WHERE id <= 1000000"
     done
+    # FEATURES=1: the same 1M-row SELECT through a mask on one of its text columns (the icpt column), against the
+    # instance with everything off (the pgproxy column).
+    if [[ "$features_enabled" == 1 ]]; then
+        bulk "masked-1M-MB/s" features-off "SELECT * FROM bulk WHERE id <= 1000000"
+        bulk "masked-1M-MB/s" masked "SELECT * FROM bulk WHERE id <= 1000000"
+    fi
 done
 
 # Idle sessions: RSS growth of the proxy per session held open (client plus upstream connection).
@@ -452,7 +464,8 @@ if [[ "$features_enabled" == 1 ]]; then
     echo
     echo "feature rows: pgproxy is an instance with everything off (stats.queries false, no rules, no query log); icpt is"
     echo "the feature: rules-20 (20 query rules matching nothing), rules-rewrite (every query rewritten), stats-on (the"
-    echo "defaults), query-log (json, every statement: $(wc -l <"$work/queries.log" 2>/dev/null || echo 0) lines written)"
+    echo "defaults), query-log (json, every statement: $(wc -l <"$work/queries.log" 2>/dev/null || echo 0) lines written);"
+    echo "masked-1M: the 1M-row SELECT with a keep-last mask on its text column a (icpt) against everything off (pgproxy)"
 fi
 
 if [[ "${PERF_STAT:-0}" == 1 ]]; then
