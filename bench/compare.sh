@@ -78,6 +78,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$work/server.key" -out "$work/server.crt" >/dev/null 2>&1
 chmod 600 "$work/server.key"
 [[ "$(id -u)" -eq 0 ]] && chown postgres "$work/server.key" "$work/server.crt"
+# PgProxy's copy of the key, owned by the user PgProxy runs as: it refuses, as PostgreSQL does, a key another user owns.
+cp "$work/server.key" "$work/proxy.key" && chmod 600 "$work/proxy.key" && chown "$(id -u)" "$work/proxy.key"
 as_postgres "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $work -c max_connections=1200 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c ssl=on -c ssl_cert_file=$work/server.crt -c ssl_key_file=$work/server.key" start >/dev/null
 "$pgbench" -i -q -s "$scale" -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
@@ -135,7 +137,7 @@ settings:
 instances:
   - listen: { name: proxy, host: 127.0.0.1, port: $proxy_port }
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: disable } }
-  - listen: { name: tls, host: 127.0.0.1, port: $tls_port, tls: { mode: require, cert-file: $work/server.crt, key-file: $work/server.key } }
+  - listen: { name: tls, host: 127.0.0.1, port: $tls_port, tls: { mode: require, cert-file: $work/server.crt, key-file: $work/proxy.key } }
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: require } }
   - listen: { name: upstream-tls, host: 127.0.0.1, port: $upstream_tls_port }
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: require } }

@@ -42,7 +42,7 @@ echo 'SELECT 1;' >"$work/select1.sql"
 # One instance per shape: the client leg is chosen by the client (sslmode), the upstream leg by redirect.tls.
 declare -A port_of=([direct]=$pg_port)
 for name in relayed-plain relayed-upstream-tls relayed-both-tls ended-at-proxy fallback; do port_of[$name]="$(free_port)"; done
-tls_listen="tls: { mode: allow, cert-file: $work/server.crt, key-file: $work/server.key }"
+tls_listen="tls: { mode: allow, cert-file: $work/server.crt, key-file: $work/proxy.key }"
 cat >"$work/pgproxy.yml" <<YAML
 settings:
   log-level: warning

@@ -38,7 +38,7 @@ bench_start_postgres "$pg_port" 100
 case "$shape" in
     plain) listen="{ name: proxy, host: 127.0.0.1, port: $proxy_port }"; upstream_tls=disable; sslmode=disable ;;
     tls-upstream) listen="{ name: proxy, host: 127.0.0.1, port: $proxy_port }"; upstream_tls=require; sslmode=disable ;;
-    tls) listen="{ name: proxy, host: 127.0.0.1, port: $proxy_port, tls: { mode: require, cert-file: $work/server.crt, key-file: $work/server.key } }"
+    tls) listen="{ name: proxy, host: 127.0.0.1, port: $proxy_port, tls: { mode: require, cert-file: $work/server.crt, key-file: $work/proxy.key } }"
          upstream_tls=require; sslmode=require ;;
     *) say "SHAPE is plain, tls-upstream or tls"; exit 1 ;;
 esac

@@ -27,6 +27,8 @@ bench_initdb() {
         -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$work/server.key" -out "$work/server.crt" >/dev/null 2>&1
     chmod 600 "$work/server.key"
     [[ "$(id -u)" -eq 0 ]] && chown postgres "$work/server.key" "$work/server.crt"
+    # PgProxy's copy of the key, owned by the user PgProxy runs as: it refuses, as PostgreSQL does, a key another user owns.
+    cp "$work/server.key" "$work/proxy.key" && chmod 600 "$work/proxy.key" && chown "$(id -u)" "$work/proxy.key"
     return 0
 }
 
