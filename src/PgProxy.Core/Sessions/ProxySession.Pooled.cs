@@ -82,10 +82,7 @@ internal sealed partial class ProxySession
         (int processId, int secretKey) = pools.RegisterCancelKey(() => Volatile.Read(ref pooledServer));
         Volatile.Write(ref pooledServer, server);
         bool reusable = false;
-        Volatile.Write(ref relaying, 1);
-        long started = Stopwatch.GetTimestamp();
-        environment.Metrics.SessionOpened(environment.InstanceName);
-        Log.SessionOpened(environment.Logger, Id, client.Address, user, database, environment.InstanceName);
+        long started = RelayStarted(user, database);
         SessionHandlers? handlers = null;
         ForwardingPump? frontend = null;
         ForwardingPump? backend = null;
@@ -116,13 +113,7 @@ internal sealed partial class ProxySession
             Volatile.Write(ref pooledServer, null);
             handlers?.Diversion.Abandon();
             await pool.ReturnAsync(server, reusable).ConfigureAwait(false);
-            double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-            long fromClient = frontend?.BytesForwarded ?? 0;
-            long toClient = backend?.BytesForwarded ?? 0;
-            reason = EndReason(reason);
-            environment.Metrics.SessionClosed(environment.InstanceName, seconds, fromClient, toClient);
-            environment.Statistics?.ForInstance(environment.InstanceName).SessionEnded(fromClient, toClient);
-            Log.SessionClosed(environment.Logger, Id, client.Address, user, database, seconds, fromClient, toClient, reason);
+            RelayEnded(started, frontend, backend, user, database, reason);
         }
     }
 

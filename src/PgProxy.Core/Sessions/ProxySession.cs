@@ -167,10 +167,7 @@ internal sealed partial class ProxySession : IDisposable
             return;
         }
 
-        Volatile.Write(ref relaying, 1);
-        long started = Stopwatch.GetTimestamp();
-        environment.Metrics.SessionOpened(environment.InstanceName);
-        Log.SessionOpened(environment.Logger, Id, client.Address, user, database, environment.InstanceName);
+        long started = RelayStarted(user, database);
         SessionHandlers? handlers = null;
         ForwardingPump? frontend = null;
         ForwardingPump? backend = null;
@@ -212,14 +209,29 @@ internal sealed partial class ProxySession : IDisposable
         {
             handlers?.Diversion.Abandon();
             await server.DisposeAsync().ConfigureAwait(false);
-            double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-            long fromClient = frontend?.BytesForwarded ?? 0;
-            long toClient = backend?.BytesForwarded ?? 0;
-            reason = EndReason(reason);
-            environment.Metrics.SessionClosed(environment.InstanceName, seconds, fromClient, toClient);
-            environment.Statistics?.ForInstance(environment.InstanceName).SessionEnded(fromClient, toClient);
-            Log.SessionClosed(environment.Logger, Id, client.Address, user, database, seconds, fromClient, toClient, reason);
+            RelayEnded(started, frontend, backend, user, database, reason);
         }
+    }
+
+    /// <summary>The relay begins: counted, logged, and what <see cref="RequestShutdown"/> waits for from now on. Returns when.</summary>
+    private long RelayStarted(string user, string database)
+    {
+        Volatile.Write(ref relaying, 1);
+        environment.Metrics.SessionOpened(environment.InstanceName);
+        Log.SessionOpened(environment.Logger, Id, client.Address, user, database, environment.InstanceName);
+        return Stopwatch.GetTimestamp();
+    }
+
+    /// <summary>The relay that began at <paramref name="started"/> has ended: its duration and bytes counted, its end logged.</summary>
+    private void RelayEnded(long started, ForwardingPump? frontend, ForwardingPump? backend, string user, string database, string reason)
+    {
+        double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        long fromClient = frontend?.BytesForwarded ?? 0;
+        long toClient = backend?.BytesForwarded ?? 0;
+        environment.Metrics.SessionClosed(environment.InstanceName, seconds, fromClient, toClient);
+        environment.Statistics?.ForInstance(environment.InstanceName).SessionEnded(fromClient, toClient);
+        string why = EndReason(reason);
+        Log.SessionClosed(environment.Logger, Id, client.Address, user, database, seconds, fromClient, toClient, why);
     }
 
     /// <summary>
