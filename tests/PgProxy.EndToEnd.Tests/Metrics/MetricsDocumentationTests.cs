@@ -57,13 +57,15 @@ public sealed partial class MetricsDocumentationTests(PostgresFixture fixture)
         });
         Assert.True((await server.Configuration.ReloadAsync()).Applied);
 
-        // These need plugins, masks or the console's session list; recorded here so their names as scraped are checked too.
+        // These need plugins, masks, pools or the console's session list; recorded here so their names as scraped are checked too.
         metrics.Rewritten("proxy", "tableau_hll");
         metrics.Refused("proxy", "no_drop");
         metrics.Masked("proxy", "ssn");
         metrics.PluginFailed("proxy", "tableau_hll");
         metrics.PluginTimedOut("proxy", "tableau_hll");
         metrics.ObserveSessionStates(() => [("proxy", "idle", 1)]);
+        metrics.ObservePools(() => [("proxy", "app", "shop", new PgProxy.Core.Pooling.PoolCounts(1, 1, 1, TimeSpan.FromSeconds(1), 2, 0))]);
+        metrics.PoolWaited("proxy", "app", "shop", 0.01);
 
         string url = endpoint.Addresses[0] + MetricsConfig.Path;
         return await MetricsScraper.ScrapeUntilAsync(
