@@ -75,6 +75,7 @@ internal static class ConsoleCommandParser
             ("SHOW", "QUERIES", _) => ParseShowQueries(text, words),
             ("SHOW", "RULES", 2) => new(ConsoleCommandKind.ShowRules, text),
             ("SHOW", "PLUGINS", 2) => new(ConsoleCommandKind.ShowPlugins, text),
+            ("SHOW", "POOLS", 2) => new(ConsoleCommandKind.ShowPools, text),
             ("KILL", _, _) => new(ConsoleCommandKind.Kill, text) { SessionId = SessionIdOf("KILL", words) },
             ("CANCEL", _, _) => new(ConsoleCommandKind.Cancel, text) { SessionId = SessionIdOf("CANCEL", words) },
             ("RELOAD", _, 1) => new(ConsoleCommandKind.Reload, text),

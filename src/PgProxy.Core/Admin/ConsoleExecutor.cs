@@ -68,6 +68,10 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
                 return ConsoleResult.Of(info, [.. host.Sessions().OrderBy(s => s.Id).Select(SessionRow)]);
             case ConsoleCommandKind.ShowPlugins:
                 return ConsoleResult.Of(info, PluginRows());
+            case ConsoleCommandKind.ShowPools:
+                return ConsoleResult.Of(info, [.. host.Pools()
+                    .OrderBy(pool => pool.Instance, StringComparer.Ordinal).ThenBy(pool => pool.User, StringComparer.Ordinal).ThenBy(pool => pool.Database, StringComparer.Ordinal)
+                    .Select(PoolRow)]);
             case ConsoleCommandKind.ShowStats:
                 return ConsoleResult.Of(info, StatsRows());
             case ConsoleCommandKind.ShowQueries:
@@ -276,6 +280,19 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
             ];
         })];
     }
+
+    private static IReadOnlyList<string?> PoolRow(PoolView pool) =>
+    [
+        pool.Instance,
+        pool.User,
+        pool.Database,
+        Number(pool.Counts.Active),
+        Number(pool.Counts.Waiting),
+        Number(pool.Counts.Active),
+        Number(pool.Counts.Idle),
+        Number(pool.Counts.Opened),
+        pool.Counts.LongestWait.TotalMilliseconds.ToString("0.###", CultureInfo.InvariantCulture),
+    ];
 
     private static string KindName(PluginKind kind) => kind switch
     {

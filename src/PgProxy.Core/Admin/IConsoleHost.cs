@@ -27,6 +27,9 @@ internal interface IConsoleHost
     /// <summary>Every session open now (console sessions included), each as it is at this moment.</summary>
     IReadOnlyList<SessionView> Sessions();
 
+    /// <summary>Every server connection pool of the pooling instances, with its counts now.</summary>
+    IReadOnlyList<PoolView> Pools();
+
     /// <summary>Ends session <paramref name="sessionId"/> now, its client told 57P01; false when there is no such session.</summary>
     bool Kill(long sessionId);
 
@@ -42,6 +45,9 @@ internal interface IConsoleHost
 /// interceptors new sessions get (whose counters SHOW PLUGINS reads).
 /// </summary>
 internal sealed record ConsoleInstance(InstanceConfig Config, IReadOnlyList<string> Endpoints, RuleSet Rules, InstanceInterceptors Interceptors);
+
+/// <summary>One pool as SHOW POOLS shows it.</summary>
+internal sealed record PoolView(string Instance, string User, string Database, Pooling.PoolCounts Counts);
 
 /// <summary>What became of a CANCEL.</summary>
 internal enum CancelOutcome

@@ -335,6 +335,9 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
             listener.Environment.LiveRules.Current,
             listener.Environment.Interceptors))];
 
+    IReadOnlyList<PoolView> IConsoleHost.Pools() =>
+        [.. Configuration.Pools.SelectMany(instance => instance.All).Select(pool => new PoolView(pool.Key.Instance, pool.Key.User, pool.Key.Database, pool.Counts))];
+
     IReadOnlyList<SessionView> IConsoleHost.Sessions() => [.. sessions.Snapshot().Select(session => session.Describe())];
 
     bool IConsoleHost.Kill(long sessionId)

@@ -32,6 +32,22 @@ public sealed class ConsoleExecutorTests
     }
 
     [Fact]
+    public void Show_pools_has_a_row_per_pool_sorted_with_its_counts()
+    {
+        host.PoolList.Add(new PoolView("proxy", "web", "shop", new PgProxy.Core.Pooling.PoolCounts(2, 1, 3, TimeSpan.FromMilliseconds(1500), 4, 1)));
+        host.PoolList.Add(new PoolView("proxy", "app", "shop", new PgProxy.Core.Pooling.PoolCounts(1, 0, 0, TimeSpan.Zero, 1, 0)));
+
+        ConsoleResult result = Run("SHOW POOLS");
+
+        Assert.Equal(
+            [
+                ["proxy", "app", "shop", "1", "0", "1", "0", "1", "0"],
+                ["proxy", "web", "shop", "2", "3", "2", "1", "4", "1500"],
+            ],
+            result.Rows);
+    }
+
+    [Fact]
     public void Show_help_lists_every_command_in_catalog_order()
     {
         Assert.Equal(ConsoleCatalog.All.Select(c => c.Syntax), Run("SHOW HELP").Rows.Select(row => row[0]));

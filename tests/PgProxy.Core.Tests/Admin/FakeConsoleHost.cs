@@ -63,6 +63,11 @@ internal sealed class FakeConsoleHost : IConsoleHost
 
     public IReadOnlyList<SessionView> Sessions() => SessionList;
 
+    /// <summary>The pools SHOW POOLS lists; none unless the test adds them.</summary>
+    public List<PoolView> PoolList { get; } = [];
+
+    public IReadOnlyList<PoolView> Pools() => PoolList;
+
     public bool Kill(long sessionId)
     {
         Killed.Add(sessionId);

@@ -1,4 +1,5 @@
 using Npgsql;
+using PgProxy.Core.Admin;
 using PgProxy.Core.Configuration;
 using PgProxy.EndToEnd.Tests.Infrastructure;
 
@@ -96,6 +97,11 @@ public sealed class SessionPoolingTests(PostgresFixture fixture) : IAsyncLifetim
         Assert.Equal("53300", error.SqlState);
         Assert.Contains($"pool \"proxy\" for user \"{PostgresServer.ScramUser}\", database \"{PostgresServer.Database}\"", error.MessageText, StringComparison.Ordinal);
         Assert.Equal(1, await ScalarAsync<int>(holder, "SELECT 1")); // the holder is unharmed
+
+        // The console's view of the same pool: one client holding its only connection, nobody waiting now.
+        IReadOnlyList<PoolView> pools = ((IConsoleHost)proxy.Server).Pools();
+        PoolView pool = Assert.Single(pools);
+        Assert.Equal(("proxy", PostgresServer.ScramUser, 1, 0, 1, 0), (pool.Instance, pool.User, pool.Counts.Active, pool.Counts.Waiting, pool.Counts.Opened, pool.Counts.Idle));
     }
 
     [Fact]
