@@ -106,7 +106,7 @@ internal sealed class StatementTimer(
                 if (TryReadName(body, out ReadOnlySequence<byte> executed, out _))
                 {
                     Bound? bound = Find(portals, executed);
-                    Enqueue(new Pending(bound?.Statement.Shape ?? QueryShape.Unparsable, Stopwatch.GetTimestamp(), bound?.Statement.ChangedBy, bound?.Parameters));
+                    Enqueue(new Pending(bound?.Statement.Shape ?? QueryShape.Unparsable, Stopwatch.GetTimestamp(), bound?.Statement.ChangedBy, bound?.Parameters, bound?.Statement.Text));
                 }
 
                 break;
@@ -177,9 +177,13 @@ internal sealed class StatementTimer(
         }
 
         string? changedBy = parts.Length > 0 ? TakeChange(parts[0]) : null;
+
+        // The shapes are cached by the text without its constants: the text as sent is this message's own, never the
+        // text of the first message of that shape.
+        string? own = queryLogSettings is { Parameters: true } && parts.Length > 0 ? Encoding.GetString(text) : null;
         foreach (QueryShape part in parts)
         {
-            Enqueue(new Pending(part, now, changedBy, null));
+            Enqueue(new Pending(part, now, changedBy, null, own));
         }
 
         Enqueue(Pending.EndOfRequest);

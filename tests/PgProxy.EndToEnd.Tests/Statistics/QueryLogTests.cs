@@ -67,11 +67,23 @@ public sealed class QueryLogTests(PostgresFixture fixture)
             await using var command = new NpgsqlCommand("SELECT @word::text AS querylog_value", connection);
             command.Parameters.Add(new NpgsqlParameter<string>("word", "swordfish"));
             Assert.Equal("swordfish", await command.ExecuteScalarAsync());
+
+            // Two simple-protocol queries of one shape: each line has its own text, not the first one's.
+            foreach (string word in new[] { "first", "second" })
+            {
+                await using var inline = new NpgsqlCommand($"SELECT 'inline-{word}'::text AS querylog_inline", connection);
+                Assert.Equal($"inline-{word}", await inline.ExecuteScalarAsync());
+            }
         }
 
-        List<JsonElement> lines = await WaitForLinesAsync(Path.Combine(directory.Path, "queries.log"), lines => lines.Any(l => Query(l).Contains("querylog_value", StringComparison.Ordinal)));
+        List<JsonElement> lines = await WaitForLinesAsync(
+            Path.Combine(directory.Path, "queries.log"),
+            lines => lines.Any(l => Query(l).Contains("querylog_value", StringComparison.Ordinal)) && lines.Count(l => Query(l).Contains("querylog_inline", StringComparison.Ordinal)) == 2);
         JsonElement line = Assert.Single(lines, l => Query(l).Contains("querylog_value", StringComparison.Ordinal));
         Assert.Equal(["swordfish"], line.GetProperty("parameters").EnumerateArray().Select(value => value.GetString()));
+        Assert.Equal(
+            ["SELECT 'inline-first'::text AS querylog_inline", "SELECT 'inline-second'::text AS querylog_inline"],
+            lines.Where(l => Query(l).Contains("querylog_inline", StringComparison.Ordinal)).Select(Query));
     }
 
     private static string Query(JsonElement line) => line.GetProperty("query").GetString() ?? "";
