@@ -23,8 +23,8 @@ namespace PgProxy.Core.Sessions;
 /// </summary>
 internal sealed partial class ProxySession
 {
-    // Start-up parameters that are not settings: who and where (the pool's key), and protocol options.
-    private static readonly HashSet<string> NotSettings = new(StringComparer.OrdinalIgnoreCase) { "user", "database", "options", "replication" };
+    // Start-up parameters that are not settings: who and where, the pool's key.
+    private static readonly HashSet<string> NotSettings = new(StringComparer.OrdinalIgnoreCase) { "user", "database" };
 
     // How many times a session takes another connection when the one lent turns out closed by the server.
     private const int AcquireAttempts = 3;
@@ -288,7 +288,7 @@ internal sealed partial class ProxySession
         var statements = new StringBuilder();
         foreach ((string name, string value) in startup.Parameters)
         {
-            if (name.StartsWith("_pq_.", StringComparison.Ordinal) || (NotSettings.Contains(name) && name is not "options" and not "replication"))
+            if (name.StartsWith("_pq_.", StringComparison.Ordinal) || NotSettings.Contains(name))
             {
                 continue;
             }
