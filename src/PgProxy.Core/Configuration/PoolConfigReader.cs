@@ -69,14 +69,6 @@ internal static class PoolConfigReader
                 $"pool.mode {mode.ToString().ToLowerInvariant()} needs an auth section (auth-file, or auth-user with auth-query): with pooling PgProxy authenticates clients itself");
         }
 
-        else if (pool.Mode == PoolMode.Transaction)
-        {
-            // Sessions link to a pooled connection for their whole life (session mode); moving a connection between
-            // clients at transaction boundaries is not built yet, and refusing the mode says so instead of running
-            // session pooling under a configuration that asks for transaction pooling.
-            reader.Report(mapping.PathOf("mode"), mapping.Optional("mode")?.Owner ?? section.Owner,
-                $"pool.mode {mode.ToString().ToLowerInvariant()} is not available yet in this version of PgProxy; use session (server connections reused between client sessions) or none");
-        }
 
         return pool;
     }

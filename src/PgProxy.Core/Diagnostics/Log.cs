@@ -92,4 +92,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1102, Level = LogLevel.Warning, Message = "Session {SessionId}: the reset query ({ResetQuery}) failed, so the server connection is closed instead of pooled: {Reason}")]
     public static partial void PoolResetFailed(ILogger logger, long sessionId, string resetQuery, string reason);
+
+    [LoggerMessage(EventId = 1103, Level = LogLevel.Warning, Message = "Session {SessionId}: the settings it changed could not be read back, so its server connection is closed instead of pooled: {Reason}")]
+    public static partial void PoolSettingsUnread(ILogger logger, long sessionId, string reason);
 }

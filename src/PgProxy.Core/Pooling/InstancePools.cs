@@ -91,8 +91,12 @@ internal sealed class InstancePools : IAsyncDisposable
 
     public void ReleaseCancelKey(int processId) => cancelTargets.TryRemove(processId, out _);
 
-    /// <summary>The server connection a client's CancelRequest is for, and that connection's own cancel key; null when none.</summary>
-    public byte[]? TryFindCancelTarget(StartupPacket cancel)
+    /// <summary>
+    /// The server connection a client's CancelRequest is for, and the CancelRequest with that connection's own key; null
+    /// when none. The connection counts the cancel as in flight (<see cref="PooledServer.CancelStarted"/>): the caller
+    /// ends it once the cancel's own connection has closed.
+    /// </summary>
+    public (byte[] Request, PooledServer Server)? TryFindCancelTarget(StartupPacket cancel)
     {
         ArgumentNullException.ThrowIfNull(cancel);
         byte[] raw = cancel.RawBytes;
@@ -104,12 +108,21 @@ internal sealed class InstancePools : IAsyncDisposable
         int processId = BinaryPrimitives.ReadInt32BigEndian(raw.AsSpan(8));
         int secret = BinaryPrimitives.ReadInt32BigEndian(raw.AsSpan(12));
         if (!cancelTargets.TryGetValue(processId, out CancelTarget? target) || target.Secret != secret
-            || target.LinkedServer() is not { BackendKey: { Length: >= 8 } key })
+            || target.LinkedServer() is not { BackendKey: { Length: >= 8 } key } server)
         {
             return null;
         }
 
-        return StartupPacketWriter.BuildCancelRequest(BinaryPrimitives.ReadInt32BigEndian(key), key.AsSpan(4));
+        // Counted, then checked again: a session unlinking writes its link, then reads the count (both fenced), so
+        // either it waits for this cancel or this sees the connection gone.
+        server.CancelStarted();
+        if (!ReferenceEquals(target.LinkedServer(), server))
+        {
+            server.CancelEnded();
+            return null;
+        }
+
+        return (StartupPacketWriter.BuildCancelRequest(BinaryPrimitives.ReadInt32BigEndian(key), key.AsSpan(4)), server);
     }
 
     public async ValueTask DisposeAsync()
@@ -184,7 +197,7 @@ internal sealed class InstancePools : IAsyncDisposable
                 ServerLoginResult login = await ServerLogin.RunAsync(connection.Leg, startup, user, current.Instance.Redirect.Name, credential, cancellationToken).ConfigureAwait(false);
                 string pool = new PoolKey(current.InstanceName, user, database).ToString();
                 Log.PoolServerOpened(current.Logger, pool, current.Instance.Redirect.Name);
-                return new PooledServer(connection.Leg, login);
+                return new PooledServer(connection.Leg, login, current.Instance.Pool.Mode == PoolMode.Transaction ? current.Instance.Pool.PreparedStatements : 0);
             }
             catch
             {

@@ -18,13 +18,64 @@ internal sealed class PooledServer : IAsyncDisposable
 {
     private Task? idleWatch;
     private int broken;
+    private int cancelsInFlight;
+    private TaskCompletionSource? cancelsDone;
 
-    public PooledServer(UpstreamLeg leg, ServerLoginResult login)
+    public PooledServer(UpstreamLeg leg, ServerLoginResult login, int preparedStatements = 0)
     {
         ArgumentNullException.ThrowIfNull(login);
         Leg = leg;
         Parameters = login.Parameters;
         BackendKey = login.BackendKey;
+        Statements = new ServerStatements(preparedStatements);
+    }
+
+    /// <summary>Transaction pooling: the clients' statements PgProxy has prepared here, under its own names.</summary>
+    public ServerStatements Statements { get; }
+
+    /// <summary>Transaction pooling: the settings set here since the login, by whichever clients had the connection.</summary>
+    public SessionSettings Settings { get; } = new();
+
+    /// <summary>Which client session had the connection last, and the version of its settings then (a link to the same one with the same settings sets nothing).</summary>
+    public (long Session, long SettingsVersion) LastLink { get; set; } = (-1, -1);
+
+    /// <summary>A CancelRequest for this connection is on its way to the server; <see cref="CancelEnded"/> when its connection has closed.</summary>
+    public void CancelStarted() => Interlocked.Increment(ref cancelsInFlight);
+
+    public void CancelEnded()
+    {
+        if (Interlocked.Decrement(ref cancelsInFlight) == 0)
+        {
+            Interlocked.Exchange(ref cancelsDone, null)?.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// Completes when no CancelRequest for this connection is in flight: one that arrived late would cancel the next
+    /// client's statement, so the connection goes back to its pool only after. Bounded by <paramref name="timeout"/>.
+    /// </summary>
+    public async Task WhenNoCancelsAsync(TimeSpan timeout)
+    {
+        if (Volatile.Read(ref cancelsInFlight) == 0)
+        {
+            return;
+        }
+
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Interlocked.Exchange(ref cancelsDone, done);
+        if (Volatile.Read(ref cancelsInFlight) == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await done.Task.WaitAsync(timeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // The cancel connection hangs: the session's own deadline is the bound, the pool goes on.
+        }
     }
 
     public UpstreamLeg Leg { get; }
@@ -59,7 +110,18 @@ internal sealed class PooledServer : IAsyncDisposable
     /// messages; the first error's SQLSTATE and message are returned (null when none). For the proxy's own statements
     /// between clients: the start-up parameters of the next client, and the reset query.
     /// </summary>
-    public async Task<(ProtocolError? Error, byte TransactionStatus)> RunAsync(string sql, CancellationToken cancellationToken)
+    public Task<(ProtocolError? Error, byte TransactionStatus)> RunAsync(string sql, CancellationToken cancellationToken) =>
+        RunAsync(sql, null, cancellationToken);
+
+    /// <summary>Runs one simple Query as <see cref="RunAsync(string, CancellationToken)"/> does, returning the text values of its first row.</summary>
+    public async Task<(ProtocolError? Error, string?[]? Row)> QueryRowAsync(string sql, CancellationToken cancellationToken)
+    {
+        string?[]? row = null;
+        (ProtocolError? error, _) = await RunAsync(sql, body => row ??= DataRowValues(body), cancellationToken).ConfigureAwait(false);
+        return (error, row);
+    }
+
+    private async Task<(ProtocolError? Error, byte TransactionStatus)> RunAsync(string sql, Action<ReadOnlySequence<byte>>? onDataRow, CancellationToken cancellationToken)
     {
         var message = new ArrayBufferWriter<byte>(sql.Length + 16);
         QueryMessages.WriteQuery(message, Encoding.UTF8, sql);
@@ -80,6 +142,9 @@ internal sealed class PooledServer : IAsyncDisposable
                     case BackendMessageCode.ErrorResponse:
                         error ??= ServerLogin.ErrorOf(body);
                         break;
+                    case BackendMessageCode.DataRow:
+                        onDataRow?.Invoke(body);
+                        break;
                     case BackendMessageCode.ReadyForQuery:
                         byte status = body.IsEmpty ? (byte)'I' : body.FirstSpan[0];
                         Leg.Reader.AdvanceTo(buffer.Start);
@@ -93,6 +158,25 @@ internal sealed class PooledServer : IAsyncDisposable
                 throw new IOException("the server closed the connection");
             }
         }
+    }
+
+    private static string?[] DataRowValues(ReadOnlySequence<byte> body)
+    {
+        var reader = new SequenceReader<byte>(body);
+        reader.TryReadBigEndian(out short count);
+        var values = new string?[Math.Max((int)count, 0)];
+        for (int i = 0; i < values.Length && reader.TryReadBigEndian(out int length); i++)
+        {
+            if (length < 0)
+            {
+                continue;
+            }
+
+            values[i] = Encoding.UTF8.GetString(reader.UnreadSequence.Slice(0, length));
+            reader.Advance(length);
+        }
+
+        return values;
     }
 
     public async ValueTask DisposeAsync()

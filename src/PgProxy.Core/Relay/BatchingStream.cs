@@ -9,6 +9,9 @@ namespace PgProxy.Core.Relay;
 /// </summary>
 internal sealed class BatchingStream(Stream inner) : Stream
 {
+    /// <summary>Where the collected bytes go; transaction pooling points it at each server connection in turn.</summary>
+    public Stream Inner { get; set; } = inner;
+
     private const int RetainedCapacity = 256 * 1024;
     private ArrayBufferWriter<byte> pending = new(16 * 1024);
 
@@ -37,7 +40,7 @@ internal sealed class BatchingStream(Stream inner) : Stream
             return;
         }
 
-        await inner.WriteAsync(pending.WrittenMemory, cancellationToken).ConfigureAwait(false);
+        await Inner.WriteAsync(pending.WrittenMemory, cancellationToken).ConfigureAwait(false);
 
         // A batch that carried a large message does not keep its buffer for the rest of the session.
         if (pending.Capacity > RetainedCapacity)
@@ -53,7 +56,7 @@ internal sealed class BatchingStream(Stream inner) : Stream
     public override void Flush()
     {
         // Pumps flush asynchronously; this is for callers that only know Stream's synchronous surface.
-        inner.Write(pending.WrittenSpan);
+        Inner.Write(pending.WrittenSpan);
         pending.ResetWrittenCount();
     }
 

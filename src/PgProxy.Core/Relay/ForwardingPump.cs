@@ -26,9 +26,9 @@ internal sealed class ForwardingPump
     /// <summary>Frames at least this large stream through instead of being waited for whole.</summary>
     internal const int StreamingThreshold = 64 * 1024;
 
-    private readonly PipeReader source;
-    private readonly Stream destination;
-    private readonly Stream socket;
+    private PipeReader source;
+    private Stream destination;
+    private Stream socket;
     private readonly ServerProtocolState state;
     private readonly PumpDirection direction;
     private readonly long maxMessageLength;
@@ -82,6 +82,39 @@ internal sealed class ForwardingPump
     /// </summary>
     public bool ForwardsTerminate { get; init; } = true;
 
+    /// <summary>
+    /// Whether the server-to-client pump stops with <see cref="PumpStop.Unlinked"/> after a batch that leaves the server
+    /// connection idle (ReadyForQuery 'I' for the last request, no extended batch open, a frame boundary): in transaction
+    /// pooling the connection then goes back to its pool.
+    /// </summary>
+    public bool UnlinksWhenIdle { get; init; }
+
+    /// <summary>
+    /// Points the pump at another server connection (transaction pooling links a client to one per transaction): the
+    /// client-to-server pump gets a new destination, the server-to-client pump a new source. Call only while the pump
+    /// is not running.
+    /// </summary>
+    public void Retarget(UpstreamLeg upstream)
+    {
+        ArgumentNullException.ThrowIfNull(upstream);
+        if (direction == PumpDirection.ClientToServer)
+        {
+            socket = upstream.Stream;
+            if (batching is not null)
+            {
+                batching.Inner = upstream.Stream;
+            }
+            else
+            {
+                destination = upstream.Stream;
+            }
+        }
+        else
+        {
+            source = upstream.Reader;
+        }
+    }
+
     /// <summary>Bytes written to the destination so far.</summary>
     public long BytesForwarded => Volatile.Read(ref bytesForwarded);
 
@@ -100,6 +133,8 @@ internal sealed class ForwardingPump
                 ReadResult result = await source.ReadAsync(cancellationToken).ConfigureAwait(false);
                 if (result.IsCanceled)
                 {
+                    // Nothing taken: whoever reads next (this pump again, once relinked) sees the same bytes.
+                    source.AdvanceTo(result.Buffer.Start);
                     return PumpStop.Cancelled;
                 }
 
@@ -161,9 +196,17 @@ internal sealed class ForwardingPump
                     return reason;
                 }
 
-                if (direction == PumpDirection.ServerToClient && consumed > 0 && state.ShouldEndAfterBatch())
+                if (direction == PumpDirection.ServerToClient && consumed > 0)
                 {
-                    return PumpStop.IdleShutdown;
+                    if (state.ShouldEndAfterBatch())
+                    {
+                        return PumpStop.IdleShutdown;
+                    }
+
+                    if (UnlinksWhenIdle && state.IsIdle && !state.ExtendedBatchOpen && AtFrameBoundary)
+                    {
+                        return PumpStop.Unlinked;
+                    }
                 }
 
                 if (result.IsCompleted)
@@ -322,6 +365,7 @@ internal sealed class ForwardingPump
             }
         }
 
+        state.Responses?.OnFrame(direction == PumpDirection.ClientToServer, header.Code);
         if (direction == PumpDirection.ClientToServer)
         {
             switch ((FrontendMessageCode)header.Code)

@@ -26,4 +26,7 @@ internal enum PumpStop
 
     /// <summary>A requested shutdown found the session idle after this batch.</summary>
     IdleShutdown,
+
+    /// <summary>Transaction pooling: the server connection became idle after this batch and may go back to its pool.</summary>
+    Unlinked,
 }

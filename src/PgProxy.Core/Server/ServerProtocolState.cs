@@ -25,6 +25,7 @@ internal sealed class ServerProtocolState
     private readonly Dictionary<string, string> parameters = new(StringComparer.Ordinal);
     private (int ProcessId, byte[] SecretKey)? backendKey;
     private string? clientEncodingName;
+    private long parameterReports;
     private Encoding? clientEncoding;
 
     /// <param name="trackStatements">Whether to keep <see cref="Statements"/>: it costs a decode of every Parse, Bind,
@@ -51,6 +52,15 @@ internal sealed class ServerProtocolState
             Volatile.Write(ref statements, new StatementTracker());
         }
     }
+
+    /// <summary>
+    /// Transaction pooling's record of the responses still owed, request by request, so the proxy's own messages on a
+    /// linked connection are answered to it and not to the client; null in the other modes.
+    /// </summary>
+    public Pooling.ResponseSequencer? Responses { get; init; }
+
+    /// <summary>How many ParameterStatus messages the server has sent (a change of a reported setting).</summary>
+    public long ParameterReports => Volatile.Read(ref parameterReports);
 
     /// <summary>The client_encoding the server last reported, or null before it reported one.</summary>
     public string? ClientEncodingName => Volatile.Read(ref clientEncodingName);
@@ -180,6 +190,8 @@ internal sealed class ServerProtocolState
             {
                 parameters[name] = value;
             }
+
+            Interlocked.Increment(ref parameterReports);
 
             if (name == "client_encoding")
             {

@@ -131,6 +131,15 @@ internal sealed partial class ProxySession
     private void Linked(UpstreamLeg upstream, ForwardingPump frontend, ForwardingPump backend, StatementTimer? timer) =>
         Volatile.Write(ref link, new Link(upstream, frontend, backend, timer));
 
+    /// <summary>Transaction pooling: the same pumps, now on another server connection.</summary>
+    private void Relinked(UpstreamLeg upstream)
+    {
+        if (Volatile.Read(ref link) is { } linked && !ReferenceEquals(linked.Upstream, upstream))
+        {
+            Volatile.Write(ref link, linked with { Upstream = upstream });
+        }
+    }
+
     /// <summary>The close log line's reason: a KILL says so, instead of the shutdown whose path it took.</summary>
     private string EndReason(string reason) => Volatile.Read(ref killed) != 0 ? "killed from the admin console" : reason;
 

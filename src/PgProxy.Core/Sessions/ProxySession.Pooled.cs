@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics;
 using System.Text;
 using PgProxy.Core.Authentication;
+using PgProxy.Core.Configuration;
 using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
 using PgProxy.Core.Pooling;
@@ -40,7 +41,7 @@ internal sealed partial class ProxySession
             return;
         }
 
-        string? settings = SettingsOf(startup, out ProtocolError? unsupported);
+        List<KeyValuePair<string, string>>? startupSettings = StartupSettingsOf(startup, out ProtocolError? unsupported);
         if (unsupported is not null)
         {
             await client.RefuseAsync(unsupported).ConfigureAwait(false);
@@ -73,7 +74,14 @@ internal sealed partial class ProxySession
             pool = pools.For(user, database, credential);
         }
 
-        PooledServer? server = await TakeServerAsync(pool, settings, cancellationToken).ConfigureAwait(false);
+        if (environment.Instance.Pool.Mode == PoolMode.Transaction)
+        {
+            await RelayTransactionsAsync(pools, pool, startup, context, user, database, new SessionSettings(startupSettings ?? [])).ConfigureAwait(false);
+            return;
+        }
+
+        string? settings = SetStatements(startupSettings);
+        PooledServer? server = await TakeServerAsync(pool, _ => settings, null, cancellationToken).ConfigureAwait(false);
         if (server is null)
         {
             return;
@@ -121,7 +129,8 @@ internal sealed partial class ProxySession
     /// A server connection from the pool with the client's settings applied; null when the client was refused (the pool
     /// timed out, the server could not be reached or refused the login, or refused a setting).
     /// </summary>
-    private async Task<PooledServer?> TakeServerAsync(ServerPool<PooledServer> pool, string? settings, CancellationToken cancellationToken)
+    private async Task<PooledServer?> TakeServerAsync(
+        ServerPool<PooledServer> pool, Func<PooledServer, string?> settingsFor, Action<PooledServer>? applied, CancellationToken cancellationToken)
     {
         for (int attempt = 1; ; attempt++)
         {
@@ -171,6 +180,7 @@ internal sealed partial class ProxySession
                 return null;
             }
 
+            string? settings = settingsFor(server);
             if (settings is null)
             {
                 return server;
@@ -185,6 +195,8 @@ internal sealed partial class ProxySession
                     await client.RefuseAsync(error ?? new ProtocolError(SqlStates.InternalError, "the server was left in a transaction by the start-up parameters")).ConfigureAwait(false);
                     return null;
                 }
+
+                applied?.Invoke(server);
             }
             catch (Exception e) when (e is IOException or OperationCanceledException)
             {
@@ -265,27 +277,51 @@ internal sealed partial class ProxySession
     }
 
     /// <summary>Where a CancelRequest for this session goes: the server connection linked now, with its own key.</summary>
-    private Task ForwardPooledCancelAsync(InstancePools pools, StartupPacket cancel)
+    private async Task ForwardPooledCancelAsync(InstancePools pools, StartupPacket cancel)
     {
-        byte[]? forServer = pools.TryFindCancelTarget(cancel);
-        if (forServer is null)
+        if (pools.TryFindCancelTarget(cancel) is not (byte[] forServer, PooledServer server))
         {
             Log.CancelFailed(environment.Logger, Id, client.Address, environment.Instance.Redirect.Name, "no pooled session has that key, or it runs nothing now");
-            return Task.CompletedTask;
+            return;
         }
 
-        return ServerConnection.ForwardCancelAsync(environment, security, loop, Id, forServer, client.Address);
+        try
+        {
+            await ServerConnection.ForwardCancelAsync(environment, security, loop, Id, forServer, client.Address).ConfigureAwait(false);
+        }
+        finally
+        {
+            server.CancelEnded();
+        }
+    }
+
+    /// <summary>The client's start-up settings as one simple Query of SETs, E'' strings whatever standard_conforming_strings says; null when there are none.</summary>
+    private static string? SetStatements(List<KeyValuePair<string, string>>? settings)
+    {
+        if (settings is null or { Count: 0 })
+        {
+            return null;
+        }
+
+        var statements = new StringBuilder();
+        foreach ((string name, string value) in settings)
+        {
+            statements.Append("SET \"").Append(name.Replace("\"", "\"\"", StringComparison.Ordinal)).Append("\" TO ");
+            SessionSettings.Literal(statements, value).Append(';');
+        }
+
+        return statements.ToString();
     }
 
     /// <summary>
-    /// The client's start-up parameters as one simple Query of SETs, E'' strings whatever standard_conforming_strings
-    /// says; null when there are none. <c>options</c> may carry <c>-c name=value</c> and <c>--name=value</c>; anything
-    /// else in it, and <c>replication</c>, cannot be set on a shared connection and refuse the client.
+    /// The client's start-up parameters that are settings, in order; null when there are none. <c>options</c> may carry
+    /// <c>-c name=value</c> and <c>--name=value</c>; anything else in it, and <c>replication</c>, cannot be set on a
+    /// shared connection and refuse the client.
     /// </summary>
-    internal static string? SettingsOf(StartupPacket startup, out ProtocolError? unsupported)
+    internal static List<KeyValuePair<string, string>>? StartupSettingsOf(StartupPacket startup, out ProtocolError? unsupported)
     {
         unsupported = null;
-        var statements = new StringBuilder();
+        List<KeyValuePair<string, string>>? settings = null;
         foreach ((string name, string value) in startup.Parameters)
         {
             if (name.StartsWith("_pq_.", StringComparison.Ordinal) || NotSettings.Contains(name))
@@ -310,16 +346,16 @@ internal sealed partial class ProxySession
                         return null;
                     }
 
-                    Append(statements, option[..equals].Replace('-', '_'), option[(equals + 1)..]);
+                    (settings ??= []).Add(new(option[..equals].Replace('-', '_'), option[(equals + 1)..]));
                 }
 
                 continue;
             }
 
-            Append(statements, name, value);
+            (settings ??= []).Add(new(name, value));
         }
 
-        return statements.Length == 0 ? null : statements.ToString();
+        return settings;
 
         // "-c name=value" comes as two words: keep the setting, drop the flag.
         static List<string> Pair(List<string> options, string word)
@@ -332,10 +368,6 @@ internal sealed partial class ProxySession
             options.Add(word.StartsWith("--", StringComparison.Ordinal) ? word[2..] : word.StartsWith("-c", StringComparison.Ordinal) ? word[2..] : word);
             return options;
         }
-
-        static void Append(StringBuilder statements, string name, string value) =>
-            statements.Append("SET \"").Append(name.Replace("\"", "\"\"", StringComparison.Ordinal)).Append("\" TO E'")
-                .Append(value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("'", "''", StringComparison.Ordinal)).Append("';");
     }
 
     /// <summary>AuthenticationOk, the server's parameters, the client's own cancel key, and ReadyForQuery: the end of its login.</summary>

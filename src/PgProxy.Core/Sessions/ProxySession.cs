@@ -45,7 +45,10 @@ internal sealed partial class ProxySession : IDisposable
         Id = id;
         this.environment = environment;
         security = environment.Security;
-        state = new ServerProtocolState(trackStatements: environment.Pipeline.TracksStatements);
+        state = new ServerProtocolState(trackStatements: environment.Pipeline.TracksStatements)
+        {
+            Responses = environment.Instance.Pool.Mode == Configuration.PoolMode.Transaction ? new Pooling.ResponseSequencer() : null,
+        };
         client = new ClientConnection(id, clientSocket, loop, environment, security);
     }
 
@@ -240,7 +243,7 @@ internal sealed partial class ProxySession : IDisposable
     /// client's Terminate ends the relay without reaching the server, whose connection goes back to its pool.
     /// </summary>
     private (ForwardingPump Frontend, ForwardingPump Backend, SessionHandlers? Handlers) CreatePumps(
-        UpstreamLeg upstream, SessionContext? context, StartupPacket startup, string user, string database, bool forwardsTerminate)
+        UpstreamLeg upstream, SessionContext? context, StartupPacket startup, string user, string database, bool forwardsTerminate, Pooling.TransactionLink? transactions = null)
     {
         ProxyMetrics? statementMetrics = environment.Metrics.RecordsStatements ? environment.Metrics : null;
         StatementTimer? timer = environment.Statistics is not null || environment.QueryLog is not null || statementMetrics is not null
@@ -255,11 +258,24 @@ internal sealed partial class ProxySession : IDisposable
             : null;
         FramePipeline pipeline = environment.Pipeline;
         SessionHandlers? handlers = context is null || pipeline.IsEmpty ? null : pipeline.Create(state, context, environment.Interceptors, environment.LiveRules, timer);
-        var frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, handlers?.ToServer, timer)
+        IReadOnlyList<IFrameHandler>? toServer = handlers?.ToServer;
+        IReadOnlyList<IFrameHandler>? toClient = handlers?.ToClient;
+        if (transactions is not null)
+        {
+            // Statement names are mapped last toward the server (a rule's rewritten Parse is prepared like any other),
+            // and the answers to PgProxy's own requests are taken out first toward the client.
+            toServer = [.. toServer ?? [], transactions.ToServer];
+            toClient = [transactions.ToClient, .. toClient ?? []];
+        }
+
+        var frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, toServer, timer)
         {
             ForwardsTerminate = forwardsTerminate,
         };
-        var backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, handlers?.ToClient, timer);
+        var backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, toClient, timer)
+        {
+            UnlinksWhenIdle = transactions is not null,
+        };
         Linked(upstream, frontend, backend, timer);
         if (context is not null)
         {

@@ -62,12 +62,11 @@ public sealed class PoolConfigTests
     }
 
     [Fact]
-    public void A_pooling_mode_is_refused_until_sessions_use_the_pool()
+    public void Transaction_mode_loads_with_its_statement_cache_size()
     {
-        ConfigError error = Assert.Single(Assert.Throws<ConfigException>(() => Parse("    auth: {auth-file: /etc/pgproxy/users.txt}\n    pool: {mode: transaction}")).Errors);
+        ProxyConfig config = Parse("    auth: {auth-file: /etc/pgproxy/users.txt}\n    pool: {mode: transaction, prepared-statements: 50}");
 
-        Assert.Equal("instances[0].pool.mode", error.KeyPath);
-        Assert.Contains("not available yet", error.Message, StringComparison.Ordinal);
+        Assert.Equal((PoolMode.Transaction, 50), (config.Instances[0].Pool.Mode, config.Instances[0].Pool.PreparedStatements));
     }
 
     private static ProxyConfig Parse(string instanceExtra) => ConfigLoader.Parse(

@@ -1,0 +1,217 @@
+using Npgsql;
+using PgProxy.Core.Configuration;
+using PgProxy.EndToEnd.Tests.Infrastructure;
+
+namespace PgProxy.EndToEnd.Tests.Pooling;
+
+/// <summary>
+/// <c>pool.mode: transaction</c> against a real PostgreSQL: a client holds a server connection from its first message
+/// to the idle ReadyForQuery, its settings and prepared statements follow it to whichever connection it gets next, and
+/// what cannot follow it is refused with 0A000.
+/// </summary>
+[Collection(SharedPostgres.Name)]
+public sealed class TransactionPoolingTests(PostgresFixture fixture) : IAsyncLifetime
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+    private readonly string authFile = Path.Combine(Path.GetTempPath(), $"pgproxy-tx-users-{Guid.NewGuid():N}.txt");
+
+    public async Task InitializeAsync()
+    {
+        string scram = await fixture.Server.QueryAsSuperuserAsync($"SELECT rolpassword FROM pg_authid WHERE rolname = '{PostgresServer.ScramUser}'");
+        string md5 = await fixture.Server.QueryAsSuperuserAsync($"SELECT rolpassword FROM pg_authid WHERE rolname = '{PostgresServer.Md5User}'");
+        await File.WriteAllTextAsync(authFile, $"\"{PostgresServer.ScramUser}\" \"{scram}\"\n\"{PostgresServer.Md5User}\" \"{md5}\"\n");
+    }
+
+    public Task DisposeAsync()
+    {
+        File.Delete(authFile);
+        return Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task Two_clients_share_one_connection_and_a_transaction_keeps_it_until_it_ends()
+    {
+        await using ProxyHarness proxy = await StartAsync(size: 1);
+        await using NpgsqlConnection first = await OpenAsync(proxy, "first");
+        await using NpgsqlConnection second = await OpenAsync(proxy, "second");
+
+        int backend = await ScalarAsync<int>(first, "SELECT pg_backend_pid()");
+        Assert.Equal(backend, await ScalarAsync<int>(second, "SELECT pg_backend_pid()"));
+
+        await using NpgsqlTransaction transaction = await first.BeginTransactionAsync();
+        await ExecuteAsync(first, "CREATE TEMP TABLE held_by_first (n int)");
+        Task<int> waiting = ScalarAsync<int>(second, "SELECT 42");
+        Assert.False(waiting.IsCompleted);
+
+        Assert.Equal(backend, await ScalarAsync<int>(first, "SELECT pg_backend_pid()"));
+        await transaction.CommitAsync();
+
+        Assert.Equal(42, await waiting.WaitAsync(Deadline));
+    }
+
+    [Fact]
+    public async Task Settings_follow_each_client_onto_a_shared_connection()
+    {
+        await using ProxyHarness proxy = await StartAsync(size: 1);
+        await using NpgsqlConnection first = await OpenAsync(proxy, "first");
+        await using NpgsqlConnection second = await OpenAsync(proxy, "second");
+        string defaultZone = await ScalarAsync<string>(second, "SHOW TimeZone");
+        string defaultWorkMem = await ScalarAsync<string>(second, "SHOW work_mem");
+
+        await ExecuteAsync(first, "SET TimeZone TO 'Asia/Tokyo'");
+        await ExecuteAsync(first, "SET work_mem = '7MB'");
+        await ExecuteAsync(first, "SET DateStyle = 'SQL, DMY'");
+
+        Assert.Equal(defaultZone, await ScalarAsync<string>(second, "SHOW TimeZone"));
+        Assert.Equal(defaultWorkMem, await ScalarAsync<string>(second, "SHOW work_mem"));
+        Assert.Equal("second", await ScalarAsync<string>(second, "SHOW application_name"));
+        Assert.Equal("Asia/Tokyo", await ScalarAsync<string>(first, "SHOW TimeZone"));
+        Assert.Equal("7MB", await ScalarAsync<string>(first, "SHOW work_mem"));
+        Assert.Equal("SQL, DMY", await ScalarAsync<string>(first, "SHOW DateStyle"));
+        Assert.Equal("first", await ScalarAsync<string>(first, "SHOW application_name"));
+
+        // A SET in a transaction that rolls back leaves the old value, as on PostgreSQL.
+        await using (NpgsqlTransaction transaction = await first.BeginTransactionAsync())
+        {
+            await ExecuteAsync(first, "SET work_mem = '9MB'");
+            await transaction.RollbackAsync();
+        }
+
+        Assert.Equal(defaultWorkMem, await ScalarAsync<string>(second, "SHOW work_mem"));
+        Assert.Equal("7MB", await ScalarAsync<string>(first, "SHOW work_mem"));
+
+        await ExecuteAsync(first, "RESET ALL");
+        Assert.Equal(defaultZone, await ScalarAsync<string>(first, "SHOW TimeZone"));
+        Assert.Equal("first", await ScalarAsync<string>(first, "SHOW application_name"));
+    }
+
+    [Fact]
+    public async Task Prepared_statements_of_the_same_name_stay_each_clients_own_across_connections()
+    {
+        await using ProxyHarness proxy = await StartAsync(size: 2);
+        var clients = new List<NpgsqlConnection>();
+        try
+        {
+            for (int i = 0; i < 6; i++)
+            {
+                clients.Add(await OpenAsync(proxy, $"client-{i}"));
+            }
+
+            // Npgsql names its statements _p1, _p2, ... per connection: the same names for different texts.
+            var commands = new List<NpgsqlCommand>();
+            for (int i = 0; i < clients.Count; i++)
+            {
+                var command = new NpgsqlCommand($"SELECT $1::int * {i + 1}, pg_backend_pid()", clients[i]);
+                command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = 0 });
+                await command.PrepareAsync();
+                commands.Add(command);
+            }
+
+            var backends = new HashSet<int>();
+            for (int round = 1; round <= 5; round++)
+            {
+                Task<(int Value, int Backend)>[] runs = [.. commands.Select(async command =>
+                {
+                    command.Parameters[0].Value = round;
+                    await using NpgsqlDataReader reader = await command.ExecuteReaderAsync();
+                    await reader.ReadAsync();
+                    return (reader.GetInt32(0), reader.GetInt32(1));
+                })];
+                (int Value, int Backend)[] results = await Task.WhenAll(runs).WaitAsync(Deadline);
+                for (int i = 0; i < results.Length; i++)
+                {
+                    Assert.Equal(round * (i + 1), results[i].Value);
+                    backends.Add(results[i].Backend);
+                }
+            }
+
+            Assert.InRange(backends.Count, 1, 2);
+            long onServers = await ScalarAsync<long>(clients[0], "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgproxy_%'");
+            Assert.InRange(onServers, 1, 6);
+        }
+        finally
+        {
+            foreach (NpgsqlConnection client in clients)
+            {
+                await client.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Sql_level_prepare_is_refused_with_0A000_and_aborts_the_transaction_it_is_in()
+    {
+        await using ProxyHarness proxy = await StartAsync(size: 1);
+        await using NpgsqlConnection connection = await OpenAsync(proxy, "sql-prepare");
+
+        PostgresException refused = await Assert.ThrowsAsync<PostgresException>(() => ExecuteAsync(connection, "PREPARE p AS SELECT 1"));
+        Assert.Equal("0A000", refused.SqlState);
+        Assert.Contains("transaction pooling", refused.MessageText, StringComparison.Ordinal);
+
+        PostgresException listen = await Assert.ThrowsAsync<PostgresException>(() => ExecuteAsync(connection, "LISTEN somewhere"));
+        Assert.Equal("0A000", listen.SqlState);
+
+        await using (NpgsqlTransaction transaction = await connection.BeginTransactionAsync())
+        {
+            await Assert.ThrowsAsync<PostgresException>(() => ExecuteAsync(connection, "EXECUTE p"));
+            PostgresException aborted = await Assert.ThrowsAsync<PostgresException>(() => ScalarAsync<int>(connection, "SELECT 1"));
+            Assert.Equal("25P02", aborted.SqlState);
+        }
+
+        Assert.Equal(1, await ScalarAsync<int>(connection, "SELECT 1"));
+    }
+
+    [Fact]
+    public async Task Discard_all_and_deallocate_all_act_on_the_clients_own_statements_only()
+    {
+        await using ProxyHarness proxy = await StartAsync(size: 1);
+        await using NpgsqlConnection keeper = await OpenAsync(proxy, "keeper");
+        await using NpgsqlConnection discarder = await OpenAsync(proxy, "discarder");
+        await using var kept = new NpgsqlCommand("SELECT 7", keeper);
+        await kept.PrepareAsync();
+
+        await ExecuteAsync(discarder, "SET TimeZone TO 'Asia/Tokyo'");
+        await ExecuteAsync(discarder, "DEALLOCATE ALL");
+        await ExecuteAsync(discarder, "DISCARD ALL");
+
+        Assert.Equal(7, (int)(await kept.ExecuteScalarAsync())!);
+        Assert.NotEqual("Asia/Tokyo", await ScalarAsync<string>(discarder, "SHOW TimeZone"));
+        Assert.Equal("discarder", await ScalarAsync<string>(discarder, "SHOW application_name"));
+    }
+
+    private async Task<ProxyHarness> StartAsync(int size)
+    {
+        ProxyConfig config = TestConfigs.Relay(fixture.Server.Host, fixture.Server.Port);
+        InstanceConfig instance = config.Instances[0] with
+        {
+            Auth = new AuthConfig { AuthFile = authFile },
+            Pool = new PoolConfig { Mode = PoolMode.Transaction, Size = size, QueueTimeout = Deadline },
+            UpstreamTls = new UpstreamTlsConfig { Mode = UpstreamTlsMode.Disable },
+        };
+        return await ProxyHarness.StartAsync(config with { Instances = [instance] });
+    }
+
+    private static async Task<NpgsqlConnection> OpenAsync(ProxyHarness proxy, string applicationName)
+    {
+        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(proxy.ConnectionString(PostgresServer.ScramUser, PostgresServer.ScramPassword))
+        {
+            ApplicationName = applicationName,
+            Pooling = false,
+        }.ConnectionString);
+        await connection.OpenAsync();
+        return connection;
+    }
+
+    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        object? value = await command.ExecuteScalarAsync();
+        return value is DBNull ? default! : (T)value!;
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync();
+    }
+}
