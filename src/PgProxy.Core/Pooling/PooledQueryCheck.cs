@@ -35,14 +35,18 @@ internal readonly record struct PooledQueryCheck(PooledQueryEffect Effect, strin
 /// SQL-level <c>PREPARE</c>/<c>EXECUTE</c>/<c>DEALLOCATE</c> and <c>LISTEN</c> (refused). Most texts are decided by a
 /// look at the first word of each statement, with no parse and no allocation.
 /// </summary>
-internal static class PooledQueryChecker
+internal static partial class PooledQueryChecker
 {
+    [System.Text.RegularExpressions.GeneratedRegex(@"set_config\s*\(\s*'(?<name>(?:[^']|'')+)'", System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
+    private static partial System.Text.RegularExpressions.Regex SetConfigCall();
+
     private static readonly string[] Words = ["set", "reset", "discard", "deallocate", "prepare", "execute", "listen"];
 
     /// <summary>The verdict on the UTF-8 text of a Query or Parse.</summary>
     public static PooledQueryCheck Check(ReadOnlySpan<byte> text)
     {
-        if (!MayMatter(text) || !PostgresParser.IsAvailable)
+        bool setsConfig = text.IndexOf("set_config"u8) >= 0 || text.IndexOf("SET_CONFIG"u8) >= 0;
+        if (!(setsConfig || MayMatter(text)) || !PostgresParser.IsAvailable)
         {
             return PooledQueryCheck.Nothing;
         }
@@ -58,6 +62,16 @@ internal static class PooledQueryChecker
         }
 
         List<string>? settings = null;
+        if (setsConfig)
+        {
+            // set_config(name, value, false) in a query: pg_dump sets search_path this way. A name that is not a
+            // literal cannot be known here (documented).
+            foreach (System.Text.RegularExpressions.Match call in SetConfigCall().Matches(System.Text.Encoding.UTF8.GetString(text)))
+            {
+                (settings ??= []).Add(call.Groups["name"].Value.Replace("''", "'", StringComparison.Ordinal));
+            }
+        }
+
         PooledQueryEffect whole = PooledQueryEffect.None;
         foreach (RawStmt statement in tree.Stmts)
         {

@@ -33,7 +33,7 @@ internal interface IServerConnectionFactory<T>
     /// <summary>Whether an idle connection can still serve (its socket has not been closed by the server). Cheap: called under the pool's lock.</summary>
     bool IsUsable(T connection);
 
-    /// <summary>The connection has gone idle in the pool (to watch it for a close by the server until it is lent again).</summary>
+    /// <summary>The connection has gone idle in the pool (to watch it for a close by the server until it is lent again). Called under the pool's lock: it must not block.</summary>
     void Parked(T connection);
 
     ValueTask CloseAsync(T connection);
@@ -185,6 +185,9 @@ internal sealed class ServerPool<T> : IAsyncDisposable
             }
             else
             {
+                // Parked before it is visible to others: a client taking it at once must find the watch started, so
+                // that stopping the watch and reading the connection never overlap.
+                factory.Parked(connection);
                 active--;
                 idle.Add(new IdleConnection(connection, time.GetTimestamp()));
                 parked = true;
@@ -193,7 +196,6 @@ internal sealed class ServerPool<T> : IAsyncDisposable
 
         if (parked)
         {
-            factory.Parked(connection);
             return;
         }
 

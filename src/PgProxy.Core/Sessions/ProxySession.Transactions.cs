@@ -208,9 +208,18 @@ internal sealed partial class ProxySession
         bool clientLeft = firstStopped == frontendRun && await frontendRun.ConfigureAwait(false) is PumpStop.Terminated or PumpStop.SourceClosed or PumpStop.SourceFailed;
         if (clientLeft)
         {
-            server.Leg.Reader.CancelPendingRead();
+            // A cancel of a read that has already ended would stay pending on the connection and end the next
+            // reader's first read, another client's: cancel only a pump still running, and if it ended on its own
+            // meanwhile, the cancel may be pending, so the connection is not reused.
+            bool cancelled = !backendRun.IsCompleted;
+            if (cancelled)
+            {
+                server.Leg.Reader.CancelPendingRead();
+            }
+
             PumpStop backendStop = await backendRun.ConfigureAwait(false);
-            bool whole = backendStop is PumpStop.Cancelled or PumpStop.Unlinked && frontend.AtFrameBoundary && backend.AtFrameBoundary && state.IsIdle && !state.ExtendedBatchOpen;
+            bool clean = cancelled ? backendStop == PumpStop.Cancelled : backendStop == PumpStop.Unlinked;
+            bool whole = clean && frontend.AtFrameBoundary && backend.AtFrameBoundary && state.IsIdle && !state.ExtendedBatchOpen;
             string reason = await frontendRun.ConfigureAwait(false) == PumpStop.Terminated ? "client terminated" : "client closed the connection";
             return (reason, whole);
         }

@@ -13,6 +13,7 @@ namespace PgProxy.EndToEnd.Tests.Pooling;
 public sealed class TransactionPoolingTests(PostgresFixture fixture) : IAsyncLifetime
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+    private static readonly string[] JavaPaths = ["/usr/bin/java", "/usr/lib/jvm/default-java/bin/java"];
     private readonly string authFile = Path.Combine(Path.GetTempPath(), $"pgproxy-tx-users-{Guid.NewGuid():N}.txt");
 
     public async Task InitializeAsync()
@@ -179,13 +180,110 @@ public sealed class TransactionPoolingTests(PostgresFixture fixture) : IAsyncLif
         Assert.Equal("discarder", await ScalarAsync<string>(discarder, "SHOW application_name"));
     }
 
-    private async Task<ProxyHarness> StartAsync(int size)
+    [Fact]
+    public async Task Psql_runs_a_script_with_its_start_up_options_on_shared_connections()
+    {
+        await using ProxyHarness proxy = await StartAsync(size: 1);
+        await using NpgsqlConnection other = await OpenAsync(proxy, "other");
+        await ExecuteAsync(other, "SET TimeZone TO 'Asia/Tokyo'");
+
+        ProcessResult result = await Psql.RunAsync(
+            proxy.PsqlTarget(PostgresServer.Md5User, PostgresServer.Md5Password),
+            "SHOW TimeZone;\nBEGIN;\nSELECT 1;\nCOMMIT;\nSHOW DateStyle;\nSET search_path TO pg_catalog;\nSHOW search_path;\nSELECT current_user;\n",
+            new PsqlOptions
+            {
+                Arguments = ["-At"],
+                Environment = new Dictionary<string, string?> { ["PGOPTIONS"] = "-c TimeZone=America/Lima -c DateStyle=SQL,DMY", ["PGSSLMODE"] = "disable" },
+            });
+
+        Assert.True(result.ExitCode == 0, result.StandardError);
+        Assert.Equal(["America/Lima", "BEGIN", "1", "COMMIT", "SQL, DMY", "SET", "pg_catalog", PostgresServer.Md5User], result.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal("Asia/Tokyo", await ScalarAsync<string>(other, "SHOW TimeZone"));
+    }
+
+    [Fact]
+    public async Task A_cancel_reaches_the_clients_running_statement_and_no_other()
+    {
+        await using ProxyHarness proxy = await StartAsync(size: 2);
+        await using NpgsqlConnection sleeper = await OpenAsync(proxy, "sleeper");
+        await using NpgsqlConnection worker = await OpenAsync(proxy, "worker");
+        await using var sleep = new NpgsqlCommand("SELECT pg_sleep(30)", sleeper);
+        Task running = sleep.ExecuteNonQueryAsync();
+        await Waiting.WaitUntilAsync(
+            async () => await fixture.Server.QueryAsSuperuserAsync("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'") == "1",
+            Deadline,
+            "the sleep to run on the server");
+
+        sleep.Cancel();
+
+        OperationCanceledException cancelled = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running.WaitAsync(Deadline));
+        Assert.Equal("57014", Assert.IsType<PostgresException>(cancelled.InnerException).SqlState);
+        Assert.Equal(5, await ScalarAsync<int>(worker, "SELECT 5"));
+        Assert.Equal(1, await ScalarAsync<int>(sleeper, "SELECT 1"));
+    }
+
+    [Fact]
+    public async Task A_client_waiting_past_queue_timeout_gets_an_error_naming_the_pool()
+    {
+        await using ProxyHarness proxy = await StartAsync(size: 1, queueTimeout: TimeSpan.FromMilliseconds(500));
+        await using NpgsqlConnection holder = await OpenAsync(proxy, "holder");
+        await using NpgsqlConnection waiter = await OpenAsync(proxy, "waiter");
+        await using NpgsqlTransaction transaction = await holder.BeginTransactionAsync();
+        await ExecuteAsync(holder, "SELECT 1");
+
+        Exception failed = await Assert.ThrowsAnyAsync<Exception>(() => ScalarAsync<int>(waiter, "SELECT 1"));
+
+        PostgresException error = Assert.IsType<PostgresException>(failed is PostgresException ? failed : failed.InnerException);
+        Assert.Equal("53300", error.SqlState);
+        Assert.Contains("pool \"proxy\"", error.MessageText, StringComparison.Ordinal);
+        await transaction.CommitAsync();
+    }
+
+    [Fact]
+    public async Task A_connection_that_dies_inside_a_transaction_ends_that_client_only_and_the_pool_refills()
+    {
+        await using ProxyHarness proxy = await StartAsync(size: 2);
+        await using NpgsqlConnection victim = await OpenAsync(proxy, "victim");
+        await using NpgsqlConnection bystander = await OpenAsync(proxy, "bystander");
+        await using NpgsqlTransaction transaction = await victim.BeginTransactionAsync();
+        int pid = await ScalarAsync<int>(victim, "SELECT pg_backend_pid()");
+
+        await fixture.Server.QueryAsSuperuserAsync($"SELECT pg_terminate_backend({pid})");
+
+        Exception failed = await Assert.ThrowsAnyAsync<Exception>(() => ScalarAsync<int>(victim, "SELECT 1"));
+        Assert.True(failed is PostgresException or NpgsqlException, failed.ToString());
+        Assert.Equal(3, await ScalarAsync<int>(bystander, "SELECT 3"));
+        await using NpgsqlConnection next = await OpenAsync(proxy, "next");
+        Assert.NotEqual(pid, await ScalarAsync<int>(next, "SELECT pg_backend_pid()"));
+    }
+
+    [Fact]
+    public async Task PgJdbc_prepared_statements_keep_their_names_apart_on_a_small_pool()
+    {
+        const string driver = "/usr/share/java/postgresql.jar";
+        string? java = JavaPaths.FirstOrDefault(File.Exists);
+        Assert.True(File.Exists(driver) && java is not null, $"pgJDBC needs a JDK and {driver}: apt-get install default-jdk-headless libpostgresql-jdbc-java");
+        await using ProxyHarness proxy = await StartAsync(size: 2);
+
+        ProcessResult result = await ProcessRunner.RunAsync(
+            java,
+            ["-cp", driver, Path.Combine(PgProxy.TestSupport.RepositoryRoot.Path, "tests", "PgProxy.EndToEnd.Tests", "Clients", "JdbcPrepared.java"),
+                $"jdbc:postgresql://{proxy.Host}:{proxy.Port}/{PostgresServer.Database}?sslmode=disable", PostgresServer.ScramUser, PostgresServer.ScramPassword, "6", "30"],
+            TimeSpan.FromSeconds(90));
+
+        Assert.True(result.Succeeded, result.ToString());
+        string[] words = result.StandardOutput.Trim().Split(' ');
+        Assert.True(words[0] == "ok", result.StandardOutput);
+        Assert.InRange(int.Parse(words[2], System.Globalization.CultureInfo.InvariantCulture), 1, 2);
+    }
+
+    private async Task<ProxyHarness> StartAsync(int size, TimeSpan? queueTimeout = null)
     {
         ProxyConfig config = TestConfigs.Relay(fixture.Server.Host, fixture.Server.Port);
         InstanceConfig instance = config.Instances[0] with
         {
             Auth = new AuthConfig { AuthFile = authFile },
-            Pool = new PoolConfig { Mode = PoolMode.Transaction, Size = size, QueueTimeout = Deadline },
+            Pool = new PoolConfig { Mode = PoolMode.Transaction, Size = size, QueueTimeout = queueTimeout ?? Deadline },
             UpstreamTls = new UpstreamTlsConfig { Mode = UpstreamTlsMode.Disable },
         };
         return await ProxyHarness.StartAsync(config with { Instances = [instance] });
