@@ -18,6 +18,9 @@ internal enum ConsoleCommandKind
     Reload,
     ResetStats,
     Shutdown,
+    Pause,
+    Resume,
+    Reconnect,
 }
 
 /// <summary>One command as SHOW HELP lists it, with the columns it returns (in order) or the tag it completes with.</summary>
@@ -58,6 +61,9 @@ internal static class ConsoleCatalog
         new(ConsoleCommandKind.Reload, "RELOAD", "reloads the configuration file, as SIGHUP does; an error lists every problem", null, "RELOAD"),
         new(ConsoleCommandKind.ResetStats, "RESET STATS", "sets the statistics back to zero", null, "RESET"),
         new(ConsoleCommandKind.Shutdown, "SHUTDOWN [SAFE]", "stops PgProxy: SAFE ends each session at its idle point as SIGTERM does, plain SHUTDOWN ends them now", null, "SHUTDOWN"),
+        new(ConsoleCommandKind.Pause, "PAUSE [instance]", "pooling instances stop lending server connections (clients wait, up to queue-timeout) and close them as they come back; completes when all are closed", null, "PAUSE"),
+        new(ConsoleCommandKind.Resume, "RESUME [instance]", "pooling instances lend server connections again, to the clients that waited first", null, "RESUME"),
+        new(ConsoleCommandKind.Reconnect, "RECONNECT [instance]", "replaces every pooled server connection: idle ones now, lent ones as they come back", null, "RECONNECT"),
     ];
 
     /// <summary>The syntax of every command, for the hint of an unknown one.</summary>

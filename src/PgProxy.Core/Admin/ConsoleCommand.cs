@@ -23,6 +23,9 @@ internal sealed record ConsoleCommand(ConsoleCommandKind Kind, string Text)
     /// <summary>SHUTDOWN SAFE: each session at its idle point.</summary>
     public bool Safe { get; init; }
 
+    /// <summary>PAUSE, RESUME and RECONNECT: the instance (its listen name), or null for every pooling instance.</summary>
+    public string? Instance { get; init; }
+
     /// <summary>SHOW QUERIES ORDER BY; total when not given.</summary>
     public QueryOrder Order { get; init; } = QueryOrder.Total;
 
@@ -82,6 +85,9 @@ internal static class ConsoleCommandParser
             ("RESET", "STATS", 2) => new(ConsoleCommandKind.ResetStats, text),
             ("SHUTDOWN", _, 1) => new(ConsoleCommandKind.Shutdown, text),
             ("SHUTDOWN", "SAFE", 2) => new(ConsoleCommandKind.Shutdown, text) { Safe = true },
+            ("PAUSE", _, 1 or 2) => new(ConsoleCommandKind.Pause, text) { Instance = words.Length == 2 ? words[1] : null },
+            ("RESUME", _, 1 or 2) => new(ConsoleCommandKind.Resume, text) { Instance = words.Length == 2 ? words[1] : null },
+            ("RECONNECT", _, 1 or 2) => new(ConsoleCommandKind.Reconnect, text) { Instance = words.Length == 2 ? words[1] : null },
             _ => null,
         };
 

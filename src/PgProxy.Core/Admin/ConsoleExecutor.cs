@@ -108,6 +108,16 @@ internal sealed class ConsoleExecutor(IConsoleHost host, ILogger logger, long se
                 }
 
                 return ConsoleResult.Done(info);
+            case ConsoleCommandKind.Pause or ConsoleCommandKind.Resume or ConsoleCommandKind.Reconnect:
+                IReadOnlyList<string> steered = await host.SteerPoolsAsync(command.Kind, command.Instance, cancellationToken).ConfigureAwait(false);
+                if (steered.Count == 0)
+                {
+                    throw new ConsoleException(
+                        SqlStates.UndefinedObject,
+                        command.Instance is null ? "no instance pools connections (pool.mode is none everywhere)" : $"no pooling instance is named \"{command.Instance}\" (SHOW POOLS lists them)");
+                }
+
+                return ConsoleResult.Done(info);
             case ConsoleCommandKind.ResetStats:
                 host.Statistics.Reset();
                 return ConsoleResult.Done(info);

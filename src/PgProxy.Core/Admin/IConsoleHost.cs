@@ -30,6 +30,12 @@ internal interface IConsoleHost
     /// <summary>Every server connection pool of the pooling instances, with its counts now.</summary>
     IReadOnlyList<PoolView> Pools();
 
+    /// <summary>
+    /// PAUSE, RESUME or RECONNECT on the pools of <paramref name="instance"/> (null: every pooling instance); the
+    /// instances acted on, none when no pooling instance has that name.
+    /// </summary>
+    Task<IReadOnlyList<string>> SteerPoolsAsync(ConsoleCommandKind action, string? instance, CancellationToken cancellationToken);
+
     /// <summary>Ends session <paramref name="sessionId"/> now, its client told 57P01; false when there is no such session.</summary>
     bool Kill(long sessionId);
 

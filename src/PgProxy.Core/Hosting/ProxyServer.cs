@@ -338,6 +338,18 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
     IReadOnlyList<PoolView> IConsoleHost.Pools() =>
         [.. Configuration.Pools.SelectMany(instance => instance.All).Select(pool => new PoolView(pool.Key.Instance, pool.Key.User, pool.Key.Database, pool.Counts))];
 
+    async Task<IReadOnlyList<string>> IConsoleHost.SteerPoolsAsync(ConsoleCommandKind action, string? instance, CancellationToken cancellationToken)
+    {
+        Pooling.InstancePools[] chosen = [.. Configuration.Pools.Where(pools => instance is null || string.Equals(pools.InstanceName, instance, StringComparison.Ordinal))];
+        await Task.WhenAll(chosen.Select(pools => action switch
+        {
+            ConsoleCommandKind.Pause => pools.PauseAsync(cancellationToken),
+            ConsoleCommandKind.Resume => pools.ResumeAsync(),
+            _ => pools.ReconnectAsync(),
+        })).ConfigureAwait(false);
+        return [.. chosen.Select(pools => pools.InstanceName)];
+    }
+
     IReadOnlyList<SessionView> IConsoleHost.Sessions() => [.. sessions.Snapshot().Select(session => session.Describe())];
 
     bool IConsoleHost.Kill(long sessionId)

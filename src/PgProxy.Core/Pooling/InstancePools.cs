@@ -27,6 +27,7 @@ internal sealed class InstancePools : IAsyncDisposable
     private readonly CancellationTokenSource stopping = new();
     private readonly Task maintenance;
     private SessionEnvironment environment;
+    private int paused;
 
     public InstancePools(SessionEnvironment environment)
     {
@@ -72,8 +73,38 @@ internal sealed class InstancePools : IAsyncDisposable
             credentials[(user, database)] = credential.Copy();
         }
 
-        return pools.GetOrAdd((user, database), static (key, owner) => owner.NewPool(key.User, key.Database), this);
+        ServerPool<PooledServer> pool = pools.GetOrAdd((user, database), static (key, owner) => owner.NewPool(key.User, key.Database), this);
+        if (Paused && !pool.Paused)
+        {
+            // Made while PAUSE is in force: it waits with the others (nothing is lent yet, so this completes at once).
+            _ = pool.PauseAsync(CancellationToken.None);
+        }
+
+        return pool;
     }
+
+    /// <summary>The instance's name.</summary>
+    public string InstanceName => Environment.InstanceName;
+
+    /// <summary>Whether PAUSE is in force for the instance (pools made meanwhile start paused too).</summary>
+    public bool Paused => Volatile.Read(ref paused) != 0;
+
+    /// <summary>PAUSE: every pool stops lending and closes its connections; completes when all are closed.</summary>
+    public Task PauseAsync(CancellationToken cancellationToken)
+    {
+        Volatile.Write(ref paused, 1);
+        return Task.WhenAll(pools.Values.Select(pool => pool.PauseAsync(cancellationToken)));
+    }
+
+    /// <summary>RESUME: every pool lends again.</summary>
+    public Task ResumeAsync()
+    {
+        Volatile.Write(ref paused, 0);
+        return Task.WhenAll(pools.Values.Select(pool => pool.ResumeAsync()));
+    }
+
+    /// <summary>RECONNECT: every connection open now is replaced: idle ones at once, lent ones as they come back.</summary>
+    public Task ReconnectAsync() => Task.WhenAll(pools.Values.Select(pool => pool.ReconnectAsync()));
 
     /// <summary>A BackendKeyData of the client's own, which <see cref="TryFindCancelTarget"/> maps back to its session.</summary>
     public (int ProcessId, int SecretKey) RegisterCancelKey(Func<PooledServer?> linkedServer)

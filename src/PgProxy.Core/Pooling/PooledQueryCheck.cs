@@ -25,14 +25,20 @@ internal enum PooledQueryEffect
 /// <summary>The verdict on one Query or Parse text.</summary>
 internal readonly record struct PooledQueryCheck(PooledQueryEffect Effect, string? Refusal, IReadOnlyList<string>? Settings)
 {
+    /// <summary>Names of SQL-level <c>PREPARE</c>s: allowed inside a transaction block, deallocated when it ends.</summary>
+    public IReadOnlyList<string>? Prepared { get; init; }
+
+    /// <summary>Names of SQL-level <c>DEALLOCATE</c>s.</summary>
+    public IReadOnlyList<string>? Deallocated { get; init; }
+
     public static PooledQueryCheck Nothing => default;
 }
 
 /// <summary>
 /// Finds, in a Query or Parse text, the statements that act on the whole server session and so cannot simply run on
 /// whichever connection a transaction gets: <c>SET</c>/<c>RESET</c> of a setting (tracked, and replayed on the next
-/// connections), <c>DISCARD ALL</c>, <c>RESET ALL</c> and <c>DEALLOCATE ALL</c> (acted on for this client only), and
-/// SQL-level <c>PREPARE</c>/<c>EXECUTE</c>/<c>DEALLOCATE</c> and <c>LISTEN</c> (refused). Most texts are decided by a
+/// connections), <c>DISCARD ALL</c>, <c>RESET ALL</c> and <c>DEALLOCATE ALL</c> (acted on for this client only),
+/// SQL-level <c>PREPARE</c> and <c>DEALLOCATE</c> (kept to the transaction block they are in), and <c>LISTEN</c> (refused). Most texts are decided by a
 /// look at the first word of each statement, with no parse and no allocation.
 /// </summary>
 internal static partial class PooledQueryChecker
@@ -73,6 +79,8 @@ internal static partial class PooledQueryChecker
         }
 
         PooledQueryEffect whole = PooledQueryEffect.None;
+        List<string>? prepared = null;
+        List<string>? deallocated = null;
         foreach (RawStmt statement in tree.Stmts)
         {
             Node node = statement.Stmt;
@@ -98,9 +106,11 @@ internal static partial class PooledQueryChecker
                     whole = PooledQueryEffect.DeallocateAll;
                     break;
                 case Node.NodeOneofCase.PrepareStmt:
-                case Node.NodeOneofCase.ExecuteStmt:
+                    (prepared ??= []).Add(node.PrepareStmt.Name);
+                    break;
                 case Node.NodeOneofCase.DeallocateStmt:
-                    return Refused("SQL-level PREPARE, EXECUTE and DEALLOCATE cannot follow a client from one server connection to the next in transaction pooling; use protocol-level prepared statements (Parse/Bind), which PgProxy maps, or pool.mode: session");
+                    (deallocated ??= []).Add(node.DeallocateStmt.Name);
+                    break;
                 case Node.NodeOneofCase.ListenStmt:
                     return Refused("LISTEN is not available in transaction pooling: notifications would reach whichever client has the connection next; use pool.mode: session for listening clients");
             }
@@ -111,10 +121,15 @@ internal static partial class PooledQueryChecker
             return Refused("DISCARD ALL, RESET ALL and DEALLOCATE ALL must be sent alone in transaction pooling, so that they act on this client's statements and settings only");
         }
 
-        return new PooledQueryCheck(whole, null, settings);
+        return new PooledQueryCheck(whole, null, settings) { Prepared = prepared, Deallocated = deallocated };
     }
 
     private static PooledQueryCheck Refused(string message) => new(PooledQueryEffect.Refuse, message, null);
+
+    /// <summary>The refusal of a SQL-level PREPARE outside a transaction block.</summary>
+    public const string PrepareOutsideTransaction =
+        "SQL-level PREPARE outside a transaction block cannot follow a client from one server connection to the next in transaction pooling: " +
+        "inside BEGIN ... COMMIT it works until the transaction ends; or use protocol-level prepared statements (Parse/Bind), which PgProxy maps, or pool.mode: session";
 
     /// <summary>
     /// Whether some statement of <paramref name="text"/> may begin with one of the words that matter: a statement begins
@@ -139,6 +154,31 @@ internal static partial class PooledQueryChecker
 
             position += semicolon + 1;
         }
+    }
+
+    /// <summary>Whether the text's first statement opens a transaction block (BEGIN or START TRANSACTION): a cheap look, no parse.</summary>
+    internal static bool BeginsTransaction(ReadOnlySpan<byte> text)
+    {
+        ReadOnlySpan<byte> rest = text[SkipBlanks(text, 0)..];
+        return StartsWithWordIgnoringCase(rest, "begin"u8) || StartsWithWordIgnoringCase(rest, "start"u8);
+    }
+
+    private static bool StartsWithWordIgnoringCase(ReadOnlySpan<byte> text, ReadOnlySpan<byte> word)
+    {
+        if (text.Length < word.Length || (text.Length > word.Length && char.IsAsciiLetterOrDigit((char)text[word.Length])))
+        {
+            return false;
+        }
+
+        for (int i = 0; i < word.Length; i++)
+        {
+            if ((text[i] | 0x20) != word[i])
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private static int SkipBlanks(ReadOnlySpan<byte> text, int position)

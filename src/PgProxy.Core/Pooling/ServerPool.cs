@@ -62,12 +62,15 @@ internal sealed class ServerPool<T> : IAsyncDisposable
     private readonly TimeProvider time;
     private readonly List<IdleConnection> idle = []; // oldest return first, so the newest is taken from the end
     private readonly LinkedList<Waiter> waiters = [];
-    private readonly Dictionary<T, long> openedAt = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<T, (long Since, long Generation)> openedAt = new(ReferenceEqualityComparer.Instance);
     private int total; // open or being opened
     private int active;
     private long opened;
     private long closed;
     private bool disposed;
+    private bool paused; // PAUSE: nothing is lent, connections close as they come back
+    private TaskCompletionSource? drained;
+    private long generation; // RECONNECT: connections opened in an earlier generation are not reused
 
     public ServerPool(PoolKey key, PoolConfig config, IServerConnectionFactory<T> factory, TimeProvider? time = null)
     {
@@ -112,7 +115,7 @@ internal sealed class ServerPool<T> : IAsyncDisposable
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            while (idle.Count > 0)
+            while (!paused && idle.Count > 0)
             {
                 IdleConnection candidate = idle[^1];
                 idle.RemoveAt(idle.Count - 1);
@@ -130,7 +133,7 @@ internal sealed class ServerPool<T> : IAsyncDisposable
 
             if (reused is null)
             {
-                if (total < config.Size)
+                if (!paused && total < config.Size)
                 {
                     total++;
                     active++;
@@ -172,12 +175,16 @@ internal sealed class ServerPool<T> : IAsyncDisposable
         bool parked = false;
         lock (gate)
         {
-            if (disposed || !reusable || IsExpired(connection))
+            if (disposed || paused || !reusable || IsExpired(connection))
             {
                 Forget(connection);
                 active--;
                 close = true;
                 openFor = TakeFirstWaiterForNewConnection();
+                if (paused && active == 0)
+                {
+                    Interlocked.Exchange(ref drained, null)?.TrySetResult();
+                }
             }
             else if (TakeFirstWaiter() is { } first)
             {
@@ -246,7 +253,7 @@ internal sealed class ServerPool<T> : IAsyncDisposable
                 index++;
             }
 
-            while (idle.Count + toOpen < config.MinIdle && total < config.Size && waiters.Count == 0)
+            while (!paused && idle.Count + toOpen < config.MinIdle && total < config.Size && waiters.Count == 0)
             {
                 total++;
                 toOpen++;
@@ -288,6 +295,84 @@ internal sealed class ServerPool<T> : IAsyncDisposable
             }
 
             await ReturnAsync(connection, reusable: true).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// PAUSE: lends nothing from now on (clients queue, for at most queue-timeout), closes the idle connections, and
+    /// completes when every lent one has come back and been closed, so the server can be restarted under it.
+    /// </summary>
+    public async Task PauseAsync(CancellationToken cancellationToken)
+    {
+        List<T> toClose = [];
+        TaskCompletionSource? waitFor = null;
+        lock (gate)
+        {
+            paused = true;
+            foreach (IdleConnection connection in idle)
+            {
+                Forget(connection.Connection);
+                toClose.Add(connection.Connection);
+            }
+
+            idle.Clear();
+            if (active > 0)
+            {
+                waitFor = drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+        }
+
+        await CloseAllAsync(toClose).ConfigureAwait(false);
+        if (waitFor is not null)
+        {
+            await waitFor.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>RESUME: lends again; the clients that queued meanwhile get connections in their order.</summary>
+    public async Task ResumeAsync()
+    {
+        List<Waiter> openFor = [];
+        lock (gate)
+        {
+            paused = false;
+            while (TakeFirstWaiterForNewConnection() is { } waiter)
+            {
+                openFor.Add(waiter);
+            }
+        }
+
+        await Task.WhenAll(openFor.Select(OpenForAsync)).ConfigureAwait(false);
+    }
+
+    /// <summary>RECONNECT: connections open now are not lent again: idle ones close now, lent ones as they come back.</summary>
+    public async Task ReconnectAsync()
+    {
+        List<T> toClose = [];
+        lock (gate)
+        {
+            generation++;
+            foreach (IdleConnection connection in idle)
+            {
+                Forget(connection.Connection);
+                toClose.Add(connection.Connection);
+            }
+
+            idle.Clear();
+        }
+
+        await CloseAllAsync(toClose).ConfigureAwait(false);
+    }
+
+    /// <summary>Whether PAUSE is in force.</summary>
+    public bool Paused
+    {
+        get
+        {
+            lock (gate)
+            {
+                return paused;
+            }
         }
     }
 
@@ -435,7 +520,7 @@ internal sealed class ServerPool<T> : IAsyncDisposable
     /// <summary>Under the lock: the first client waiting, with a place counted for the connection about to be opened for it.</summary>
     private Waiter? TakeFirstWaiterForNewConnection()
     {
-        if (disposed || total >= config.Size || TakeFirstWaiter() is not { } waiter)
+        if (disposed || paused || total >= config.Size || TakeFirstWaiter() is not { } waiter)
         {
             return null;
         }
@@ -458,7 +543,7 @@ internal sealed class ServerPool<T> : IAsyncDisposable
     {
         lock (gate)
         {
-            openedAt[connection] = time.GetTimestamp();
+            openedAt[connection] = (time.GetTimestamp(), generation);
             opened++;
         }
     }
@@ -472,7 +557,7 @@ internal sealed class ServerPool<T> : IAsyncDisposable
     }
 
     private bool IsExpired(T connection) =>
-        openedAt.TryGetValue(connection, out long since) && time.GetElapsedTime(since) >= config.ServerLifetime;
+        openedAt.TryGetValue(connection, out (long Since, long Generation) opened) && (opened.Generation != generation || time.GetElapsedTime(opened.Since) >= config.ServerLifetime);
 
     private async Task CloseAllAsync(List<T>? connections)
     {

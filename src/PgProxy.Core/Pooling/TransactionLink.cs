@@ -25,6 +25,7 @@ internal sealed class TransactionLink
 
     private readonly ServerProtocolState state;
     private readonly List<string> touched = [];
+    private readonly List<string> sqlPrepared = [];
     private PooledServer? server;
 
     public TransactionLink(ServerProtocolState state, SessionSettings startup, bool mapsStatements)
@@ -65,6 +66,9 @@ internal sealed class TransactionLink
         return [.. names.Distinct(StringComparer.OrdinalIgnoreCase)];
     }
 
+    /// <summary>SQL-level statements the client prepared in this link's transaction, deallocated as it ends.</summary>
+    public IReadOnlyList<string> SqlPrepared => sqlPrepared;
+
     /// <summary>Whether the client changed settings in this link (a SET, RESET, RESET ALL or DISCARD ALL went to the server).</summary>
     public bool ChangedSettings => touchedAll || touched.Count > 0;
 
@@ -81,6 +85,8 @@ internal sealed class TransactionLink
             Statements.UnnamedOnLink = false;
             touched.Clear();
             touchedAll = false;
+            sqlPrepared.Clear();
+            transactionBegun = false;
         }
 
         Sequencer.Reset();
@@ -203,6 +209,7 @@ internal sealed class TransactionLink
 
             PooledQueryCheck check = PooledQueryChecker.Check(text);
             link.TouchSettings(check.Settings);
+            link.NoteBegin(text);
             if (Act(check) is not { } standIn)
             {
                 return false;
@@ -226,6 +233,25 @@ internal sealed class TransactionLink
         /// </summary>
         private string? Act(PooledQueryCheck check)
         {
+            if (check.Prepared is { } prepared)
+            {
+                // In a transaction block the client keeps its connection until the block ends: the statement works
+                // until then, and is deallocated as the link ends.
+                // A BEGIN sent in this link counts, answered or not: drivers such as Npgsql send it in one batch with
+                // the statement after it.
+                if (link.state.TransactionStatus == TransactionStatus.Idle && !link.transactionBegun)
+                {
+                    return RaiseQuery(PooledQueryChecker.PrepareOutsideTransaction);
+                }
+
+                link.sqlPrepared.AddRange(prepared);
+            }
+
+            if (check.Deallocated is { } deallocated)
+            {
+                link.sqlPrepared.RemoveAll(name => deallocated.Contains(name, StringComparer.Ordinal));
+            }
+
             switch (check.Effect)
             {
                 case PooledQueryEffect.Refuse:
@@ -288,6 +314,7 @@ internal sealed class TransactionLink
                 // when the statement is parsed. The stand-in's command tag is DO.
                 PooledQueryCheck check = PooledQueryChecker.Check(definition[..textEnd]);
                 link.TouchSettings(check.Settings);
+                link.NoteBegin(definition[..textEnd]);
                 if (Act(check) is { } standIn)
                 {
                     replaced = [.. Encoding.UTF8.GetBytes(standIn), 0, .. definition[(textEnd + 1)..]];
@@ -563,6 +590,16 @@ internal sealed class TransactionLink
     }
 
     private void TouchAll() => touchedAll = true;
+
+    private bool transactionBegun;
+
+    private void NoteBegin(ReadOnlySpan<byte> text)
+    {
+        if (PooledQueryChecker.BeginsTransaction(text))
+        {
+            transactionBegun = true;
+        }
+    }
 
     /// <summary>
     /// Toward the client: the answers to PgProxy's own requests taken out, a stand-in's answer replaced by the one the

@@ -249,7 +249,7 @@ internal sealed partial class ProxySession
         if (reusable)
         {
             await server.WhenNoCancelsAsync(environment.Instance.Limits.ConnectTimeout).ConfigureAwait(false);
-            reusable = await ReadBackSettingsAsync(link, server).ConfigureAwait(false);
+            reusable = await ReadBackSettingsAsync(link, server).ConfigureAwait(false) && await DeallocateSqlPreparedAsync(link, server).ConfigureAwait(false);
         }
 
         link.End();
@@ -309,5 +309,30 @@ internal sealed partial class ProxySession
         {
             return false;
         }
+    }
+
+    /// <summary>The SQL-level statements the client prepared in its transaction go with it; false when the connection failed.</summary>
+    private async Task<bool> DeallocateSqlPreparedAsync(TransactionLink link, PooledServer server)
+    {
+        foreach (string name in link.SqlPrepared)
+        {
+            try
+            {
+                using var deadline = new CancellationTokenSource(environment.Instance.Limits.ConnectTimeout);
+
+                // One at a time: one that is gone already (the transaction rolled back) must not stop the others.
+                (_, byte status) = await server.RunAsync($"DEALLOCATE \"{name.Replace("\"", "\"\"", StringComparison.Ordinal)}\"", deadline.Token).ConfigureAwait(false);
+                if (status != (byte)'I')
+                {
+                    return false;
+                }
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException)
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 }

@@ -285,6 +285,21 @@ public sealed class ConsoleExecutorTests
     }
 
     [Fact]
+    public void Pause_resume_and_reconnect_steer_the_pools_named_and_an_unknown_instance_is_an_error()
+    {
+        host.PoolingInstances.Add("pooled");
+
+        Assert.Equal("PAUSE", Run("PAUSE pooled").Tag);
+        Assert.Equal("RESUME", Run("resume").Tag);
+        Assert.Equal("RECONNECT", Run("RECONNECT pooled").Tag);
+        ConsoleException unknown = Fails("PAUSE nowhere");
+
+        Assert.Equal("42704", unknown.SqlState);
+        Assert.Contains("\"nowhere\"", unknown.Message, StringComparison.Ordinal);
+        Assert.Equal([(ConsoleCommandKind.Pause, "pooled"), (ConsoleCommandKind.Resume, null), (ConsoleCommandKind.Reconnect, "pooled"), (ConsoleCommandKind.Pause, "nowhere")], host.Steered);
+    }
+
+    [Fact]
     public void Shutdown_stops_only_once_its_answer_is_out_and_says_how()
     {
         ConsoleResult safe = Run("SHUTDOWN SAFE");

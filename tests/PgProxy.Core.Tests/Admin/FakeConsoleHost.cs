@@ -36,6 +36,18 @@ internal sealed class FakeConsoleHost : IConsoleHost
 
     public List<bool> Stops { get; } = [];
 
+    /// <summary>PAUSE, RESUME and RECONNECT as the console asked them, with the instance named (null: all).</summary>
+    public List<(ConsoleCommandKind Action, string? Instance)> Steered { get; } = [];
+
+    /// <summary>The pooling instances PAUSE and the others act on.</summary>
+    public List<string> PoolingInstances { get; } = [];
+
+    public Task<IReadOnlyList<string>> SteerPoolsAsync(ConsoleCommandKind action, string? instance, CancellationToken cancellationToken)
+    {
+        Steered.Add((action, instance));
+        return Task.FromResult<IReadOnlyList<string>>([.. PoolingInstances.Where(name => instance is null || name == instance)]);
+    }
+
     public int Reloads { get; private set; }
 
     public QueryStatistics Statistics { get; } = new(100);

@@ -238,6 +238,51 @@ public sealed class ServerPoolTests
         public int ParkedTimes { get; set; }
     }
 
+    [Fact]
+    public async Task Pause_lends_nothing_closes_what_comes_back_and_completes_when_none_is_open()
+    {
+        await using var pool = Pool(new PoolConfig { Size = 2 });
+        Connection lent = await pool.AcquireAsync(default);
+        Connection idle = await pool.AcquireAsync(default);
+        await pool.ReturnAsync(idle, reusable: true);
+
+        Task pausing = pool.PauseAsync(default);
+        Task<Connection> waiting = pool.AcquireAsync(default);
+
+        Assert.True(idle.Closed);
+        Assert.False(pausing.IsCompleted);
+        await pool.ReturnAsync(lent, reusable: true);
+        await pausing.WaitAsync(Deadline);
+        Assert.True(lent.Closed);
+        Assert.False(waiting.IsCompleted);
+        Assert.Equal((0, 0, 1), (pool.Counts.Active, pool.Counts.Idle, pool.Counts.Waiting));
+
+        await pool.ResumeAsync();
+        Connection fresh = await waiting.WaitAsync(Deadline);
+        Assert.NotSame(lent, fresh);
+        Assert.Equal(3, connections.Opened);
+    }
+
+    [Fact]
+    public async Task Reconnect_replaces_idle_connections_now_and_lent_ones_as_they_come_back()
+    {
+        await using var pool = Pool(new PoolConfig { Size = 2 });
+        Connection lent = await pool.AcquireAsync(default);
+        Connection idle = await pool.AcquireAsync(default);
+        await pool.ReturnAsync(idle, reusable: true);
+
+        await pool.ReconnectAsync();
+        Assert.True(idle.Closed);
+        await pool.ReturnAsync(lent, reusable: true);
+        Assert.True(lent.Closed);
+
+        Connection next = await pool.AcquireAsync(default);
+        Assert.False(next.Closed);
+        Assert.Equal(3, connections.Opened);
+        await pool.ReturnAsync(next, reusable: true);
+        Assert.Same(next, await pool.AcquireAsync(default));
+    }
+
     private sealed class Connections : IServerConnectionFactory<Connection>
     {
         private int opened;

@@ -160,6 +160,18 @@ public sealed class TransactionPoolingTests(PostgresFixture fixture) : IAsyncLif
         }
 
         Assert.Equal(1, await ScalarAsync<int>(connection, "SELECT 1"));
+
+        // Inside a transaction block the client keeps its connection: PREPARE works there, and goes with the block.
+        await using (NpgsqlTransaction transaction = await connection.BeginTransactionAsync())
+        {
+            await ExecuteAsync(connection, "PREPARE in_block AS SELECT 11");
+            Assert.Equal(11, await ScalarAsync<int>(connection, "EXECUTE in_block"));
+            await transaction.CommitAsync();
+        }
+
+        PostgresException gone = await Assert.ThrowsAsync<PostgresException>(() => ScalarAsync<int>(connection, "EXECUTE in_block"));
+        Assert.Equal("26000", gone.SqlState);
+        Assert.Equal(0L, await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_prepared_statements WHERE name = 'in_block'"));
     }
 
     [Fact]
@@ -275,6 +287,41 @@ public sealed class TransactionPoolingTests(PostgresFixture fixture) : IAsyncLif
         string[] words = result.StandardOutput.Trim().Split(' ');
         Assert.True(words[0] == "ok", result.StandardOutput);
         Assert.InRange(int.Parse(words[2], System.Globalization.CultureInfo.InvariantCulture), 1, 2);
+    }
+
+    [Fact]
+    public async Task Pause_waits_for_the_open_transaction_holds_new_ones_and_resume_lets_them_go()
+    {
+        using Admin.ConsoleSetup console = Admin.ConsoleSetup.Create();
+        ProxyConfig config = TestConfigs.Relay(fixture.Server.Host, fixture.Server.Port) with { Admin = console.Admin() };
+        InstanceConfig instance = config.Instances[0] with
+        {
+            Auth = new AuthConfig { AuthFile = authFile },
+            Pool = new PoolConfig { Mode = PoolMode.Transaction, Size = 2, QueueTimeout = Deadline },
+            UpstreamTls = new UpstreamTlsConfig { Mode = UpstreamTlsMode.Disable },
+        };
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(config with { Instances = [instance] });
+        await using NpgsqlConnection busy = await OpenAsync(proxy, "busy");
+        await using NpgsqlConnection later = await OpenAsync(proxy, "later");
+        await using var admin = new NpgsqlConnection(Admin.ConsoleSetup.ConnectionString(proxy));
+        await admin.OpenAsync();
+        NpgsqlTransaction transaction = await busy.BeginTransactionAsync();
+        int before = await ScalarAsync<int>(busy, "SELECT pg_backend_pid()");
+
+        Task pausing = ExecuteAsync(admin, "PAUSE proxy");
+        await Waiting.WaitUntilAsync(() => Task.FromResult(proxy.Server.Configuration.Pools.All(pools => pools.Paused)), Deadline, "the pause to reach the pools");
+        Task<int> held = ScalarAsync<int>(later, "SELECT 5");
+        Assert.False(pausing.IsCompleted);
+        Assert.Equal(before, await ScalarAsync<int>(busy, "SELECT pg_backend_pid()"));
+        await transaction.CommitAsync();
+        await pausing.WaitAsync(Deadline);
+
+        Assert.False(held.IsCompleted);
+        Assert.Equal("0", await fixture.Server.QueryAsSuperuserAsync($"SELECT count(*) FROM pg_stat_activity WHERE pid = {before}"));
+        await ExecuteAsync(admin, "RESUME");
+        Assert.Equal(5, await held.WaitAsync(Deadline));
+        await ExecuteAsync(admin, "RECONNECT proxy");
+        Assert.Equal(6, await ScalarAsync<int>(busy, "SELECT 6"));
     }
 
     private async Task<ProxyHarness> StartAsync(int size, TimeSpan? queueTimeout = null)
