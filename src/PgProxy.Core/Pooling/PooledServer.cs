@@ -87,10 +87,40 @@ internal sealed class PooledServer : IAsyncDisposable
     public byte[]? BackendKey { get; }
 
     /// <summary>The server closed the connection, or sent something while it was idle: it is not lent again.</summary>
-    public bool IsBroken => Volatile.Read(ref broken) != 0;
+    public bool IsBroken
+    {
+        get
+        {
+            if (Volatile.Read(ref broken) == 0 && idleWatch is null && PlainSocket is { } socket && Readable(socket))
+            {
+                Volatile.Write(ref broken, 1);
+            }
+
+            return Volatile.Read(ref broken) != 0;
+        }
+    }
+
+    /// <summary>
+    /// The socket of a plain-text connection: idle, nothing should arrive on it, so a poll that finds it readable
+    /// (a close, or a message nobody asked for) is enough to know it is broken, with no read to start and cancel
+    /// around each loan (a cancelled read costs an exception). TLS connections keep a pending read instead: a TLS
+    /// record may arrive that is not a message.
+    /// </summary>
+    private System.Net.Sockets.Socket? PlainSocket => Leg.Stream switch
+    {
+        Transport.LoopSocketStream loop => loop.Socket,
+        System.Net.Sockets.NetworkStream network => network.Socket,
+        _ => null,
+    };
 
     /// <summary>Starts watching the idle connection; the pool calls it as the connection goes idle.</summary>
-    public void WatchWhileIdle() => idleWatch = WatchAsync();
+    public void WatchWhileIdle()
+    {
+        if (PlainSocket is null)
+        {
+            idleWatch = WatchAsync();
+        }
+    }
 
     /// <summary>Stops watching before the connection is used; false when the server closed it meanwhile.</summary>
     public async ValueTask<bool> StopWatchingAsync()
@@ -103,6 +133,18 @@ internal sealed class PooledServer : IAsyncDisposable
         }
 
         return !IsBroken;
+    }
+
+    private static bool Readable(System.Net.Sockets.Socket socket)
+    {
+        try
+        {
+            return socket.Poll(0, System.Net.Sockets.SelectMode.SelectRead);
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or ObjectDisposedException)
+        {
+            return true;
+        }
     }
 
     /// <summary>

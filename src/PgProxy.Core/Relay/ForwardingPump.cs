@@ -8,6 +8,29 @@ using PgProxy.Protocol.Framing;
 
 namespace PgProxy.Core.Relay;
 
+/// <summary>
+/// Transaction pooling's side of the pumps (see <see cref="ForwardingPump.LinkGate"/>): the one place that knows
+/// whether the client has a server connection now.
+/// </summary>
+internal interface ILinkGate
+{
+    /// <summary>
+    /// Before the client-to-server pump forwards a batch whose first byte is <paramref name="firstCode"/>: makes sure
+    /// the client has a server connection (waiting for one when it has none), or returns false when it cannot have one
+    /// (the client was told why). The batch is forwarded before <see cref="AfterForward"/>.
+    /// </summary>
+    ValueTask<bool> BeforeForwardAsync(byte firstCode, CancellationToken cancellationToken);
+
+    /// <summary>The batch announced by <see cref="BeforeForwardAsync"/> has been forwarded.</summary>
+    void AfterForward();
+
+    /// <summary>
+    /// Called by the server-to-client pump when the connection is idle after a batch: true when the connection may go
+    /// back now (no batch of the client's is being forwarded, and the client side is at a frame boundary).
+    /// </summary>
+    bool TryUnlink();
+}
+
 /// <summary>Which way a pump forwards.</summary>
 internal enum PumpDirection
 {
@@ -83,11 +106,12 @@ internal sealed class ForwardingPump
     public bool ForwardsTerminate { get; init; } = true;
 
     /// <summary>
-    /// Whether the server-to-client pump stops with <see cref="PumpStop.Unlinked"/> after a batch that leaves the server
-    /// connection idle (ReadyForQuery 'I' for the last request, no extended batch open, a frame boundary): in transaction
-    /// pooling the connection then goes back to its pool.
+    /// Transaction pooling's link between the client and whichever server connection it has now: the client-to-server
+    /// pump asks it for a connection before it forwards what the client sent, and the server-to-client pump offers to
+    /// give the connection back after a batch that leaves it idle (ReadyForQuery 'I' for the last request, no extended
+    /// batch open, a frame boundary), stopping with <see cref="PumpStop.Unlinked"/> when it may. Null in the other modes.
     /// </summary>
-    public bool UnlinksWhenIdle { get; init; }
+    public ILinkGate? LinkGate { get; init; }
 
     /// <summary>
     /// Points the pump at another server connection (transaction pooling links a client to one per transaction): the
@@ -139,6 +163,13 @@ internal sealed class ForwardingPump
                 }
 
                 ReadOnlySequence<byte> buffer = result.Buffer;
+                if (LinkGate is { } gate && direction == PumpDirection.ClientToServer && !buffer.IsEmpty
+                    && !await gate.BeforeForwardAsync(buffer.FirstSpan[0], cancellationToken).ConfigureAwait(false))
+                {
+                    source.AdvanceTo(buffer.Start);
+                    return PumpStop.NoServer;
+                }
+
                 long consumed = 0;
                 PumpStop? stop;
                 while (true)
@@ -191,6 +222,11 @@ internal sealed class ForwardingPump
                 }
 
                 source.AdvanceTo(buffer.GetPosition(consumed), buffer.End);
+                if (direction == PumpDirection.ClientToServer)
+                {
+                    LinkGate?.AfterForward();
+                }
+
                 if (stop is { } reason)
                 {
                     return reason;
@@ -203,7 +239,7 @@ internal sealed class ForwardingPump
                         return PumpStop.IdleShutdown;
                     }
 
-                    if (UnlinksWhenIdle && state.IsIdle && !state.ExtendedBatchOpen && AtFrameBoundary)
+                    if (LinkGate is { } linked && state.IsIdle && !state.ExtendedBatchOpen && AtFrameBoundary && linked.TryUnlink())
                     {
                         return PumpStop.Unlinked;
                     }

@@ -29,4 +29,7 @@ internal enum PumpStop
 
     /// <summary>Transaction pooling: the server connection became idle after this batch and may go back to its pool.</summary>
     Unlinked,
+
+    /// <summary>Transaction pooling: no server connection could be had for what the client sent (the client was told why).</summary>
+    NoServer,
 }

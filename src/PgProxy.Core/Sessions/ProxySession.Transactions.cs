@@ -35,11 +35,11 @@ internal sealed partial class ProxySession
 
         (int processId, int secretKey) = pools.RegisterCancelKey(() => Volatile.Read(ref pooledServer));
         long started = RelayStarted(user, database);
+        var gate = new TransactionGate(this, pool, link);
         SessionHandlers? handlers = null;
         ForwardingPump? frontend = null;
         ForwardingPump? backend = null;
         string reason = "unknown";
-        bool reusable = false;
         try
         {
             foreach ((string name, string value) in server.Parameters)
@@ -49,52 +49,17 @@ internal sealed partial class ProxySession
 
             await client.Stream.WriteAsync(Welcome(server, processId, secretKey), cancellationToken).ConfigureAwait(false);
             state.OnReadyForQuery((byte)'I');
+
+            // The pumps start on the login's connection; the gate points them at each transaction's.
+            (frontend, backend, handlers) = CreatePumps(server.Leg, context, startup, user, database, forwardsTerminate: false, link, gate);
+            gate.Use(frontend, backend);
             await UnlinkAsync(pool, link, server, reusable: true).ConfigureAwait(false);
             server = null;
-            while (true)
-            {
-                if (await NextMessageAsync(cancellationToken).ConfigureAwait(false) is { } left)
-                {
-                    reason = left;
-                    break;
-                }
-
-                server = await LinkAsync(pool, link, cancellationToken).ConfigureAwait(false);
-                if (server is null)
-                {
-                    reason = "no server connection for the next transaction";
-                    break;
-                }
-
-                if (frontend is null || backend is null)
-                {
-                    (frontend, backend, handlers) = CreatePumps(server.Leg, context, startup, user, database, forwardsTerminate: false, link);
-                }
-                else
-                {
-                    frontend.Retarget(server.Leg);
-                    backend.Retarget(server.Leg);
-                    Relinked(server.Leg);
-                }
-
-                (string? ended, reusable) = await RelayLinkAsync(frontend, backend, server).ConfigureAwait(false);
-                if (ended is not null)
-                {
-                    reason = ended;
-                    break;
-                }
-
-                await UnlinkAsync(pool, link, server, reusable: true).ConfigureAwait(false);
-                server = null;
-            }
+            reason = await gate.RunAsync().ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
             reason = "stopped";
-            if (server is null && Volatile.Read(ref shutdownMode) != 0)
-            {
-                await client.TryWriteAsync(ErrorResponseWriter.Build(ErrorSeverity.Fatal, RelayEnd.ShuttingDown)).ConfigureAwait(false);
-            }
         }
         catch (IOException)
         {
@@ -103,37 +68,246 @@ internal sealed partial class ProxySession
         finally
         {
             pools.ReleaseCancelKey(processId);
-            Volatile.Write(ref pooledServer, null);
             handlers?.Diversion.Abandon();
             if (server is not null)
             {
-                await UnlinkAsync(pool, link, server, reusable).ConfigureAwait(false);
+                await UnlinkAsync(pool, link, server, reusable: false).ConfigureAwait(false);
             }
 
+            await gate.EndAsync().ConfigureAwait(false);
+            Volatile.Write(ref pooledServer, null);
             RelayEnded(started, frontend, backend, user, database, reason);
         }
     }
 
     /// <summary>
-    /// Waits, unlinked, for the client's next message, leaving it unread for the frontend pump. Returns why the session
-    /// ends instead (the client's Terminate or close), or null when a message came.
+    /// Transaction pooling's link of one session (see <see cref="ILinkGate"/>): the client-to-server pump runs for the
+    /// whole session and takes a connection when the client sends something while it has none; the server-to-client
+    /// pump runs once per link and gives the connection back when it is idle and nothing of the client's is being
+    /// forwarded. So a transaction costs no stop and restart of a read on the client's side.
     /// </summary>
-    private async Task<string?> NextMessageAsync(CancellationToken cancellationToken)
+    private sealed class TransactionGate(ProxySession session, ServerPool<PooledServer> pool, TransactionLink link) : ILinkGate
     {
-        PipeReader reader = client.Reader;
-        ReadResult read = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        ReadOnlySequence<byte> buffer = read.Buffer;
-        bool terminated = MessageHeader.TryPeek(buffer, out MessageHeader header) && header.Code == (byte)FrontendMessageCode.Terminate;
-        bool closed = buffer.IsEmpty && read.IsCompleted;
+        private readonly Lock gate = new();
+        private readonly TaskCompletionSource<PumpStop> serverSideEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private ForwardingPump? frontend;
+        private ForwardingPump? backend;
+        private PooledServer? linked;
+        private bool forwarding;
+        private bool ending; // the session has taken the linked connection back: the pump may no longer give it back itself
+        private Task<PumpStop>? backendRun; // the current (or last) link's server-to-client pump, and its unlink
 
-        // Nothing taken or examined: the pump's read returns the same bytes at once.
-        reader.AdvanceTo(buffer.Start);
-        if (read.IsCanceled)
+        public void Use(ForwardingPump frontendPump, ForwardingPump backendPump)
         {
-            throw new OperationCanceledException(cancellationToken);
+            frontend = frontendPump;
+            backend = backendPump;
         }
 
-        return terminated ? "client terminated" : closed ? "client closed the connection" : null;
+        public async ValueTask<bool> BeforeForwardAsync(byte firstCode, CancellationToken cancellationToken)
+        {
+            lock (gate)
+            {
+                if (linked is not null)
+                {
+                    forwarding = true;
+                    return true;
+                }
+            }
+
+            if (firstCode == (byte)FrontendMessageCode.Terminate)
+            {
+                return true; // the pump ends the session on it: no connection for that
+            }
+
+            if (backendRun is { } previous)
+            {
+                // The last link's connection goes back to the pool first (its settings are read back there).
+                await previous.ConfigureAwait(false);
+            }
+
+            if (serverSideEnded.Task.IsCompleted)
+            {
+                return false;
+            }
+
+            PooledServer? server = await session.LinkAsync(pool, link, cancellationToken).ConfigureAwait(false);
+            if (server is null)
+            {
+                return false;
+            }
+
+            frontend!.Retarget(server.Leg);
+            backend!.Retarget(server.Leg);
+            session.Relinked(server.Leg);
+            lock (gate)
+            {
+                linked = server;
+                forwarding = true;
+            }
+
+            backendRun = RunBackendAsync(server);
+            return true;
+        }
+
+        public void AfterForward()
+        {
+            lock (gate)
+            {
+                forwarding = false;
+            }
+        }
+
+        public bool TryUnlink()
+        {
+            lock (gate)
+            {
+                if (forwarding || ending || !frontend!.AtFrameBoundary)
+                {
+                    return false;
+                }
+
+                linked = null;
+                return true;
+            }
+        }
+
+        /// <summary>Runs the session until the client leaves or either side fails; returns why.</summary>
+        public async Task<string> RunAsync()
+        {
+            Task<PumpStop> frontendRun = frontend!.RunAsync(session.stopping.Token);
+            Task firstEnded = await Task.WhenAny(frontendRun, serverSideEnded.Task).ConfigureAwait(false);
+            if (firstEnded == frontendRun)
+            {
+                PumpStop stop = await frontendRun.ConfigureAwait(false);
+                switch (stop)
+                {
+                    case PumpStop.Terminated:
+                        return "client terminated";
+                    case PumpStop.SourceClosed or PumpStop.SourceFailed:
+                        return "client closed the connection";
+                    case PumpStop.NoServer:
+                        return "no server connection for the next transaction";
+                    case PumpStop.Cancelled when Current is null:
+                        if (Volatile.Read(ref session.shutdownMode) != 0)
+                        {
+                            await session.client.TryWriteAsync(ErrorResponseWriter.Build(ErrorSeverity.Fatal, RelayEnd.ShuttingDown)).ConfigureAwait(false);
+                            return "proxy shutting down";
+                        }
+
+                        return "stopped";
+                }
+
+                // A bad message from the client, or a server that stopped taking what was sent: said goodbye as the relay does.
+                PumpStop backendStop = await StopServerSideAsync().ConfigureAwait(false);
+                string ended = await session.FinishAsync(stop, backendStop, frontend, backend!, Current?.Leg.Stream ?? Stream.Null).ConfigureAwait(false);
+                if (stop is PumpStop.MessageTooLarge or PumpStop.InvalidMessage)
+                {
+                    await session.client.DrainAsync().ConfigureAwait(false);
+                }
+
+                return ended;
+            }
+
+            // The server side ended while linked (the server closed or failed, or a shutdown found the link idle).
+            PumpStop serverStop = await serverSideEnded.Task.ConfigureAwait(false);
+            session.client.Reader.CancelPendingRead();
+            session.stopping.Cancel();
+            PumpStop frontendStop = await frontendRun.ConfigureAwait(false);
+            return await session.FinishAsync(frontendStop, serverStop, frontend, backend!, Current?.Leg.Stream ?? Stream.Null).ConfigureAwait(false);
+        }
+
+        /// <summary>
+        /// The session is over: a connection still linked goes back to the pool if the client left it idle and whole
+        /// (its pump was only waiting), and is closed otherwise.
+        /// </summary>
+        public async Task EndAsync()
+        {
+            PooledServer? server = TakeForEnd();
+            lock (gate)
+            {
+                linked = null;
+            }
+
+            if (backendRun is not { } run)
+            {
+                return;
+            }
+
+            bool cancelledHere = false;
+            if (server is not null && !run.IsCompleted)
+            {
+                // A cancel of a read that ended meanwhile would stay pending and end the next reader's first read,
+                // another client's: so only a clean Cancelled counts as whole.
+                cancelledHere = true;
+                server.Leg.Reader.CancelPendingRead();
+            }
+
+            PumpStop stop = await run.ConfigureAwait(false);
+            if (server is not null)
+            {
+                bool whole = cancelledHere && stop == PumpStop.Cancelled && frontend!.AtFrameBoundary && backend!.AtFrameBoundary
+                    && session.state.IsIdle && !session.state.ExtendedBatchOpen;
+                await session.UnlinkAsync(pool, link, server, whole).ConfigureAwait(false);
+            }
+        }
+
+        private PooledServer? Current
+        {
+            get
+            {
+                lock (gate)
+                {
+                    return linked;
+                }
+            }
+        }
+
+        private async Task<PumpStop> StopServerSideAsync()
+        {
+            if (backendRun is not { } run)
+            {
+                return PumpStop.Cancelled;
+            }
+
+            if (!run.IsCompleted && TakeForEnd() is { } server)
+            {
+                server.Leg.Reader.CancelPendingRead();
+            }
+
+            return await run.ConfigureAwait(false);
+        }
+
+        /// <summary>The connection linked now, if any, which from now on only the session gives back (or closes).</summary>
+        private PooledServer? TakeForEnd()
+        {
+            lock (gate)
+            {
+                ending = true;
+                return linked;
+            }
+        }
+
+        private async Task<PumpStop> RunBackendAsync(PooledServer server)
+        {
+            PumpStop stop;
+            try
+            {
+                stop = await backend!.RunAsync(session.stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+                stop = PumpStop.SourceFailed;
+            }
+
+            if (stop == PumpStop.Unlinked)
+            {
+                await session.UnlinkAsync(pool, link, server, reusable: true).ConfigureAwait(false);
+                return stop;
+            }
+
+            serverSideEnded.TrySetResult(stop);
+            return stop;
+        }
     }
 
     /// <summary>A connection from the pool with the client's settings, linked; null when the client was refused.</summary>
@@ -157,86 +331,6 @@ internal sealed partial class ProxySession
     }
 
     private long parameterReportsAtLink;
-
-    /// <summary>
-    /// Runs the pumps on one link until the connection is idle with nothing of the client's pending (null: unlink), or
-    /// the session ends (why, and whether the connection may go back to its pool).
-    /// </summary>
-    private async Task<(string? Ended, bool Reusable)> RelayLinkAsync(ForwardingPump frontend, ForwardingPump backend, PooledServer server)
-    {
-        while (true)
-        {
-            Task<PumpStop> frontendRun = frontend.RunAsync(stopping.Token);
-            Task<PumpStop> backendRun = backend.RunAsync(stopping.Token);
-            Task<PumpStop> firstStopped = await Task.WhenAny(frontendRun, backendRun).ConfigureAwait(false);
-            if (firstStopped == backendRun && await backendRun.ConfigureAwait(false) == PumpStop.Unlinked)
-            {
-                // Idle after the server's last answer: stop reading the client, then look again, since the client may
-                // have sent more meanwhile (then the link goes on).
-                client.Reader.CancelPendingRead();
-                PumpStop frontendStop = await frontendRun.ConfigureAwait(false);
-                bool whole = frontend.AtFrameBoundary && backend.AtFrameBoundary && state.IsIdle && !state.ExtendedBatchOpen;
-                if (frontendStop == PumpStop.Cancelled)
-                {
-                    if (whole)
-                    {
-                        return (null, true);
-                    }
-
-                    continue;
-                }
-
-                if (frontendStop is PumpStop.Terminated or PumpStop.SourceClosed or PumpStop.SourceFailed)
-                {
-                    return (frontendStop == PumpStop.Terminated ? "client terminated" : "client closed the connection", whole);
-                }
-
-                string failed = await FinishAsync(frontendStop, PumpStop.Cancelled, frontend, backend, server.Leg.Stream).ConfigureAwait(false);
-                await client.DrainAsync().ConfigureAwait(false);
-                return (failed, false);
-            }
-
-            (string reason, bool reusable) = await EndLinkedAsync(frontendRun, backendRun, firstStopped, frontend, backend, server).ConfigureAwait(false);
-            return (reason, reusable);
-        }
-    }
-
-    /// <summary>The session ends while linked: as in session pooling, the connection goes back only when idle and whole.</summary>
-    private async Task<(string Reason, bool Reusable)> EndLinkedAsync(
-        Task<PumpStop> frontendRun, Task<PumpStop> backendRun, Task<PumpStop> firstStopped, ForwardingPump frontend, ForwardingPump backend, PooledServer server)
-    {
-        bool clientLeft = firstStopped == frontendRun && await frontendRun.ConfigureAwait(false) is PumpStop.Terminated or PumpStop.SourceClosed or PumpStop.SourceFailed;
-        if (clientLeft)
-        {
-            // A cancel of a read that has already ended would stay pending on the connection and end the next
-            // reader's first read, another client's: cancel only a pump still running, and if it ended on its own
-            // meanwhile, the cancel may be pending, so the connection is not reused.
-            bool cancelled = !backendRun.IsCompleted;
-            if (cancelled)
-            {
-                server.Leg.Reader.CancelPendingRead();
-            }
-
-            PumpStop backendStop = await backendRun.ConfigureAwait(false);
-            bool clean = cancelled ? backendStop == PumpStop.Cancelled : backendStop == PumpStop.Unlinked;
-            bool whole = clean && frontend.AtFrameBoundary && backend.AtFrameBoundary && state.IsIdle && !state.ExtendedBatchOpen;
-            string reason = await frontendRun.ConfigureAwait(false) == PumpStop.Terminated ? "client terminated" : "client closed the connection";
-            return (reason, whole);
-        }
-
-        client.Reader.CancelPendingRead();
-        server.Leg.Reader.CancelPendingRead();
-        stopping.Cancel();
-        PumpStop frontendStop = await frontendRun.ConfigureAwait(false);
-        PumpStop backendStop2 = await backendRun.ConfigureAwait(false);
-        string ended = await FinishAsync(frontendStop, backendStop2, frontend, backend, server.Leg.Stream).ConfigureAwait(false);
-        if (frontendStop is PumpStop.MessageTooLarge or PumpStop.InvalidMessage)
-        {
-            await client.DrainAsync().ConfigureAwait(false);
-        }
-
-        return (ended, false);
-    }
 
     /// <summary>
     /// Gives the connection back: after any cancel in flight for it has closed, and with what the client set on it

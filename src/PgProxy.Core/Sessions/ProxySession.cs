@@ -243,7 +243,7 @@ internal sealed partial class ProxySession : IDisposable
     /// client's Terminate ends the relay without reaching the server, whose connection goes back to its pool.
     /// </summary>
     private (ForwardingPump Frontend, ForwardingPump Backend, SessionHandlers? Handlers) CreatePumps(
-        UpstreamLeg upstream, SessionContext? context, StartupPacket startup, string user, string database, bool forwardsTerminate, Pooling.TransactionLink? transactions = null)
+        UpstreamLeg upstream, SessionContext? context, StartupPacket startup, string user, string database, bool forwardsTerminate, Pooling.TransactionLink? transactions = null, ILinkGate? linkGate = null)
     {
         ProxyMetrics? statementMetrics = environment.Metrics.RecordsStatements ? environment.Metrics : null;
         StatementTimer? timer = environment.Statistics is not null || environment.QueryLog is not null || statementMetrics is not null
@@ -271,10 +271,11 @@ internal sealed partial class ProxySession : IDisposable
         var frontend = new ForwardingPump(client.Reader, upstream.Stream, state, PumpDirection.ClientToServer, environment.Instance.Limits.MaxMessageSize, toServer, timer)
         {
             ForwardsTerminate = forwardsTerminate,
+            LinkGate = linkGate,
         };
         var backend = new ForwardingPump(upstream.Reader, client.Stream, state, PumpDirection.ServerToClient, long.MaxValue, toClient, timer)
         {
-            UnlinksWhenIdle = transactions is not null,
+            LinkGate = linkGate,
         };
         Linked(upstream, frontend, backend, timer);
         if (context is not null)
