@@ -324,6 +324,59 @@ public sealed class TransactionPoolingTests(PostgresFixture fixture) : IAsyncLif
         Assert.Equal(6, await ScalarAsync<int>(busy, "SELECT 6"));
     }
 
+    [Fact]
+    public async Task Rules_and_masks_work_on_shared_connections_and_shared_prepared_statements()
+    {
+        await fixture.Server.QueryAsSuperuserAsync("""
+            DROP TABLE IF EXISTS tx_masked;
+            CREATE TABLE tx_masked (id int PRIMARY KEY, email text);
+            INSERT INTO tx_masked VALUES (1, 'alice@example.com'), (2, 'bob@example.org');
+            GRANT SELECT ON tx_masked TO PUBLIC;
+            """);
+        ProxyConfig parsed = ConfigLoader.Parse(
+            $$"""
+            instances:
+              - listen: {name: proxy, host: 127.0.0.1, port: 0}
+                redirect: {name: postgresql, host: {{fixture.Server.Host}}, port: {{fixture.Server.Port}}, tls: {mode: disable} }
+                auth: {auth-file: {{authFile}} }
+                pool: {mode: transaction, size: 1}
+                rules:
+                  - name: no-ddl
+                    match: {statement: [ddl]}
+                    refuse: {sqlstate: '42501', message: 'DDL is not allowed through this port'}
+                  - name: tag-it
+                    match: {query: 'FROM tx_masked'}
+                    tag: 'source=tx'
+                    continue: true
+                masks:
+                  - name: emails
+                    columns: [public.tx_masked.email]
+                    with: email
+            """,
+            Path.GetTempPath(),
+            "tx-rules.yml");
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(parsed);
+        await using NpgsqlConnection first = await OpenAsync(proxy, "first");
+        await using NpgsqlConnection second = await OpenAsync(proxy, "second");
+
+        PostgresException refused = await Assert.ThrowsAsync<PostgresException>(() => ExecuteAsync(first, "CREATE TABLE tx_refused (n int)"));
+        Assert.Equal("42501", refused.SqlState);
+
+        // The same statement prepared by both clients: one copy on the one server connection, masked for each.
+        foreach (NpgsqlConnection connection in new[] { first, second, first })
+        {
+            await using var command = new NpgsqlCommand("SELECT email FROM tx_masked WHERE id = $1", connection);
+            command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = 2 });
+            await command.PrepareAsync();
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.Equal("b***@example.org", (string)(await command.ExecuteScalarAsync())!);
+            }
+        }
+
+        Assert.Equal("a***@example.com", await ScalarAsync<string>(second, "SELECT email FROM tx_masked WHERE id = 1"));
+    }
+
     private async Task<ProxyHarness> StartAsync(int size, TimeSpan? queueTimeout = null)
     {
         ProxyConfig config = TestConfigs.Relay(fixture.Server.Host, fixture.Server.Port);
