@@ -26,9 +26,11 @@ internal interface ILinkGate
 
     /// <summary>
     /// Called by the server-to-client pump when the connection is idle after a batch: true when the connection may go
-    /// back now (no batch of the client's is being forwarded, and the client side is at a frame boundary).
+    /// back now. A batch of the client's being forwarded at that moment is waited for (the server may answer before the
+    /// client-to-server pump has finished with it), and the connection is still idle after it only if that batch
+    /// asked nothing of the server.
     /// </summary>
-    bool TryUnlink();
+    ValueTask<bool> TryUnlinkAsync();
 }
 
 /// <summary>Which way a pump forwards.</summary>
@@ -239,7 +241,8 @@ internal sealed class ForwardingPump
                         return PumpStop.IdleShutdown;
                     }
 
-                    if (LinkGate is { } linked && state.IsIdle && !state.ExtendedBatchOpen && AtFrameBoundary && linked.TryUnlink())
+                    if (LinkGate is { } linked && state.IsIdle && !state.ExtendedBatchOpen && AtFrameBoundary
+                        && await linked.TryUnlinkAsync().ConfigureAwait(false))
                     {
                         return PumpStop.Unlinked;
                     }

@@ -4,6 +4,7 @@ using PgProxy.Core.Diagnostics;
 using PgProxy.Core.Interception;
 using PgProxy.Core.Pooling;
 using PgProxy.Core.Relay;
+using PgProxy.Core.Server;
 using PgProxy.Protocol;
 using PgProxy.Protocol.Backend;
 using PgProxy.Protocol.Framing;
@@ -94,6 +95,8 @@ internal sealed partial class ProxySession
         private ForwardingPump? backend;
         private PooledServer? linked;
         private bool forwarding;
+        private bool unlinkWanted; // the server-to-client pump found the link idle while a batch was being forwarded
+        private bool unlinkingByCancel; // the client-to-server pump gave the connection back and cancelled the other's read
         private bool ending; // the session has taken the linked connection back: the pump may no longer give it back itself
         private Task<PumpStop>? backendRun; // the current (or last) link's server-to-client pump, and its unlink
 
@@ -151,25 +154,56 @@ internal sealed partial class ProxySession
 
         public void AfterForward()
         {
+            PooledServer? stopReading = null;
             lock (gate)
             {
                 forwarding = false;
+                if (!unlinkWanted)
+                {
+                    return;
+                }
+
+                // The server answered before this batch was done with, and the link was idle then: if the batch asked
+                // nothing more of the server, the connection goes back now. Its pump is waiting for the server, so its
+                // read is cancelled (only in this race: a cancelled read costs an exception).
+                unlinkWanted = false;
+                if (ending || linked is null || !IsIdle)
+                {
+                    return;
+                }
+
+                stopReading = linked;
+                linked = null;
+                unlinkingByCancel = true;
             }
+
+            stopReading.Leg.Reader.CancelPendingRead();
         }
 
-        public bool TryUnlink()
+        public ValueTask<bool> TryUnlinkAsync()
         {
             lock (gate)
             {
-                if (forwarding || ending || !frontend!.AtFrameBoundary)
+                if (ending || linked is null || !IsIdle)
                 {
-                    return false;
+                    return ValueTask.FromResult(false);
+                }
+
+                if (forwarding)
+                {
+                    // The client-to-server pump may be waiting for this pump (a metadata query of a handler): go on
+                    // reading, and let it give the connection back when its batch is done, if nothing was asked.
+                    unlinkWanted = true;
+                    return ValueTask.FromResult(false);
                 }
 
                 linked = null;
-                return true;
+                return ValueTask.FromResult(true);
             }
         }
+
+        /// <summary>Under the lock: nothing outstanding, outside a transaction, no batch open, the client side at a frame boundary.</summary>
+        private bool IsIdle => session.state.IsIdle && !session.state.ExtendedBatchOpen && frontend!.AtFrameBoundary;
 
         /// <summary>Runs the session until the client leaves or either side fails; returns why.</summary>
         public async Task<string> RunAsync()
@@ -299,10 +333,18 @@ internal sealed partial class ProxySession
                 stop = PumpStop.SourceFailed;
             }
 
-            if (stop == PumpStop.Unlinked)
+            bool unlinkedHere;
+            lock (gate)
+            {
+                // Cancelled by the session's stop instead, the cancel asked for may still be pending: not reused then.
+                unlinkedHere = stop == PumpStop.Cancelled && unlinkingByCancel && !session.stopping.IsCancellationRequested;
+                unlinkingByCancel = false;
+            }
+
+            if (stop == PumpStop.Unlinked || unlinkedHere)
             {
                 await session.UnlinkAsync(pool, link, server, reusable: true).ConfigureAwait(false);
-                return stop;
+                return PumpStop.Unlinked;
             }
 
             serverSideEnded.TrySetResult(stop);

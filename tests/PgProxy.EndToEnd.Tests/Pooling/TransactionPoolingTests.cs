@@ -377,6 +377,34 @@ public sealed class TransactionPoolingTests(PostgresFixture fixture) : IAsyncLif
         Assert.Equal("a***@example.com", await ScalarAsync<string>(second, "SELECT email FROM tx_masked WHERE id = 1"));
     }
 
+    [Fact]
+    public async Task What_lives_in_the_server_session_stays_on_the_connection_as_documented()
+    {
+        // docs/pooling.md, "What does not follow a client": each of these is seen by the next client of the connection.
+        await using ProxyHarness proxy = await StartAsync(size: 1);
+        await using NpgsqlConnection first = await OpenAsync(proxy, "first");
+        await using NpgsqlConnection second = await OpenAsync(proxy, "second");
+        string defaultWorkMem = await ScalarAsync<string>(second, "SHOW work_mem");
+
+        await ExecuteAsync(first, "CREATE TEMP TABLE tx_left_behind (n int)");
+        await ExecuteAsync(first, "SELECT pg_advisory_lock(4242)");
+        await using (NpgsqlTransaction transaction = await first.BeginTransactionAsync())
+        {
+            await ExecuteAsync(first, "DECLARE tx_held CURSOR WITH HOLD FOR SELECT 99");
+            await transaction.CommitAsync();
+        }
+
+        await fixture.Server.QueryAsSuperuserAsync("CREATE OR REPLACE FUNCTION public.tx_sets_work_mem() RETURNS void LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('work_mem', '3MB', false); END$$");
+        await ExecuteAsync(first, "SELECT public.tx_sets_work_mem()");
+
+        Assert.Equal("tx_left_behind", await ScalarAsync<string>(second, "SELECT to_regclass('pg_temp.tx_left_behind')::text"));
+        Assert.True(await ScalarAsync<bool>(second, "SELECT pg_try_advisory_lock(4242)")); // the same server session holds it
+        Assert.Equal(99, await ScalarAsync<int>(second, "FETCH tx_held"));
+        Assert.NotEqual(defaultWorkMem, await ScalarAsync<string>(second, "SHOW work_mem"));
+
+        await ExecuteAsync(second, "CLOSE tx_held; SELECT pg_advisory_unlock_all(); DROP TABLE tx_left_behind; RESET work_mem");
+    }
+
     private async Task<ProxyHarness> StartAsync(int size, TimeSpan? queueTimeout = null)
     {
         ProxyConfig config = TestConfigs.Relay(fixture.Server.Host, fixture.Server.Port);
