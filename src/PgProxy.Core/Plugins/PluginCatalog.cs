@@ -26,7 +26,7 @@ public sealed class PluginCatalog : IDisposable
     public IReadOnlyList<LoadedPlugin> Plugins { get; }
 
     /// <summary>Where PgProxy looks for a plugin after the configured plugin directory: <c>plugins</c> beside the program.</summary>
-    public static string BuiltInDirectory => Path.Combine(AppContext.BaseDirectory, "plugins");
+    public static string BuiltInDirectory { get; } = FindBuiltInDirectory();
 
     /// <summary>Loads every plugin named in <c>config.Plugins</c>.</summary>
     /// <exception cref="PluginLoadException">A plugin is missing, does not compile, or cannot be loaded.</exception>
@@ -124,6 +124,25 @@ public sealed class PluginCatalog : IDisposable
         }
 
         entries.Clear();
+    }
+
+    /// <summary>
+    /// <c>plugins</c> beside the assemblies, or else beside the program file: a single-file PgProxy that unpacks itself
+    /// (artifacts/linux-x64/pgproxy, /usr/lib/pgproxy/pgproxy) runs its assemblies from the extraction folder, while
+    /// its plugins sit beside the file. <see cref="Environment.ProcessPath"/> is the resolved path, so a link such as
+    /// /usr/bin/pgproxy finds /usr/lib/pgproxy/plugins.
+    /// </summary>
+    private static string FindBuiltInDirectory()
+    {
+        string besideAssemblies = Path.Combine(AppContext.BaseDirectory, "plugins");
+        if (Directory.Exists(besideAssemblies) || Environment.ProcessPath is not { } program
+            || string.Equals(Path.GetFileNameWithoutExtension(program), "dotnet", StringComparison.Ordinal))
+        {
+            return besideAssemblies;
+        }
+
+        string besideProgram = Path.Combine(Path.GetDirectoryName(program)!, "plugins");
+        return Directory.Exists(besideProgram) ? besideProgram : besideAssemblies;
     }
 
     /// <summary><c>rewrite_query</c> → <c>RewriteQuery</c>: the C# name of a seed-style (Python-style) function name.</summary>
