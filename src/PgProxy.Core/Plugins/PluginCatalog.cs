@@ -36,6 +36,9 @@ public sealed class PluginCatalog : IDisposable
         ArgumentNullException.ThrowIfNull(loggerFactory);
         ILogger logger = loggerFactory.CreateLogger("PgProxy.Plugins");
         var loaded = new List<Entry>();
+        // Disposed once every plugin is loaded: what compiling took is given back (see PluginCompiler).
+        using var compiler = new PluginCompiler();
+        CompiledPluginCache cache = CompiledPluginCache.For(config, logger);
         try
         {
             foreach (PluginReference reference in config.Plugins)
@@ -47,7 +50,7 @@ public sealed class PluginCatalog : IDisposable
 
                 LoadedPlugin plugin = Find(reference, config.Settings.PluginDirectory);
                 long started = System.Diagnostics.Stopwatch.GetTimestamp();
-                loaded.Add(LoadOne(reference, plugin));
+                loaded.Add(LoadOne(reference, plugin, compiler, cache));
                 double milliseconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
                 Log.PluginLoaded(logger, plugin.Name, plugin.Kind, plugin.Path, milliseconds);
             }
@@ -194,7 +197,7 @@ public sealed class PluginCatalog : IDisposable
                 .Any(part => part.Equals("bin", StringComparison.OrdinalIgnoreCase) || part.Equals("obj", StringComparison.OrdinalIgnoreCase)))
             .Order(StringComparer.Ordinal)];
 
-    private static Entry LoadOne(PluginReference reference, LoadedPlugin plugin)
+    private static Entry LoadOne(PluginReference reference, LoadedPlugin plugin, PluginCompiler compiler, CompiledPluginCache cache)
     {
         string describedAs = $"plugin \"{plugin.Name}\" (config line {reference.Line})";
         PluginLoadContext context;
@@ -215,7 +218,7 @@ public sealed class PluginCatalog : IDisposable
         else
         {
             IReadOnlyList<string> files = plugin.Kind == PluginKind.SourceFile ? [plugin.Path] : SourceFiles(plugin.Path);
-            (byte[] image, byte[] pdb) = PluginCompiler.Compile(plugin.Name, files, describedAs);
+            (byte[] image, byte[] pdb) = cache.GetOrCompile(compiler, plugin.Name, files, describedAs);
             context = new PluginLoadContext(plugin.Name, mainAssemblyPath: null);
             using var imageStream = new MemoryStream(image);
             using var pdbStream = new MemoryStream(pdb);
