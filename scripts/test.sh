@@ -86,7 +86,8 @@ if ! dotnet build PgProxy.slnx -c Release -nologo -v q; then
     exit 1
 fi
 
-# --- (b2) the packages, once per run (binaries, .deb, dotnet tool: about 4 minutes on 2 cores): the package tests
+# --- (b2) the packages, once per run (binaries, .deb, dotnet tool: 5 to 10 minutes on 2 cores, most of it the
+# linux-x64 publish, which builds the libraries again apart from the solution's bin/obj): the package tests
 # install and run what scripts/package.sh wrote instead of building it themselves.
 if ! scripts/package.sh; then
     note "scripts/package.sh failed: no tests ran"
