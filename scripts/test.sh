@@ -71,12 +71,29 @@ if [[ -n "$missing" ]]; then
     fi
 fi
 
+# --- (a2) systemd-analyze, with which the package tests check the packaged unit (Debian's systemd package; a
+# container often lacks it). Only as root, where those tests run: they install the .deb into the machine.
+if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1 && ! command -v systemd-analyze >/dev/null 2>&1; then
+    note "installing systemd (systemd-analyze verify checks the packaged unit)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+
 # --- (b) build once.
 export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 if ! dotnet build PgProxy.slnx -c Release -nologo -v q; then
     note "build failed: no tests ran"
     exit 1
 fi
+
+# --- (b2) the packages, once per run (binaries, .deb, dotnet tool: 5 to 10 minutes on 2 cores, most of it the
+# linux-x64 publish, which builds the libraries again apart from the solution's bin/obj): the package tests
+# install and run what scripts/package.sh wrote instead of building it themselves.
+if ! scripts/package.sh; then
+    note "scripts/package.sh failed: no tests ran"
+    exit 1
+fi
+export PGPROXY_PACKAGE_ARTIFACTS="$repo_root/artifacts"
 
 # --- (c) run every test project; trx files carry the counts to total.
 results_dir="$repo_root/TestResults/test.sh"

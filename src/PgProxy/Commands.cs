@@ -8,6 +8,7 @@ using PgProxy.Core.Interception;
 using PgProxy.Core.Plugins;
 using PgProxy.Host.Logging;
 using PgProxy.Host.Metrics;
+using PgProxy.Host.Service;
 
 namespace PgProxy.Host;
 
@@ -82,6 +83,7 @@ internal static class Commands
 
         using LoggingSetup logging = LoggingSetup.Create(config.Settings, config.QueryLog?.File);
         ILogger logger = logging.LoggerFactory.CreateLogger("PgProxy");
+        using SystemdNotifier notifier = SystemdNotifier.FromEnvironment(logging.LoggerFactory.CreateLogger("PgProxy.Service"));
         using var shutdown = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStopSignal);
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnStopSignal);
@@ -118,8 +120,12 @@ internal static class Commands
 
         HostLog.Started(logger, config.Instances.Count, ThisAssembly.Version);
         HostLog.EventLoops(logger, eventLoops);
+        // Every instance listens now: a unit ordered After=pgproxy.service may connect.
+        NotifyReady();
+        notifier.StartWatchdog();
         // A stop signal, or the admin console's SHUTDOWN, which has begun the stop itself.
         await Task.WhenAny(Task.Delay(Timeout.Infinite, shutdown.Token), server.Stopping).ConfigureAwait(false);
+        notifier.Stopping();
 
         // Waits for a reload in progress (none applies after this), or joins the console's stop in progress.
         await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
@@ -137,7 +143,16 @@ internal static class Commands
         async Task ReloadAsync()
         {
             HostLog.Reloading(logger, configFile.FullName);
-            await server.Configuration.ReloadAsync(CancellationToken.None).ConfigureAwait(false);
+            notifier.Reloading();
+            try
+            {
+                await server.Configuration.ReloadAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            finally
+            {
+                // A failed reload keeps the running configuration: the service is ready either way.
+                NotifyReady();
+            }
         }
 
         // watch-config: the same reload, when the file changed.
@@ -149,7 +164,21 @@ internal static class Commands
             }
 
             HostLog.FileChanged(logger, configFile.FullName);
-            await running.Configuration.ReloadAsync(CancellationToken.None).ConfigureAwait(false);
+            notifier.Reloading();
+            try
+            {
+                await running.Configuration.ReloadAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            finally
+            {
+                NotifyReady();
+            }
+        }
+
+        void NotifyReady()
+        {
+            int listening = running?.Configuration.Current?.Config.Instances.Count ?? config.Instances.Count;
+            notifier.Ready(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Listening: {listening} instance(s)"));
         }
     }
 

@@ -60,6 +60,15 @@ internal static partial class Log
     [LoggerMessage(EventId = 450, Level = LogLevel.Information, Message = "Plugin {Plugin} loaded ({Kind}) from {Path} in {Milliseconds:0} ms")]
     public static partial void PluginLoaded(ILogger logger, string plugin, PgProxy.Core.Plugins.PluginKind kind, string path, double milliseconds);
 
+    [LoggerMessage(EventId = 451, Level = LogLevel.Information, Message = "Plugin {Plugin}: compiled, kept in the plugin cache as {CacheFile}")]
+    public static partial void PluginCached(ILogger logger, string plugin, string cacheFile);
+
+    [LoggerMessage(EventId = 452, Level = LogLevel.Information, Message = "Plugin {Plugin}: unchanged sources, loaded from the plugin cache {CacheFile} without compiling")]
+    public static partial void PluginFromCache(ILogger logger, string plugin, string cacheFile);
+
+    [LoggerMessage(EventId = 453, Level = LogLevel.Warning, Message = "Plugin {Plugin}: the plugin cache {CacheDirectory} cannot be written ({Reason}); compiled in memory, and compiled again at the next start (PGPROXY_PLUGIN_CACHE names another folder)")]
+    public static partial void PluginCacheUnwritable(ILogger logger, string plugin, string cacheDirectory, string reason);
+
     [LoggerMessage(EventId = 500, Level = LogLevel.Debug, Message = "Session {SessionId}: client {Client} TLS handshake done ({Protocol}, {How})")]
     public static partial void ClientTlsEstablished(ILogger logger, long sessionId, string client, System.Security.Authentication.SslProtocols protocol, string how);
 

@@ -26,7 +26,7 @@ public sealed class PluginCatalog : IDisposable
     public IReadOnlyList<LoadedPlugin> Plugins { get; }
 
     /// <summary>Where PgProxy looks for a plugin after the configured plugin directory: <c>plugins</c> beside the program.</summary>
-    public static string BuiltInDirectory => Path.Combine(AppContext.BaseDirectory, "plugins");
+    public static string BuiltInDirectory { get; } = FindBuiltInDirectory();
 
     /// <summary>Loads every plugin named in <c>config.Plugins</c>.</summary>
     /// <exception cref="PluginLoadException">A plugin is missing, does not compile, or cannot be loaded.</exception>
@@ -36,6 +36,9 @@ public sealed class PluginCatalog : IDisposable
         ArgumentNullException.ThrowIfNull(loggerFactory);
         ILogger logger = loggerFactory.CreateLogger("PgProxy.Plugins");
         var loaded = new List<Entry>();
+        // Disposed once every plugin is loaded: what compiling took is given back (see PluginCompiler).
+        using var compiler = new PluginCompiler();
+        CompiledPluginCache cache = CompiledPluginCache.For(config, logger);
         try
         {
             foreach (PluginReference reference in config.Plugins)
@@ -47,7 +50,7 @@ public sealed class PluginCatalog : IDisposable
 
                 LoadedPlugin plugin = Find(reference, config.Settings.PluginDirectory);
                 long started = System.Diagnostics.Stopwatch.GetTimestamp();
-                loaded.Add(LoadOne(reference, plugin));
+                loaded.Add(LoadOne(reference, plugin, compiler, cache));
                 double milliseconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
                 Log.PluginLoaded(logger, plugin.Name, plugin.Kind, plugin.Path, milliseconds);
             }
@@ -126,6 +129,25 @@ public sealed class PluginCatalog : IDisposable
         entries.Clear();
     }
 
+    /// <summary>
+    /// <c>plugins</c> beside the assemblies, or else beside the program file: a single-file PgProxy that unpacks itself
+    /// (artifacts/linux-x64/pgproxy, /usr/lib/pgproxy/pgproxy) runs its assemblies from the extraction folder, while
+    /// its plugins sit beside the file. <see cref="Environment.ProcessPath"/> is the resolved path, so a link such as
+    /// /usr/bin/pgproxy finds /usr/lib/pgproxy/plugins.
+    /// </summary>
+    private static string FindBuiltInDirectory()
+    {
+        string besideAssemblies = Path.Combine(AppContext.BaseDirectory, "plugins");
+        if (Directory.Exists(besideAssemblies) || Environment.ProcessPath is not { } program
+            || string.Equals(Path.GetFileNameWithoutExtension(program), "dotnet", StringComparison.Ordinal))
+        {
+            return besideAssemblies;
+        }
+
+        string besideProgram = Path.Combine(Path.GetDirectoryName(program)!, "plugins");
+        return Directory.Exists(besideProgram) ? besideProgram : besideAssemblies;
+    }
+
     /// <summary><c>rewrite_query</c> → <c>RewriteQuery</c>: the C# name of a seed-style (Python-style) function name.</summary>
     internal static string PascalCase(string name) =>
         string.Concat(name.Split(['_', '-'], StringSplitOptions.RemoveEmptyEntries)
@@ -175,7 +197,7 @@ public sealed class PluginCatalog : IDisposable
                 .Any(part => part.Equals("bin", StringComparison.OrdinalIgnoreCase) || part.Equals("obj", StringComparison.OrdinalIgnoreCase)))
             .Order(StringComparer.Ordinal)];
 
-    private static Entry LoadOne(PluginReference reference, LoadedPlugin plugin)
+    private static Entry LoadOne(PluginReference reference, LoadedPlugin plugin, PluginCompiler compiler, CompiledPluginCache cache)
     {
         string describedAs = $"plugin \"{plugin.Name}\" (config line {reference.Line})";
         PluginLoadContext context;
@@ -196,7 +218,7 @@ public sealed class PluginCatalog : IDisposable
         else
         {
             IReadOnlyList<string> files = plugin.Kind == PluginKind.SourceFile ? [plugin.Path] : SourceFiles(plugin.Path);
-            (byte[] image, byte[] pdb) = PluginCompiler.Compile(plugin.Name, files, describedAs);
+            (byte[] image, byte[] pdb) = cache.GetOrCompile(compiler, plugin.Name, files, describedAs);
             context = new PluginLoadContext(plugin.Name, mainAssemblyPath: null);
             using var imageStream = new MemoryStream(image);
             using var pdbStream = new MemoryStream(pdb);

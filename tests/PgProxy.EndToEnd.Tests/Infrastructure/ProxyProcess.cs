@@ -67,6 +67,19 @@ public sealed partial class ProxyProcess : IAsyncDisposable
             startInfo.Environment[name] = value;
         }
 
+        return await StartAsync(startInfo, instances, console);
+    }
+
+    /// <summary>
+    /// Starts a pgproxy given as a whole command (an installed binary, or one run as another user) and waits until
+    /// every instance reports its listening port, and the admin console its own when <paramref name="console"/>.
+    /// </summary>
+    public static async Task<ProxyProcess> StartAsync(ProcessStartInfo startInfo, int instances, bool console = false)
+    {
+        ArgumentNullException.ThrowIfNull(startInfo);
+        startInfo.RedirectStandardOutput = true;
+        startInfo.RedirectStandardError = true;
+        startInfo.UseShellExecute = false;
         var proxy = new ProxyProcess(new Process { StartInfo = startInfo });
         proxy.process.EnableRaisingEvents = true;
         proxy.process.Exited += (_, _) => proxy.outputChanges.Announce();
@@ -172,6 +185,12 @@ public sealed partial class ProxyProcess : IAsyncDisposable
     }
 
     public bool HasExited => process.HasExited;
+
+    /// <summary>A field of /proc/PID/status as written, after its name: "Uid" gives the real, effective, saved and fs uids, tab-separated.</summary>
+    public string StatusField(string field) =>
+        File.ReadLines($"/proc/{process.Id}/status").FirstOrDefault(line => line.StartsWith(field + ":", StringComparison.Ordinal)) is { } line
+            ? line[(field.Length + 1)..].Trim()
+            : throw new InvalidOperationException($"{field} not in /proc/{process.Id}/status");
 
     /// <summary>A field of /proc/PID/status in kB, such as VmRSS (resident now) or VmHWM (the peak).</summary>
     public long StatusKilobytes(string field)
