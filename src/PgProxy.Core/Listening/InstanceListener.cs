@@ -22,6 +22,7 @@ internal sealed class InstanceListener : IAsyncDisposable
     private readonly CancellationTokenSource stopAccepting = new();
     private SessionEnvironment current;
     private bool accepting;
+    private Task? stopping;
 
     /// <param name="environment">What its sessions get, until a reload replaces it.</param>
     /// <param name="sessions">Every session of the server.</param>
@@ -120,8 +121,25 @@ internal sealed class InstanceListener : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops taking new connections; sessions already open go on.</summary>
-    public async Task StopAcceptingAsync()
+    /// <summary>
+    /// Stops taking new connections; sessions already open go on. Safe to call more than once, and after
+    /// <see cref="DisposeAsync"/>: every caller waits for the one stop.
+    /// </summary>
+    public Task StopAcceptingAsync()
+    {
+        lock (sockets)
+        {
+            return stopping ??= StopOnceAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAcceptingAsync().ConfigureAwait(false);
+        stopAccepting.Dispose();
+    }
+
+    private async Task StopOnceAsync()
     {
         await stopAccepting.CancelAsync().ConfigureAwait(false);
         foreach (Socket socket in sockets)
@@ -138,16 +156,6 @@ internal sealed class InstanceListener : IAsyncDisposable
         {
             Log.InstanceStopped(Environment.Logger, InstanceName);
         }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (!stopAccepting.IsCancellationRequested)
-        {
-            await StopAcceptingAsync().ConfigureAwait(false);
-        }
-
-        stopAccepting.Dispose();
     }
 
     private async Task AcceptLoopAsync(Socket listenSocket, CancellationToken cancellationToken)
