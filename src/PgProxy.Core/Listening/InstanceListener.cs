@@ -160,12 +160,17 @@ internal sealed class InstanceListener : IAsyncDisposable
 
     private async Task AcceptLoopAsync(Socket listenSocket, CancellationToken cancellationToken)
     {
+        var failures = new AcceptFailures();
         while (!cancellationToken.IsCancellationRequested)
         {
             Socket client;
             try
             {
                 client = await listenSocket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                if (failures.Recovered() is { } failed)
+                {
+                    Log.AcceptRecovered(Environment.Logger, InstanceName, failed);
+                }
             }
             catch (OperationCanceledException)
             {
@@ -181,8 +186,24 @@ internal sealed class InstanceListener : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                // Out of file descriptors and the like: keep serving once it passes.
-                Log.AcceptFailed(Environment.Logger, InstanceName, e);
+                // Out of file descriptors (EMFILE, ENFILE) and the like: the pending connection stays queued, so accept
+                // would fail again at once. Logged at most once a second, and retried after a pause that doubles up to
+                // a second, so neither the log nor a core is flooded; serving resumes once descriptors are free.
+                if (failures.Failed(out long suppressed))
+                {
+                    string reason = e.Message;
+                    Log.AcceptFailing(Environment.Logger, InstanceName, reason, suppressed);
+                }
+
+                try
+                {
+                    await Task.Delay(failures.Pause, cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
                 continue;
             }
 
@@ -264,4 +285,61 @@ internal sealed class InstanceSessionCount
     public int Increment() => Interlocked.Increment(ref value);
 
     public void Decrement() => Interlocked.Decrement(ref value);
+}
+
+/// <summary>The accept failures of one accept loop in a row: when to log them, and how long to pause before retrying.</summary>
+internal sealed class AcceptFailures
+{
+    private static readonly TimeSpan FirstPause = TimeSpan.FromMilliseconds(5);
+    private static readonly TimeSpan LongestPause = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan LogInterval = TimeSpan.FromSeconds(1);
+    private readonly TimeProvider time;
+    private long total;
+    private long unlogged;
+    private long lastLogged;
+    private bool logged;
+
+    public AcceptFailures(TimeProvider? time = null)
+    {
+        this.time = time ?? TimeProvider.System;
+    }
+
+    /// <summary>How long to wait before the next accept: doubles with each failure in a row, up to a second.</summary>
+    public TimeSpan Pause { get; private set; } = FirstPause;
+
+    /// <summary>Counts a failure; true when it is to be logged now, with how many went unlogged since the last line.</summary>
+    public bool Failed(out long suppressed)
+    {
+        total++;
+        Pause = total == 1 ? FirstPause : TimeSpan.FromTicks(Math.Min(Pause.Ticks * 2, LongestPause.Ticks));
+        long now = time.GetTimestamp();
+        if (!logged || time.GetElapsedTime(lastLogged, now) >= LogInterval)
+        {
+            suppressed = unlogged;
+            unlogged = 0;
+            lastLogged = now;
+            logged = true;
+            return true;
+        }
+
+        unlogged++;
+        suppressed = 0;
+        return false;
+    }
+
+    /// <summary>An accept succeeded: the number of failures before it when there were some (to log once), else null.</summary>
+    public long? Recovered()
+    {
+        if (total == 0)
+        {
+            return null;
+        }
+
+        long failed = total;
+        total = 0;
+        unlogged = 0;
+        logged = false;
+        Pause = FirstPause;
+        return failed;
+    }
 }
