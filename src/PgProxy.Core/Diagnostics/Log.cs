@@ -24,6 +24,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 1612, Level = LogLevel.Information, Message = "Instance {Instance}: accepting connections again after {Failures} failures")]
     public static partial void AcceptRecovered(ILogger logger, string instance, long failures);
 
+    [LoggerMessage(EventId = 1614, Level = LogLevel.Error, Message = "Instance {Instance}: the connection from {Client} could not be given a session; closed")]
+    public static partial void SessionCreationFailed(ILogger logger, string instance, EndPoint? client, Exception exception);
+
     [LoggerMessage(EventId = 1613, Level = LogLevel.Information, Message = "Session {SessionId}: client {Client} sent nothing for client-idle-timeout ({Seconds:0.###} s): ending the session with 57P05")]
     public static partial void ClientIdleTimedOut(ILogger logger, long sessionId, string client, double seconds);
 

@@ -85,6 +85,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
 
         try
         {
+            EventLoops.StartNow();
             await Configuration.StartAsync(cancellationToken).ConfigureAwait(false);
         }
         catch

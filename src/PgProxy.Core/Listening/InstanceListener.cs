@@ -16,6 +16,13 @@ namespace PgProxy.Core.Listening;
 /// </summary>
 internal sealed class InstanceListener : IAsyncDisposable
 {
+    /// <summary>
+    /// Built when the first listener is, not when descriptors have run out: then loading the assembly that writes it
+    /// (which needs a descriptor) failed.
+    /// </summary>
+    private static readonly byte[] OutOfDescriptors =
+        ErrorResponseWriter.Build(ErrorSeverity.Fatal, SqlStates.TooManyConnections, "sorry, too many clients already: PgProxy is out of file descriptors");
+
     private readonly SessionRegistry sessions;
     private readonly List<Socket> sockets = [];
     private readonly List<Task> acceptLoops = [];
@@ -105,6 +112,7 @@ internal sealed class InstanceListener : IAsyncDisposable
     public void StartAccepting()
     {
         accepting = true;
+        DescriptorReserve.TryFill();
         SessionEnvironment environment = Environment;
         foreach (Socket socket in sockets)
         {
@@ -195,6 +203,13 @@ internal sealed class InstanceListener : IAsyncDisposable
                     Log.AcceptFailing(Environment.Logger, InstanceName, reason, suppressed);
                 }
 
+                if (e.SocketErrorCode == SocketError.TooManyOpenSockets && DescriptorReserve.Release())
+                {
+                    // Out of descriptors: the reserve gives the runtime room, and the waiting client its 53300.
+                    await ShedOneAsync(listenSocket, cancellationToken).ConfigureAwait(false);
+                    DescriptorReserve.TryFill();
+                }
+
                 try
                 {
                     await Task.Delay(failures.Pause, cancellationToken).ConfigureAwait(false);
@@ -211,6 +226,37 @@ internal sealed class InstanceListener : IAsyncDisposable
         }
     }
 
+    /// <summary>Accepts one waiting connection and refuses it as PostgreSQL refuses a client it has no room for.</summary>
+    private async Task ShedOneAsync(Socket listenSocket, CancellationToken cancellationToken)
+    {
+        Socket client;
+        try
+        {
+            client = await listenSocket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            return;
+        }
+
+        using (client)
+        {
+            try
+            {
+                SessionEnvironment environment = Environment;
+                environment.Metrics.ClientError(environment.InstanceName, SqlStates.TooManyConnections);
+                client.Blocking = false;
+                client.Send(OutOfDescriptors, SocketFlags.None);
+                client.Shutdown(SocketShutdown.Both);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // The client is gone already, its buffer is full (it sees the close), or the runtime itself is short of
+                // descriptors: the accept loop must go on whatever happens here.
+            }
+        }
+    }
+
     private async Task RunSessionAsync(Socket client)
     {
         // Read once: the session runs with this snapshot's environment to its end, whatever a reload does meanwhile.
@@ -223,7 +269,21 @@ internal sealed class InstanceListener : IAsyncDisposable
             return;
         }
 
-        using var session = new ProxySession(sessions.NextId(), environment, client);
+        ProxySession created;
+        try
+        {
+            created = new ProxySession(sessions.NextId(), environment, client);
+        }
+        catch (Exception e) when (e is IOException or SocketException or InvalidOperationException)
+        {
+            // Nothing runs for this connection: close it, and count it no more, rather than leave it open unanswered.
+            Count.Decrement();
+            Log.SessionCreationFailed(environment.Logger, environment.InstanceName, client.RemoteEndPoint, e);
+            client.Dispose();
+            return;
+        }
+
+        using ProxySession session = created;
         sessions.Add(session);
         try
         {
