@@ -111,10 +111,12 @@ public static class ConfigLoader
             var error = new ConfigError("", (int)exception.Start.Line, (int)exception.Start.Column, $"invalid YAML: {exception.Message}");
             throw new ConfigException(fileName, [error], exception);
         }
-        catch (InvalidOperationException exception)
+        catch (Exception exception) when (exception is InvalidOperationException or ArgumentException)
         {
             // YamlDotNet's scanner fails this way on some malformed flow collections (an unclosed '['), without a
-            // position; the last event it parsed is the closest place to point the user at.
+            // position; the last event it parsed is the closest place to point the user at. ArgumentException ("the
+            // current event is of an unsupported type") comes from a '}' where a mapping's ':' should be, inside a
+            // block mapping: found by the fuzz replay, it reached the user as an unhandled exception.
             var position = parser.Current?.End ?? Mark.Empty;
             var error = new ConfigError("", (int)position.Line, (int)position.Column, "invalid YAML after this point (an unclosed '[', '{' or quote?)");
             throw new ConfigException(fileName, [error], exception);

@@ -10,7 +10,7 @@ namespace PgProxy.Protocol.Tests.Fuzzing;
 
 /// <summary>
 /// Every decoder of PgProxy.Protocol that reads bytes from outside, as fuzz targets: each takes any bytes and must
-/// return (true or false), never throw. Shared by the CI replay (<see cref="FuzzReplayTests"/>) and the SharpFuzz
+/// return (true or false), never throw. Shared by the CI replay (<c>FuzzReplayTests</c>) and the SharpFuzz
 /// harness under fuzz/, which links this file.
 /// </summary>
 public static class FuzzTargets
