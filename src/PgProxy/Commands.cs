@@ -15,8 +15,23 @@ namespace PgProxy.Host;
 /// <summary>What the <c>pgproxy</c> command does: run the instances of a configuration, or check it.</summary>
 internal static class Commands
 {
+    // Exit codes, documented in docs/operations.md ("Exit codes"); scripts and service managers rely on them.
     public const int Success = 0;
+
+    /// <summary>The configuration cannot be read or is not valid (also every <c>check</c> failure).</summary>
     public const int Failure = 1;
+
+    /// <summary>A listening address (an instance's, admin.listen, metrics.listen) cannot be bound.</summary>
+    public const int ListenFailure = 2;
+
+    /// <summary>A file the configuration names cannot be used: certificate, key, CA, auth-file, log file.</summary>
+    public const int FileFailure = 3;
+
+    /// <summary>A plugin cannot be loaded, or rules need the SQL parser and it is missing.</summary>
+    public const int PluginFailure = 4;
+
+    /// <summary>A stop signal came during start-up: 128 + the signal's number, as a shell reports a process it ended.</summary>
+    private static int StoppedDuringStartup(PosixSignal signal) => signal == PosixSignal.SIGINT ? 130 : 143;
 
     /// <summary><c>pgproxy check</c>: validate, load plugins, print what would run.</summary>
     public static int Check(FileInfo configFile)
@@ -81,10 +96,23 @@ internal static class Commands
             return Failure;
         }
 
-        using LoggingSetup logging = LoggingSetup.Create(config.Settings, config.QueryLog?.File);
+        LoggingSetup logging;
+        try
+        {
+            logging = LoggingSetup.Create(config.Settings, config.QueryLog?.File);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Before any log exists: the one line goes to standard error.
+            Console.Error.WriteLine($"pgproxy: cannot start: a log file (settings.general-log, settings.intercept-log or query-log.file) cannot be opened: {e.Message}");
+            return FileFailure;
+        }
+
+        using LoggingSetup ownedLogging = logging;
         ILogger logger = logging.LoggerFactory.CreateLogger("PgProxy");
         using SystemdNotifier notifier = SystemdNotifier.FromEnvironment(logging.LoggerFactory.CreateLogger("PgProxy.Service"));
         using var shutdown = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        PosixSignal? stopSignal = null;
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStopSignal);
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnStopSignal);
 
@@ -106,16 +134,38 @@ internal static class Commands
             signal.Cancel = true;
             _ = Task.Run(ReloadAsync, CancellationToken.None);
         });
+        HostLog.Starting(logger, ThisAssembly.Version, config.Instances.Count, configFile.FullName);
         try
         {
             // The endpoint first, so that its exporter hears the first sessions.
             await metrics.StartAsync(config.Metrics, shutdown.Token).ConfigureAwait(false);
             await server.StartAsync(shutdown.Token).ConfigureAwait(false);
         }
+        catch (OperationCanceledException) when (shutdown.IsCancellationRequested && stopSignal is { } signal)
+        {
+            HostLog.StoppedDuringStartup(logger, signal);
+            return StoppedDuringStartup(signal);
+        }
+        catch (StartupException e)
+        {
+            // One line per problem, each naming the instance (or section), the address or file, and the system's reason.
+            foreach (string problem in e.Problems)
+            {
+                HostLog.StartFailed(logger, problem);
+            }
+
+            return e.Failure switch
+            {
+                StartupFailure.Listen => ListenFailure,
+                StartupFailure.Files => FileFailure,
+                _ => PluginFailure,
+            };
+        }
         catch (InvalidOperationException e)
         {
+            // The metrics endpoint: its only start-up failure is its address.
             HostLog.StartFailed(logger, e.Message);
-            return Failure;
+            return ListenFailure;
         }
 
         HostLog.Started(logger, config.Instances.Count, ThisAssembly.Version);
@@ -136,6 +186,7 @@ internal static class Commands
         {
             signal.Cancel = true;
             HostLog.StopSignal(logger, signal.Signal);
+            stopSignal ??= signal.Signal;
             shutdown.Cancel();
         }
 

@@ -26,6 +26,12 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "SIGHUP received: reloading {ConfigFile}")]
     public static partial void Reloading(ILogger logger, string configFile);
 
+    [LoggerMessage(EventId = 31, Level = LogLevel.Information, Message = "PgProxy {Version} starting {Instances} instance(s) from {ConfigFile}")]
+    public static partial void Starting(ILogger logger, string version, int instances, string configFile);
+
+    [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "{Signal} received during start-up: stopped before any instance started")]
+    public static partial void StoppedDuringStartup(ILogger logger, System.Runtime.InteropServices.PosixSignal signal);
+
     // 6-8 (reload failed, needs a restart, reloaded) are logged by the engine's configuration owner now, for every reload.
 }
 

@@ -30,6 +30,7 @@ internal sealed class ClientConnection : IAsyncDisposable
     private readonly SessionEnvironment environment;
     private readonly InstanceSecurity security;
     private PipeReader? reader;
+    private ClientIdleWatch? idleWatch;
 
     public ClientConnection(long sessionId, Socket socket, EventLoop? loop, SessionEnvironment environment, InstanceSecurity security)
     {
@@ -61,6 +62,7 @@ internal sealed class ClientConnection : IAsyncDisposable
         try
         {
             socket.NoDelay = true;
+            SocketKeepalive.Apply(socket, environment.Instance.ListenKeepalive);
             Stream = loop is null ? new NetworkStream(socket, ownsSocket: true) : new LoopSocketStream(socket, loop);
             return true;
         }
@@ -168,6 +170,11 @@ internal sealed class ClientConnection : IAsyncDisposable
                             return null;
                         }
 
+                        if (environment.Instance.Limits.ClientIdleTimeout is { } idleTimeout)
+                        {
+                            WatchIdle(idleTimeout);
+                        }
+
                         return packet;
                 }
             }
@@ -252,6 +259,30 @@ internal sealed class ClientConnection : IAsyncDisposable
         return true;
     }
 
+    /// <summary>From the login on, the client's reads and writes go through <c>client-idle-timeout</c>'s watch.</summary>
+    private void WatchIdle(TimeSpan timeout)
+    {
+        idleWatch = new ClientIdleWatch(timeout, ExpireIdleAsync);
+        Stream = idleWatch.Watch(Stream);
+        reader = idleWatch.Watch(Reader);
+
+        async ValueTask ExpireIdleAsync()
+        {
+            Log.ClientIdleTimedOut(environment.Logger, sessionId, Address, timeout.TotalSeconds);
+            environment.Metrics.ClientError(environment.InstanceName, SqlStates.IdleSessionTimeout);
+            await TryWriteAsync(ErrorResponseWriter.Build(ErrorSeverity.Fatal, SqlStates.IdleSessionTimeout, "terminating connection due to idle-session timeout")).ConfigureAwait(false);
+            try
+            {
+                // The session's pumps see the client's end of stream and close the server connection as for any client that leaves.
+                socket.Shutdown(SocketShutdown.Both);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                // Gone already.
+            }
+        }
+    }
+
     /// <summary>Sends a FATAL error before the client is closed, as PostgreSQL does for a refused connection.</summary>
     public async Task RefuseAsync(ProtocolError error)
     {
@@ -292,6 +323,7 @@ internal sealed class ClientConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        idleWatch?.Dispose();
         if (reader is not null)
         {
             await reader.CompleteAsync().ConfigureAwait(false);

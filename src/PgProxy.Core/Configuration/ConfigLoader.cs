@@ -32,14 +32,22 @@ public static class ConfigLoader
     ];
 
     private static readonly string[] InstanceKeys = ["listen", "redirect", "intercept", "limits", "auth", "rules", "masks", "pool"];
-    private static readonly string[] EndpointKeys = ["name", "host", "port", "tls"];
+    private static readonly string[] EndpointKeys = ["name", "host", "port", "tls", "keepalive"];
+    private static readonly string[] KeepaliveKeys = ["idle", "interval", "count"];
     private static readonly string[] ListenTlsKeys = ["mode", "cert-file", "key-file", "key-password", "min-version"];
     private static readonly string[] UpstreamTlsKeys = ["mode", "ca-file", "cert-file", "key-file"];
     private static readonly string[] AuthKeys = ["auth-file", "auth-query", "auth-user", "auth-password"];
     private static readonly string[] InterceptKeys = ["commands", "responses"];
     private static readonly string[] CommandKeys = ["queries", "connects"];
     private static readonly string[] InterceptorKeys = ["plugin", "function", "on-error", "timeout"];
-    private static readonly string[] LimitKeys = ["max-message-size", "connect-timeout", "startup-timeout", "max-connections"];
+    private static readonly string[] LimitKeys =
+    [
+        "max-message-size", "connect-timeout", "startup-timeout", "max-connections",
+        "max-intercepted-size", "client-idle-timeout", "server-login-timeout",
+    ];
+
+    /// <summary>TCP_KEEPIDLE and TCP_KEEPINTVL take whole seconds up to 32767 on Linux; TCP_KEEPCNT up to 127.</summary>
+    private static readonly TimeSpan MaxKeepaliveTime = TimeSpan.FromSeconds(32767);
 
     /// <summary>Reads the file at <paramref name="path"/>; relative paths inside it resolve against its directory.</summary>
     /// <exception cref="ConfigException">The file cannot be read or is not a valid configuration; errors name <paramref name="path"/> as given.</exception>
@@ -103,10 +111,12 @@ public static class ConfigLoader
             var error = new ConfigError("", (int)exception.Start.Line, (int)exception.Start.Column, $"invalid YAML: {exception.Message}");
             throw new ConfigException(fileName, [error], exception);
         }
-        catch (InvalidOperationException exception)
+        catch (Exception exception) when (exception is InvalidOperationException or ArgumentException)
         {
             // YamlDotNet's scanner fails this way on some malformed flow collections (an unclosed '['), without a
-            // position; the last event it parsed is the closest place to point the user at.
+            // position; the last event it parsed is the closest place to point the user at. ArgumentException ("the
+            // current event is of an unsupported type") comes from a '}' where a mapping's ':' should be, inside a
+            // block mapping: found by the fuzz replay, it reached the user as an unhandled exception.
             var position = parser.Current?.End ?? Mark.Empty;
             var error = new ConfigError("", (int)position.Line, (int)position.Column, "invalid YAML after this point (an unclosed '[', '{' or quote?)");
             throw new ConfigException(fileName, [error], exception);
@@ -334,17 +344,19 @@ public static class ConfigLoader
                 Rules = rules,
                 Masks = masks,
                 Pool = pool,
+                ListenKeepalive = listen.Keepalive,
+                RedirectKeepalive = redirect.Keepalive,
             });
         }
 
         return instances;
     }
 
-    private static (EndpointConfig? Endpoint, ConfigNode? Node, ConfigNode? Tls) ReadEndpoint(ConfigNodeReader reader, ConfigNode? node, int minimumPort)
+    private static (EndpointConfig? Endpoint, ConfigNode? Node, ConfigNode? Tls, KeepaliveConfig Keepalive) ReadEndpoint(ConfigNodeReader reader, ConfigNode? node, int minimumPort)
     {
         if (node is not { } section)
         {
-            return (null, null, null);
+            return (null, null, null, KeepaliveConfig.SystemDefault);
         }
 
         var mapping = reader.Mapping(section, EndpointKeys);
@@ -352,9 +364,10 @@ public static class ConfigLoader
         var host = Read(mapping.Required("host"), reader.Text);
         var port = Read(mapping.Required("port"), value => reader.Integer(value, minimumPort, 65535));
         var tls = mapping.Optional("tls");
+        var keepalive = ReadKeepalive(reader, mapping.Optional("keepalive"));
         return name is not null && host is not null && port is not null
-            ? (new EndpointConfig(name, host, port.Value), section, tls)
-            : (null, section, tls);
+            ? (new EndpointConfig(name, host, port.Value), section, tls, keepalive)
+            : (null, section, tls, keepalive);
     }
 
     internal static ListenTlsConfig ReadListenTls(ConfigNodeReader reader, ConfigNode? node, string baseDirectory)
@@ -529,7 +542,43 @@ public static class ConfigLoader
             ConnectTimeout = Read(mapping.Optional("connect-timeout"), value => reader.Duration(value, mustBePositive: true)) ?? defaults.ConnectTimeout,
             StartupTimeout = Read(mapping.Optional("startup-timeout"), value => reader.Duration(value, mustBePositive: true)) ?? defaults.StartupTimeout,
             MaxConnections = Read(mapping.Optional("max-connections"), value => reader.Integer(value, 0, int.MaxValue)) ?? defaults.MaxConnections,
+            MaxInterceptedSize = Read(mapping.Optional("max-intercepted-size"), value => reader.Size(value, MinMessageSize, MaxMessageSizeLimit)) ?? defaults.MaxInterceptedSize,
+            ClientIdleTimeout = Read(mapping.Optional("client-idle-timeout"), value => reader.Duration(value, mustBePositive: false)) is { } idle && idle > TimeSpan.Zero ? idle : null,
+            ServerLoginTimeout = Read(mapping.Optional("server-login-timeout"), value => reader.Duration(value, mustBePositive: true)) ?? defaults.ServerLoginTimeout,
         };
+    }
+
+    /// <summary><c>listen.keepalive</c>, <c>redirect.keepalive</c>: whole seconds (TCP's unit), each key optional.</summary>
+    private static KeepaliveConfig ReadKeepalive(ConfigNodeReader reader, ConfigNode? node)
+    {
+        if (node is not { } section)
+        {
+            return KeepaliveConfig.SystemDefault;
+        }
+
+        var mapping = reader.Mapping(section, KeepaliveKeys);
+        return new KeepaliveConfig
+        {
+            Idle = Read(mapping.Optional("idle"), value => WholeSeconds(reader, value)),
+            Interval = Read(mapping.Optional("interval"), value => WholeSeconds(reader, value)),
+            Count = Read(mapping.Optional("count"), value => reader.Integer(value, 1, 127)),
+        };
+    }
+
+    private static TimeSpan? WholeSeconds(ConfigNodeReader reader, ConfigNode node)
+    {
+        if (reader.Duration(node, mustBePositive: true, MaxKeepaliveTime) is not { } duration)
+        {
+            return null;
+        }
+
+        if (duration.Ticks % TimeSpan.TicksPerSecond != 0)
+        {
+            reader.Report(node, $"expected whole seconds (TCP keepalive counts in seconds), got {ConfigNodeReader.Describe(node.Node)}");
+            return null;
+        }
+
+        return duration;
     }
 
     private static T? Read<T>(ConfigNode? node, Func<ConfigNode, T?> read)

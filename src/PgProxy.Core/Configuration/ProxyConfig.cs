@@ -132,6 +132,34 @@ public sealed record InstanceConfig(
 
     /// <summary><c>pool</c>: connection pooling; <see cref="PoolConfig.None"/> when absent.</summary>
     public PoolConfig Pool { get; init; } = PoolConfig.None;
+
+    /// <summary><c>listen.keepalive</c>: TCP keepalive of client connections; the system's timings unless set.</summary>
+    public KeepaliveConfig ListenKeepalive { get; init; } = KeepaliveConfig.SystemDefault;
+
+    /// <summary><c>redirect.keepalive</c>: TCP keepalive of upstream connections; the system's timings unless set.</summary>
+    public KeepaliveConfig RedirectKeepalive { get; init; } = KeepaliveConfig.SystemDefault;
+}
+
+/// <summary>
+/// <c>listen.keepalive</c> or <c>redirect.keepalive</c>: SO_KEEPALIVE is on for every connection (as PostgreSQL and
+/// libpq have it); each timing left null keeps the system's (on Linux net.ipv4.tcp_keepalive_time 7200 s,
+/// tcp_keepalive_intvl 75 s, tcp_keepalive_probes 9).
+/// </summary>
+public sealed record KeepaliveConfig
+{
+    public static KeepaliveConfig SystemDefault { get; } = new();
+
+    /// <summary><c>idle</c>: silence before the first probe (TCP_KEEPIDLE).</summary>
+    public TimeSpan? Idle { get; init; }
+
+    /// <summary><c>interval</c>: between unanswered probes (TCP_KEEPINTVL).</summary>
+    public TimeSpan? Interval { get; init; }
+
+    /// <summary><c>count</c>: unanswered probes before the connection is dropped (TCP_KEEPCNT).</summary>
+    public int? Count { get; init; }
+
+    /// <summary>The longest a dead peer stays unnoticed on an otherwise silent connection, when every timing is set.</summary>
+    public TimeSpan? Bound => Idle is { } idle && Interval is { } interval && Count is { } count ? idle + (interval * count) : null;
 }
 
 /// <summary><c>listen</c> or <c>redirect</c>: a name for logs and errors, a host and a port.</summary>
@@ -172,6 +200,21 @@ public sealed record InstanceLimits
 
     /// <summary><c>max-connections</c>: client sessions at once on this instance; 0 means no limit (default).</summary>
     public int MaxConnections { get; init; }
+
+    /// <summary>
+    /// <c>max-intercepted-size</c>: the largest Query or Parse handed to rules and query interceptors (bytes); a larger
+    /// one is relayed as it came (on-error: pass) or refused (on-error: refuse). Default 16 MB.
+    /// </summary>
+    public long MaxInterceptedSize { get; init; } = Interception.InstanceLimitsDefaults.MaxInterceptedSize;
+
+    /// <summary>
+    /// <c>client-idle-timeout</c>: after login, how long a client may send nothing before its session is ended with
+    /// FATAL 57P05; null (the default, or 0) means never.
+    /// </summary>
+    public TimeSpan? ClientIdleTimeout { get; init; }
+
+    /// <summary><c>server-login-timeout</c>: from the upstream TCP connect to its first ReadyForQuery. Default 30 s.</summary>
+    public TimeSpan ServerLoginTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     public static InstanceLimits Default { get; } = new();
 }

@@ -15,6 +15,21 @@ internal static partial class Log
     [LoggerMessage(EventId = 102, Level = LogLevel.Error, Message = "Instance {Instance}: accepting a connection failed")]
     public static partial void AcceptFailed(ILogger logger, string instance, Exception exception);
 
+    [LoggerMessage(EventId = 1610, Level = LogLevel.Warning, Message = "Session {SessionId}: upstream {Upstream} sent no ReadyForQuery within server-login-timeout ({Seconds:0.###} s) of the connect: closing its connection")]
+    public static partial void ServerLoginTimedOut(ILogger logger, long sessionId, string upstream, double seconds);
+
+    [LoggerMessage(EventId = 1611, Level = LogLevel.Error, Message = "Instance {Instance}: accepting connections failed: {Reason}; {Suppressed} more such failures in the last second were not logged")]
+    public static partial void AcceptFailing(ILogger logger, string instance, string reason, long suppressed);
+
+    [LoggerMessage(EventId = 1612, Level = LogLevel.Information, Message = "Instance {Instance}: accepting connections again after {Failures} failures")]
+    public static partial void AcceptRecovered(ILogger logger, string instance, long failures);
+
+    [LoggerMessage(EventId = 1614, Level = LogLevel.Error, Message = "Instance {Instance}: the connection from {Client} could not be given a session; closed")]
+    public static partial void SessionCreationFailed(ILogger logger, string instance, EndPoint? client, Exception exception);
+
+    [LoggerMessage(EventId = 1613, Level = LogLevel.Information, Message = "Session {SessionId}: client {Client} sent nothing for client-idle-timeout ({Seconds:0.###} s): ending the session with 57P05")]
+    public static partial void ClientIdleTimedOut(ILogger logger, long sessionId, string client, double seconds);
+
     [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Instance {Instance}: refused {Client}, already {Limit} sessions (max-connections)")]
     public static partial void TooManyConnections(ILogger logger, string instance, EndPoint? client, int limit);
 

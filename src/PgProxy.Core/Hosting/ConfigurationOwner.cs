@@ -138,7 +138,8 @@ public sealed class ConfigurationOwner : IDisposable
     }
 
     /// <summary>The first load: builds and binds the initial configuration, or throws with every problem.</summary>
-    /// <exception cref="InvalidOperationException">Something in the configuration cannot run; the message lists every problem, one per line.</exception>
+    /// <exception cref="StartupException">Something in the configuration cannot run; the message lists every problem, one per line.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled before the listeners started.</exception>
     internal async Task StartAsync(CancellationToken cancellationToken)
     {
         await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -150,14 +151,22 @@ public sealed class ConfigurationOwner : IDisposable
             }
 
             var errors = new List<string>();
-            ConfigSnapshot first = Build(source.Initial, 1, errors) ?? throw new InvalidOperationException(string.Join('\n', errors));
+            ConfigSnapshot first = Build(source.Initial, 1, errors)
+                ?? throw new StartupException(ProxyServer.CheckSecurityFiles(source.Initial).Count > 0 ? StartupFailure.Files : StartupFailure.Plugins, errors);
             IListenerChange change = await PrepareAsync(first, null, errors, cancellationToken).ConfigureAwait(false);
             await using (change.ConfigureAwait(false))
             {
                 if (errors.Count > 0)
                 {
                     first.Pipelines.Dispose();
-                    throw new InvalidOperationException(string.Join('\n', errors));
+                    throw new StartupException(StartupFailure.Listen, errors);
+                }
+
+                // A stop signal while plugins compiled: the bound addresses close unused, and nothing is announced.
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    first.Pipelines.Dispose();
+                    cancellationToken.ThrowIfCancellationRequested();
                 }
 
                 Volatile.Write(ref current, first);

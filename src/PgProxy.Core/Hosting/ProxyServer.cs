@@ -26,7 +26,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
     private readonly TaskCompletionSource stopEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private InstanceListener[] listeners = [];
     private InstanceListener? consoleListener;
-    private int state; // 0 new, 1 started, 2 stopped
+    private int state; // 0 new, 1 started, 2 stopped, 3 failed to start
 
     /// <param name="config">What to run; a reload builds it again (its TLS files afresh) with the same interceptors.</param>
     /// <param name="loggerFactory">Where the general log (and the PgProxy.Intercept category, the intercept log) goes.</param>
@@ -74,6 +74,8 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
     /// Loads the configuration (TLS files, interceptors), binds every instance's listening address, then starts
     /// accepting. Fails with every problem if any part cannot run.
     /// </summary>
+    /// <exception cref="StartupException">A part cannot run; its <see cref="StartupException.Failure"/> says which stage failed.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled before it started accepting.</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.CompareExchange(ref state, 1, 0) != 0)
@@ -81,7 +83,17 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
             throw new InvalidOperationException("the proxy server was started already");
         }
 
-        await Configuration.StartAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            EventLoops.StartNow();
+            await Configuration.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Nothing runs: disposing it closes what it holds without logging a shutdown that never began.
+            Volatile.Write(ref state, 3);
+            throw;
+        }
     }
 
     /// <summary>The addresses an instance listens on, port 0 resolved to the port chosen.</summary>

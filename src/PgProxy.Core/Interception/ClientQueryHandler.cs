@@ -35,6 +35,14 @@ internal sealed class ClientQueryHandler(
         bool isQuery = code == (byte)FrontendMessageCode.Query;
 
         string kind = isQuery ? "query" : "parse";
+        long bodyLength = frame.Length - MessageHeader.Size;
+        if (bodyLength > interceptors.MaxInterceptedSize)
+        {
+            // Decoding would cost several times the message (UTF-16 text, a rewrite, its encoding): not for one this large.
+            await OversizedAsync(isQuery, kind, bodyLength, frame, next, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         QueryMessage? query = writer.Decode(isQuery, frame.Slice(MessageHeader.Size), out ParseMessage? parse);
         if (query is null)
         {
@@ -78,6 +86,20 @@ internal sealed class ClientQueryHandler(
 
         timer?.NoteRewrite(changedBy!);
         await writer.WriteTextAsync(isQuery, parse, query.Text, next, cancellationToken).ConfigureAwait(false);
+    }
+
+    private ValueTask OversizedAsync(bool isQuery, string kind, long bodyLength, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
+    {
+        long limit = interceptors.MaxInterceptedSize;
+        if (interceptors.OversizedPolicy == InterceptorFailurePolicy.Refuse)
+        {
+            InterceptLog.OversizedRefused(context.Logger, context.SessionId, kind, bodyLength, limit);
+            string message = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{kind} of {bodyLength} bytes exceeds limits.max-intercepted-size ({limit} bytes)");
+            return writer.RefuseAsync(isQuery, SqlStates.ProgramLimitExceeded, message, next, cancellationToken);
+        }
+
+        InterceptLog.OversizedPassed(context.Logger, context.SessionId, kind, bodyLength, limit);
+        return next.WriteAsync(frame, cancellationToken);
     }
 
     private async ValueTask<QueryDecision> InvokeAsync(InterceptorEntry<IQueryInterceptor> interceptor, QueryMessage query, CancellationToken cancellationToken)

@@ -82,6 +82,19 @@ public sealed class InstanceInterceptors
 
     public bool InterceptsQueries => Queries.Length > 0;
 
+    /// <summary>
+    /// <c>limits.max-intercepted-size</c>: a Query or Parse whose body is larger is not decoded for the query
+    /// interceptors. Default 16 MB.
+    /// </summary>
+    public long MaxInterceptedSize { get; init; } = InstanceLimitsDefaults.MaxInterceptedSize;
+
+    /// <summary>
+    /// What becomes of a Query or Parse over <see cref="MaxInterceptedSize"/>: refused when some query interceptor's
+    /// on-error is refuse (it must not be bypassed by a large message), else relayed as it came.
+    /// </summary>
+    internal InterceptorFailurePolicy OversizedPolicy =>
+        Array.Exists(Queries, q => q.OnError == InterceptorFailurePolicy.Refuse) ? InterceptorFailurePolicy.Refuse : InterceptorFailurePolicy.PassThrough;
+
     public bool InterceptsResponses => ResponseKinds != ResponseKinds.None;
 
     /// <summary>What the entries of plugin <paramref name="plugin"/> have counted, all kinds together.</summary>
@@ -111,4 +124,10 @@ public sealed class InstanceInterceptors
     private static InterceptorEntry<T>[] Resolve<T>(IEnumerable<NamedInterceptor<T>> entries, TimeSpan timeout, InterceptorFailurePolicy onError)
         where T : class =>
         [.. entries.Select(entry => new InterceptorEntry<T>(entry.Name, entry.Interceptor, entry.Timeout ?? timeout, entry.OnError ?? onError, entry.Plugin))];
+}
+
+/// <summary>The defaults of <c>limits</c> the interceptors need, in one place with <see cref="Configuration.InstanceLimits"/>.</summary>
+internal static class InstanceLimitsDefaults
+{
+    public const long MaxInterceptedSize = 16L << 20;
 }

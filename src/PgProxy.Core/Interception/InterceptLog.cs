@@ -151,4 +151,10 @@ internal static partial class InterceptLog
 
     [LoggerMessage(EventId = 524, Level = LogLevel.Warning, Message = "Session {SessionId}: masks could not read the catalog: {Reason}")]
     public static partial void MaskCatalogFailed(ILogger logger, long sessionId, string reason);
+
+    [LoggerMessage(EventId = 1600, Level = LogLevel.Warning, Message = "Session {SessionId}: a {Kind} of {Bytes} bytes is larger than limits.max-intercepted-size ({Limit} bytes): relayed as it came, without the query interceptors")]
+    public static partial void OversizedPassed(ILogger logger, long sessionId, string kind, long bytes, long limit);
+
+    [LoggerMessage(EventId = 1601, Level = LogLevel.Warning, Message = "Session {SessionId}: a {Kind} of {Bytes} bytes is larger than limits.max-intercepted-size ({Limit} bytes): refused with 54000 (a query interceptor has on-error: refuse)")]
+    public static partial void OversizedRefused(ILogger logger, long sessionId, string kind, long bytes, long limit);
 }

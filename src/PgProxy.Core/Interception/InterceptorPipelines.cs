@@ -142,7 +142,10 @@ public sealed class InterceptorPipelines : IDisposable
             Named<IStartupInterceptor>(entries, "connects"),
             Named<IResponseInterceptor>(entries, "responses"),
             settings.PluginTimeout,
-            settings.PluginFailure);
+            settings.PluginFailure)
+        {
+            MaxInterceptedSize = instance.Limits.MaxInterceptedSize,
+        };
     }
 
     /// <summary>The interceptors of one kind, named <c>plugin.function</c>, with the keys their entries set.</summary>

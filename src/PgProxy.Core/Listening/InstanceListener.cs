@@ -16,12 +16,20 @@ namespace PgProxy.Core.Listening;
 /// </summary>
 internal sealed class InstanceListener : IAsyncDisposable
 {
+    /// <summary>
+    /// Built when the first listener is, not when descriptors have run out: then loading the assembly that writes it
+    /// (which needs a descriptor) failed.
+    /// </summary>
+    private static readonly byte[] OutOfDescriptors =
+        ErrorResponseWriter.Build(ErrorSeverity.Fatal, SqlStates.TooManyConnections, "sorry, too many clients already: PgProxy is out of file descriptors");
+
     private readonly SessionRegistry sessions;
     private readonly List<Socket> sockets = [];
     private readonly List<Task> acceptLoops = [];
     private readonly CancellationTokenSource stopAccepting = new();
     private SessionEnvironment current;
     private bool accepting;
+    private Task? stopping;
 
     /// <param name="environment">What its sessions get, until a reload replaces it.</param>
     /// <param name="sessions">Every session of the server.</param>
@@ -104,6 +112,7 @@ internal sealed class InstanceListener : IAsyncDisposable
     public void StartAccepting()
     {
         accepting = true;
+        DescriptorReserve.TryFill();
         SessionEnvironment environment = Environment;
         foreach (Socket socket in sockets)
         {
@@ -120,8 +129,25 @@ internal sealed class InstanceListener : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops taking new connections; sessions already open go on.</summary>
-    public async Task StopAcceptingAsync()
+    /// <summary>
+    /// Stops taking new connections; sessions already open go on. Safe to call more than once, and after
+    /// <see cref="DisposeAsync"/>: every caller waits for the one stop.
+    /// </summary>
+    public Task StopAcceptingAsync()
+    {
+        lock (sockets)
+        {
+            return stopping ??= StopOnceAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAcceptingAsync().ConfigureAwait(false);
+        stopAccepting.Dispose();
+    }
+
+    private async Task StopOnceAsync()
     {
         await stopAccepting.CancelAsync().ConfigureAwait(false);
         foreach (Socket socket in sockets)
@@ -140,24 +166,19 @@ internal sealed class InstanceListener : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        if (!stopAccepting.IsCancellationRequested)
-        {
-            await StopAcceptingAsync().ConfigureAwait(false);
-        }
-
-        stopAccepting.Dispose();
-    }
-
     private async Task AcceptLoopAsync(Socket listenSocket, CancellationToken cancellationToken)
     {
+        var failures = new AcceptFailures();
         while (!cancellationToken.IsCancellationRequested)
         {
             Socket client;
             try
             {
                 client = await listenSocket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                if (failures.Recovered() is { } failed)
+                {
+                    Log.AcceptRecovered(Environment.Logger, InstanceName, failed);
+                }
             }
             catch (OperationCanceledException)
             {
@@ -173,12 +194,66 @@ internal sealed class InstanceListener : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                // Out of file descriptors and the like: keep serving once it passes.
-                Log.AcceptFailed(Environment.Logger, InstanceName, e);
+                // Out of file descriptors (EMFILE, ENFILE) and the like: the pending connection stays queued, so accept
+                // would fail again at once. Logged at most once a second, and retried after a pause that doubles up to
+                // a second, so neither the log nor a core is flooded; serving resumes once descriptors are free.
+                if (failures.Failed(out long suppressed))
+                {
+                    string reason = e.Message;
+                    Log.AcceptFailing(Environment.Logger, InstanceName, reason, suppressed);
+                }
+
+                if (e.SocketErrorCode == SocketError.TooManyOpenSockets && DescriptorReserve.Release())
+                {
+                    // Out of descriptors: the reserve gives the runtime room, and the waiting client its 53300.
+                    await ShedOneAsync(listenSocket, cancellationToken).ConfigureAwait(false);
+                    DescriptorReserve.TryFill();
+                }
+
+                try
+                {
+                    await Task.Delay(failures.Pause, cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
                 continue;
             }
 
             _ = RunSessionAsync(client);
+        }
+    }
+
+    /// <summary>Accepts one waiting connection and refuses it as PostgreSQL refuses a client it has no room for.</summary>
+    private async Task ShedOneAsync(Socket listenSocket, CancellationToken cancellationToken)
+    {
+        Socket client;
+        try
+        {
+            client = await listenSocket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            return;
+        }
+
+        using (client)
+        {
+            try
+            {
+                SessionEnvironment environment = Environment;
+                environment.Metrics.ClientError(environment.InstanceName, SqlStates.TooManyConnections);
+                client.Blocking = false;
+                client.Send(OutOfDescriptors, SocketFlags.None);
+                client.Shutdown(SocketShutdown.Both);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // The client is gone already, its buffer is full (it sees the close), or the runtime itself is short of
+                // descriptors: the accept loop must go on whatever happens here.
+            }
         }
     }
 
@@ -194,7 +269,21 @@ internal sealed class InstanceListener : IAsyncDisposable
             return;
         }
 
-        using var session = new ProxySession(sessions.NextId(), environment, client);
+        ProxySession created;
+        try
+        {
+            created = new ProxySession(sessions.NextId(), environment, client);
+        }
+        catch (Exception e) when (e is IOException or SocketException or InvalidOperationException)
+        {
+            // Nothing runs for this connection: close it, and count it no more, rather than leave it open unanswered.
+            Count.Decrement();
+            Log.SessionCreationFailed(environment.Logger, environment.InstanceName, client.RemoteEndPoint, e);
+            client.Dispose();
+            return;
+        }
+
+        using ProxySession session = created;
         sessions.Add(session);
         try
         {
@@ -256,4 +345,61 @@ internal sealed class InstanceSessionCount
     public int Increment() => Interlocked.Increment(ref value);
 
     public void Decrement() => Interlocked.Decrement(ref value);
+}
+
+/// <summary>The accept failures of one accept loop in a row: when to log them, and how long to pause before retrying.</summary>
+internal sealed class AcceptFailures
+{
+    private static readonly TimeSpan FirstPause = TimeSpan.FromMilliseconds(5);
+    private static readonly TimeSpan LongestPause = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan LogInterval = TimeSpan.FromSeconds(1);
+    private readonly TimeProvider time;
+    private long total;
+    private long unlogged;
+    private long lastLogged;
+    private bool logged;
+
+    public AcceptFailures(TimeProvider? time = null)
+    {
+        this.time = time ?? TimeProvider.System;
+    }
+
+    /// <summary>How long to wait before the next accept: doubles with each failure in a row, up to a second.</summary>
+    public TimeSpan Pause { get; private set; } = FirstPause;
+
+    /// <summary>Counts a failure; true when it is to be logged now, with how many went unlogged since the last line.</summary>
+    public bool Failed(out long suppressed)
+    {
+        total++;
+        Pause = total == 1 ? FirstPause : TimeSpan.FromTicks(Math.Min(Pause.Ticks * 2, LongestPause.Ticks));
+        long now = time.GetTimestamp();
+        if (!logged || time.GetElapsedTime(lastLogged, now) >= LogInterval)
+        {
+            suppressed = unlogged;
+            unlogged = 0;
+            lastLogged = now;
+            logged = true;
+            return true;
+        }
+
+        unlogged++;
+        suppressed = 0;
+        return false;
+    }
+
+    /// <summary>An accept succeeded: the number of failures before it when there were some (to log once), else null.</summary>
+    public long? Recovered()
+    {
+        if (total == 0)
+        {
+            return null;
+        }
+
+        long failed = total;
+        total = 0;
+        unlogged = 0;
+        logged = false;
+        Pause = FirstPause;
+        return failed;
+    }
 }

@@ -27,9 +27,12 @@ internal sealed class ServerConnection : IAsyncDisposable
     private readonly InstanceSecurity security;
     private readonly EventLoop? loop;
     private readonly long sessionId;
+    private readonly Socket? socket;
+    private Timer? loginDeadline;
 
-    private ServerConnection(SessionEnvironment environment, InstanceSecurity security, EventLoop? loop, long sessionId, UpstreamLeg leg, ServerProtocolState state)
+    private ServerConnection(SessionEnvironment environment, InstanceSecurity security, EventLoop? loop, long sessionId, UpstreamLeg leg, ServerProtocolState state, Socket? socket)
     {
+        this.socket = socket;
         State = state;
         this.environment = environment;
         this.security = security;
@@ -53,10 +56,50 @@ internal sealed class ServerConnection : IAsyncDisposable
         SessionEnvironment environment, InstanceSecurity security, EventLoop? loop, long sessionId, ServerProtocolState state, CancellationToken cancellationToken)
     {
         long started = Stopwatch.GetTimestamp();
-        (Stream stream, bool encrypted) = await OpenAsync(environment, security, loop, sessionId, cancellationToken).ConfigureAwait(false);
+        (Stream stream, bool encrypted, Socket? socket, long connected) = await OpenAsync(environment, security, loop, sessionId, cancellationToken).ConfigureAwait(false);
         environment.Metrics.UpstreamConnected(environment.InstanceName, Stopwatch.GetElapsedTime(started).TotalSeconds);
         var leg = new UpstreamLeg(stream, PipeReader.Create(stream, SessionEnvironment.ReaderOptions), encrypted);
-        return new ServerConnection(environment, security, loop, sessionId, leg, state);
+        var connection = new ServerConnection(environment, security, loop, sessionId, leg, state, socket);
+
+        // What is left of server-login-timeout after the TLS negotiation, which counts since the TCP connect.
+        TimeSpan left = environment.Instance.Limits.ServerLoginTimeout - Stopwatch.GetElapsedTime(connected);
+        connection.loginDeadline = new Timer(static self => ((ServerConnection)self!).OnLoginDeadline(), connection, left > TimeSpan.Zero ? left : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+        return connection;
+    }
+
+    /// <summary>Whether <c>server-login-timeout</c> passed before the server's first ReadyForQuery, and closed the connection.</summary>
+    public bool LoginTimedOut { get; private set; }
+
+    /// <summary>
+    /// <c>server-login-timeout</c>, counted from the TCP connect: a server that accepted the connection but sends no
+    /// ReadyForQuery (frozen, overloaded, or not PostgreSQL) has its connection shut down, so whatever waits on it (the
+    /// relayed login, or a pool's own) sees it close instead of waiting for ever.
+    /// </summary>
+    private void OnLoginDeadline()
+    {
+        if (Leg.LoggedIn || State.TransactionStatus != PgProxy.Protocol.TransactionStatus.Unknown)
+        {
+            return;
+        }
+
+        LoginTimedOut = true;
+        TimeSpan timeout = environment.Instance.Limits.ServerLoginTimeout;
+        Log.ServerLoginTimedOut(environment.Logger, sessionId, environment.Instance.Redirect.Name, timeout.TotalSeconds);
+        Socket? current = Leg.Stream switch
+        {
+            LoopSocketStream loopStream => loopStream.Socket,
+            NetworkStream network => network.Socket,
+            _ => socket,
+        };
+        try
+        {
+            // Shutdown, not Dispose: a read in progress on the loop sees the end of the stream, as if the server closed.
+            current?.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Closed meanwhile.
+        }
     }
 
     /// <summary>
@@ -76,7 +119,7 @@ internal sealed class ServerConnection : IAsyncDisposable
         InstanceConfig instance = environment.Instance;
         PlainTextFallback? fallback = security.Upstream.Mode == UpstreamTlsMode.Prefer
             ? new PlainTextFallback(
-                token => UpstreamConnector.ConnectAsync(instance.Redirect, instance.Limits.ConnectTimeout, loop, token),
+                token => UpstreamConnector.ConnectAsync(instance.Redirect, instance.Limits.ConnectTimeout, loop, token, instance.RedirectKeepalive),
                 startupPacket,
                 environment.ClaimPlainTextFallbackWarning)
             : null;
@@ -102,7 +145,7 @@ internal sealed class ServerConnection : IAsyncDisposable
         try
         {
             using var deadline = new CancellationTokenSource(CancelWriteTimeout + environment.Instance.Limits.ConnectTimeout);
-            (Stream stream, _) = await OpenAsync(environment, security, loop, sessionId, deadline.Token).ConfigureAwait(false);
+            (Stream stream, _, _, _) = await OpenAsync(environment, security, loop, sessionId, deadline.Token).ConfigureAwait(false);
             await using var owned = stream.ConfigureAwait(false);
             await stream.WriteAsync(cancelRequest, deadline.Token).ConfigureAwait(false);
 
@@ -121,23 +164,34 @@ internal sealed class ServerConnection : IAsyncDisposable
     /// Opens a TCP connection with the encryption <c>redirect.tls</c> asks for, within connect-timeout. A TLS failure
     /// is reported as the server being unreachable, with the reason (08001 to the client).
     /// </summary>
-    private static async Task<(Stream Stream, bool Encrypted)> OpenAsync(SessionEnvironment environment, InstanceSecurity security, EventLoop? loop, long sessionId, CancellationToken cancellationToken)
+    private static async Task<(Stream Stream, bool Encrypted, Socket? Socket, long Connected)> OpenAsync(SessionEnvironment environment, InstanceSecurity security, EventLoop? loop, long sessionId, CancellationToken cancellationToken)
     {
         EndpointConfig redirect = environment.Instance.Redirect;
         TimeSpan timeout = environment.Instance.Limits.ConnectTimeout;
-        Stream plain = await UpstreamConnector.ConnectAsync(redirect, timeout, loop, cancellationToken).ConfigureAwait(false);
+        Stream plain = await UpstreamConnector.ConnectAsync(redirect, timeout, loop, cancellationToken, environment.Instance.RedirectKeepalive).ConfigureAwait(false);
+        long connected = Stopwatch.GetTimestamp();
+        Socket? socket = plain switch
+        {
+            LoopSocketStream loopStream => loopStream.Socket,
+            NetworkStream network => network.Socket,
+            _ => null,
+        };
         if (security.Upstream.Mode == UpstreamTlsMode.Disable)
         {
-            return (plain, false);
+            return (plain, false, socket, connected);
         }
 
+        // The negotiation is part of the login: server-login-timeout bounds it too, when it is the shorter.
+        TimeSpan loginTimeout = environment.Instance.Limits.ServerLoginTimeout;
+        string limit = loginTimeout < timeout ? "server-login-timeout" : "connect-timeout";
+        timeout = loginTimeout < timeout ? loginTimeout : timeout;
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
         try
         {
             (Stream stream, bool encrypted) = await security.Upstream.NegotiateAsync(plain, redirect.Host, deadline.Token).ConfigureAwait(false);
             Log.UpstreamEncryption(environment.Logger, sessionId, redirect.Name, encrypted ? $"TLS ({((SslStream)stream).SslProtocol})" : "plain text");
-            return (stream, encrypted);
+            return (stream, encrypted, socket, connected);
         }
         catch (UpstreamTlsException e)
         {
@@ -145,9 +199,17 @@ internal sealed class ServerConnection : IAsyncDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new UpstreamUnreachableException($"could not connect to upstream \"{redirect.Name}\" at {redirect.Host}:{redirect.Port}: SSL negotiation timed out after {timeout.TotalSeconds:0.###} s");
+            throw new UpstreamUnreachableException($"could not connect to upstream \"{redirect.Name}\" at {redirect.Host}:{redirect.Port}: SSL negotiation timed out after {timeout.TotalSeconds:0.###} s ({limit})");
         }
     }
 
-    public ValueTask DisposeAsync() => Leg.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        if (loginDeadline is { } timer)
+        {
+            await timer.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await Leg.DisposeAsync().ConfigureAwait(false);
+    }
 }

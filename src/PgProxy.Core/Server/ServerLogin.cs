@@ -55,6 +55,7 @@ internal static class ServerLogin
                     backendKey = body.ToArray();
                     break;
                 case BackendMessageCode.ReadyForQuery:
+                    leg.MarkLoggedIn();
                     return new ServerLoginResult(parameters, backendKey);
                 case BackendMessageCode.ErrorResponse:
                     throw new ServerLoginException(ErrorOf(body));

@@ -17,15 +17,16 @@ internal static class UpstreamConnector
     /// <see cref="NetworkStream"/> on .NET's socket engine. The stream owns the socket.
     /// </summary>
     /// <exception cref="UpstreamUnreachableException">Refused, unresolvable or timed out.</exception>
-    public static async Task<Stream> ConnectAsync(EndpointConfig upstream, TimeSpan timeout, EventLoop? loop, CancellationToken cancellationToken)
+    public static async Task<Stream> ConnectAsync(EndpointConfig upstream, TimeSpan timeout, EventLoop? loop, CancellationToken cancellationToken, KeepaliveConfig? keepalive = null)
     {
+        keepalive ??= KeepaliveConfig.SystemDefault;
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
         try
         {
             return loop is null
-                ? await ConnectWithSocketEngineAsync(upstream, deadline.Token).ConfigureAwait(false)
-                : await ConnectOnLoopAsync(upstream, loop, deadline.Token).ConfigureAwait(false);
+                ? await ConnectWithSocketEngineAsync(upstream, keepalive, deadline.Token).ConfigureAwait(false)
+                : await ConnectOnLoopAsync(upstream, keepalive, loop, deadline.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -37,7 +38,7 @@ internal static class UpstreamConnector
         }
     }
 
-    private static async Task<Stream> ConnectWithSocketEngineAsync(EndpointConfig upstream, CancellationToken cancellationToken)
+    private static async Task<Stream> ConnectWithSocketEngineAsync(EndpointConfig upstream, KeepaliveConfig keepalive, CancellationToken cancellationToken)
     {
         // An address gets a socket of its own family; a host name, a dual-mode socket that can reach whichever
         // address it resolves to. Dual mode costs four more system calls per connection (IPV6_V6ONLY set and read).
@@ -56,6 +57,7 @@ internal static class UpstreamConnector
 
         try
         {
+            SocketKeepalive.Apply(socket, keepalive);
             await socket.ConnectAsync(endpoint, cancellationToken).ConfigureAwait(false);
             return new NetworkStream(socket, ownsSocket: true);
         }
@@ -67,7 +69,7 @@ internal static class UpstreamConnector
     }
 
     /// <summary>A non-blocking connect completed by the loop, so .NET's socket engine never watches the socket.</summary>
-    private static async Task<Stream> ConnectOnLoopAsync(EndpointConfig upstream, EventLoop loop, CancellationToken cancellationToken)
+    private static async Task<Stream> ConnectOnLoopAsync(EndpointConfig upstream, KeepaliveConfig keepalive, EventLoop loop, CancellationToken cancellationToken)
     {
         IPAddress[] addresses = IPAddress.TryParse(upstream.Host, out IPAddress? address)
             ? [address]
@@ -80,6 +82,7 @@ internal static class UpstreamConnector
             try
             {
                 bool inProgress = false;
+                SocketKeepalive.Apply(socket, keepalive);
                 try
                 {
                     socket.Connect(new IPEndPoint(candidate, upstream.Port));

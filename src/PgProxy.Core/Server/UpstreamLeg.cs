@@ -15,6 +15,14 @@ internal sealed class UpstreamLeg(Stream stream, PipeReader reader, bool encrypt
 
     public bool Encrypted { get; private set; } = encrypted;
 
+    private int loggedIn;
+
+    /// <summary>Whether PgProxy's own login (pooling) read the server's first ReadyForQuery; see <see cref="MarkLoggedIn"/>.</summary>
+    public bool LoggedIn => Volatile.Read(ref loggedIn) != 0;
+
+    /// <summary>The login reached ReadyForQuery: <c>server-login-timeout</c> no longer applies.</summary>
+    public void MarkLoggedIn() => Volatile.Write(ref loggedIn, 1);
+
     /// <summary>Closes the current connection and takes <paramref name="replacement"/> in its place.</summary>
     public async ValueTask ReplaceAsync(Stream replacement, PipeReader replacementReader, bool replacementEncrypted)
     {

@@ -18,6 +18,14 @@ internal static class EventLoops
     private static int next = -1;
 
     /// <summary>The loop for a new session's sockets, or null when sockets use .NET's engine.</summary>
+    /// <summary>
+    /// Starts the loops now, at the proxy's start, rather than with its first session: a first session that came while
+    /// descriptors ran out made epoll_create fail, and the failure, cached by the lazy value, failed every session after
+    /// it, each left open and unanswered.
+    /// </summary>
+    /// <exception cref="IOException">An epoll instance could not be created (out of descriptors, say).</exception>
+    public static int StartNow() => Loops.Value.Length;
+
     public static EventLoop? Next()
     {
         EventLoop[] loops = Loops.Value;

@@ -36,7 +36,11 @@ public static class SaslMessages
     }
 
     /// <summary>The mechanisms of an AuthenticationSASL body (after the request code): NUL-terminated names ending with an empty one.</summary>
-    /// <exception cref="FormatException">The list is not terminated.</exception>
+    /// <exception cref="InvalidDataException">
+    /// The list is not terminated. (It was a FormatException, which no caller caught: a server sending such a list ended
+    /// the session as a defect, logged with its stack trace, where the relay reports an invalid message during
+    /// authentication. Found by the fuzz replay.)
+    /// </exception>
     public static List<string> ReadMechanisms(ReadOnlySpan<byte> data)
     {
         var mechanisms = new List<string>();
@@ -45,7 +49,7 @@ public static class SaslMessages
             int end = data.IndexOf((byte)0);
             if (end < 0)
             {
-                throw new FormatException("AuthenticationSASL mechanism list is not terminated");
+                throw new InvalidDataException("AuthenticationSASL mechanism list is not terminated");
             }
 
             if (end == 0)

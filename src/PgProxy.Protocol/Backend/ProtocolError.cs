@@ -18,8 +18,12 @@ public static class SqlStates
     public const string SyntaxError = "42601";
     public const string UndefinedObject = "42704";
     public const string TooManyConnections = "53300";
+    public const string ProgramLimitExceeded = "54000";
     public const string ObjectNotInPrerequisiteState = "55000";
     public const string AdminShutdown = "57P01";
+
+    /// <summary>idle_session_timeout's code in PostgreSQL 14 and later: PgProxy's limits.client-idle-timeout uses it too.</summary>
+    public const string IdleSessionTimeout = "57P05";
     public const string ConfigFileError = "F0000";
     public const string InternalError = "XX000";
 }

@@ -306,7 +306,7 @@ public sealed class ConfigLoaderTests
         Assert.Equal("instances[0].listen.prot", error.KeyPath);
         Assert.Equal(6, error.Line);
         Assert.Equal(7, error.Column);
-        Assert.Equal("unknown key 'prot'; expected one of name, host, port, tls", error.Message);
+        Assert.Equal("unknown key 'prot'; expected one of name, host, port, tls, keepalive", error.Message);
     }
 
     [Fact]
@@ -418,7 +418,7 @@ public sealed class ConfigLoaderTests
 
         Assert.Equal("instances[0].listen", error.KeyPath);
         Assert.Equal(2, error.Line);
-        Assert.Equal("expected a mapping with keys name, host, port, tls, got a list", error.Message);
+        Assert.Equal("expected a mapping with keys name, host, port, tls, keepalive, got a list", error.Message);
     }
 
     [Theory]

@@ -72,7 +72,8 @@ public sealed class ConfigurationOwnerTests : IDisposable
                 return null;
             });
 
-        var failure = await Assert.ThrowsAsync<InvalidOperationException>(() => owner.StartAsync(CancellationToken.None));
+        var failure = await Assert.ThrowsAsync<StartupException>(() => owner.StartAsync(CancellationToken.None));
+        Assert.Equal(StartupFailure.Plugins, failure.Failure);
 
         Assert.Contains("line 9", failure.Message, StringComparison.Ordinal);
         Assert.Contains("line 12", failure.Message, StringComparison.Ordinal);

@@ -113,6 +113,9 @@ public sealed class PostgresServer : IAsyncDisposable
     /// <summary>Stops the server (fast shutdown: sessions are ended, not waited for).</summary>
     public Task StopAsync(CancellationToken cancellationToken = default) => StopWithModeAsync("fast", cancellationToken);
 
+    /// <summary><c>pg_ctl stop -m immediate</c>: every backend is killed at once, as in a crash; the data directory stays.</summary>
+    public Task StopImmediatelyAsync(CancellationToken cancellationToken = default) => StopWithModeAsync("immediate", cancellationToken);
+
     /// <summary>Stops the server at once and deletes its data directory.</summary>
     public async ValueTask DisposeAsync()
     {

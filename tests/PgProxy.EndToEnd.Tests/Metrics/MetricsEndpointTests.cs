@@ -208,7 +208,7 @@ public sealed class MetricsEndpointTests(PostgresFixture fixture)
 
         var failure = await Assert.ThrowsAsync<InvalidOperationException>(() => ProxyProcess.StartAsync(directory.ConfigFile, instances: 1));
 
-        Assert.Contains("exited with 1", failure.Message, StringComparison.Ordinal);
+        Assert.Contains("exited with 2", failure.Message, StringComparison.Ordinal); // an address cannot be bound (docs/operations.md, Exit codes)
         Assert.Contains($"Cannot start: metrics.listen: cannot listen on 127.0.0.1:{held.ToString(CultureInfo.InvariantCulture)}", failure.Message, StringComparison.Ordinal);
     }
 

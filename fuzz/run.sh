@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of one target with afl++ and SharpFuzz, for SECONDS (default 600), at low priority.
+#   fuzz/run.sh TARGET [SECONDS]      targets: framing startup frontend backend scram config
+# Needs: apt-get install afl++; dotnet tool install -g SharpFuzz.CommandLine (2.3.0).
+# Findings go to fuzz/out/TARGET (not committed); turn each crash into a seed under fuzz/corpus/TARGET, which the
+# CI replay (tests/PgProxy.Protocol.Tests/Fuzzing) runs, and fix it.
+set -euo pipefail
+target=${1:?usage: fuzz/run.sh TARGET [SECONDS]}
+seconds=${2:-600}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=${PGPROXY_FUZZ_WORK:-/tmp/pgproxy-fuzz}
+command -v afl-fuzz >/dev/null || { echo "afl-fuzz not found: apt-get install afl++" >&2; exit 1; }
+sharpfuzz=$(command -v sharpfuzz || echo "$HOME/.dotnet/tools/sharpfuzz")
+[ -x "$sharpfuzz" ] || { echo "sharpfuzz not found: dotnet tool install -g SharpFuzz.CommandLine --version 2.3.0" >&2; exit 1; }
+
+dotnet build "$root/fuzz/PgProxy.Fuzz" -c Release -nologo -v q
+rm -rf "$work/bin" && mkdir -p "$work" && cp -r "$root/fuzz/PgProxy.Fuzz/bin/Release/net10.0" "$work/bin"
+# The seeds first: an instrumented assembly runs only under afl-fuzz (it writes afl's shared coverage map).
+rm -rf "$work/seeds" && dotnet "$work/bin/PgProxy.Fuzz.dll" make-corpus "$work/seeds"
+# Instrument what the target decodes: the protocol assembly, or the engine's configuration loader.
+if [ "$target" = config ]; then
+  "$sharpfuzz" "$work/bin/PgProxy.Core.dll" PgProxy.Core.Configuration
+  "$sharpfuzz" "$work/bin/YamlDotNet.dll"
+else
+  "$sharpfuzz" "$work/bin/PgProxy.Protocol.dll"
+fi
+input="$work/seeds/$target"
+if [ -d "$root/fuzz/corpus/$target" ]; then cp "$root/fuzz/corpus/$target"/* "$input"/ 2>/dev/null || true; fi
+mkdir -p "$root/fuzz/out"
+export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_SKIP_BIN_CHECK=1
+nice -n 19 afl-fuzz -V "$seconds" -t 10000 -m none -i "$input" -o "$root/fuzz/out/$target" -- dotnet "$work/bin/PgProxy.Fuzz.dll" "$target"
+grep -E "execs_done|execs_per_sec|corpus_count|saved_crashes|saved_hangs|run_time|edges_found|total_edges|bitmap_cvg" "$root/fuzz/out/$target/default/fuzzer_stats"
