@@ -97,13 +97,7 @@ internal sealed partial class ProxySession
         string reason = "unknown";
         try
         {
-            foreach ((string name, string value) in server.Parameters)
-            {
-                state.OnParameterStatus(new ReadOnlySequence<byte>(ParameterStatusBody(name, value)));
-            }
-
-            await client.Stream.WriteAsync(Welcome(server, processId, secretKey), cancellationToken).ConfigureAwait(false);
-            state.OnReadyForQuery((byte)'I');
+            await WelcomeAsync(server, processId, secretKey, cancellationToken).ConfigureAwait(false);
             (frontend, backend, handlers) = CreatePumps(server.Leg, context, startup, user, database, forwardsTerminate: false);
             (reason, reusable) = await PumpPooledAsync(frontend, backend, server).ConfigureAwait(false);
         }
@@ -368,6 +362,18 @@ internal sealed partial class ProxySession
             options.Add(word.StartsWith("--", StringComparison.Ordinal) ? word[2..] : word.StartsWith("-c", StringComparison.Ordinal) ? word[2..] : word);
             return options;
         }
+    }
+
+    /// <summary>Ends the client's login with <see cref="Welcome"/>, the state then knowing what the client was told.</summary>
+    private async Task WelcomeAsync(PooledServer server, int processId, int secretKey, CancellationToken cancellationToken)
+    {
+        foreach ((string name, string value) in server.Parameters)
+        {
+            state.OnParameterStatus(new ReadOnlySequence<byte>(ParameterStatusBody(name, value)));
+        }
+
+        await client.Stream.WriteAsync(Welcome(server, processId, secretKey), cancellationToken).ConfigureAwait(false);
+        state.OnReadyForQuery((byte)'I');
     }
 
     /// <summary>AuthenticationOk, the server's parameters, the client's own cancel key, and ReadyForQuery: the end of its login.</summary>

@@ -43,13 +43,7 @@ internal sealed partial class ProxySession
         string reason = "unknown";
         try
         {
-            foreach ((string name, string value) in server.Parameters)
-            {
-                state.OnParameterStatus(new ReadOnlySequence<byte>(ParameterStatusBody(name, value)));
-            }
-
-            await client.Stream.WriteAsync(Welcome(server, processId, secretKey), cancellationToken).ConfigureAwait(false);
-            state.OnReadyForQuery((byte)'I');
+            await WelcomeAsync(server, processId, secretKey, cancellationToken).ConfigureAwait(false);
 
             // The pumps start on the login's connection; the gate points them at each transaction's.
             (frontend, backend, handlers) = CreatePumps(server.Leg, context, startup, user, database, forwardsTerminate: false, link, gate);

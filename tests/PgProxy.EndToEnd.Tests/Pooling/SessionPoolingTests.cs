@@ -17,13 +17,7 @@ public sealed class SessionPoolingTests(PostgresFixture fixture) : IAsyncLifetim
     private static readonly string[] JavaPaths = ["/usr/bin/java", "/usr/lib/jvm/default-java/bin/java"];
     private readonly string authFile = Path.Combine(Path.GetTempPath(), $"pgproxy-pool-users-{Guid.NewGuid():N}.txt");
 
-    public async Task InitializeAsync()
-    {
-        // The verifiers as the server holds them: the client's SCRAM key (or md5 hash) then logs in to the server too.
-        string scram = await fixture.Server.QueryAsSuperuserAsync($"SELECT rolpassword FROM pg_authid WHERE rolname = '{PostgresServer.ScramUser}'");
-        string md5 = await fixture.Server.QueryAsSuperuserAsync($"SELECT rolpassword FROM pg_authid WHERE rolname = '{PostgresServer.Md5User}'");
-        await File.WriteAllTextAsync(authFile, $"\"{PostgresServer.ScramUser}\" \"{scram}\"\n\"{PostgresServer.Md5User}\" \"{md5}\"\n");
-    }
+    public Task InitializeAsync() => PoolingClients.WriteAuthFileAsync(fixture.Server, authFile);
 
     public Task DisposeAsync()
     {
@@ -226,16 +220,7 @@ public sealed class SessionPoolingTests(PostgresFixture fixture) : IAsyncLifetim
     private static string ConnectionString(ProxyHarness proxy, string applicationName) =>
         new NpgsqlConnectionStringBuilder(proxy.ConnectionString(PostgresServer.ScramUser, PostgresServer.ScramPassword)) { ApplicationName = applicationName }.ConnectionString;
 
-    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        object? value = await command.ExecuteScalarAsync();
-        return value is DBNull ? default! : (T)value!;
-    }
+    private static Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql) => PoolingClients.ScalarAsync<T>(connection, sql);
 
-    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
+    private static Task ExecuteAsync(NpgsqlConnection connection, string sql) => PoolingClients.ExecuteAsync(connection, sql);
 }

@@ -237,16 +237,7 @@ public sealed class TransactionPoolingWorkloadTests(PostgresFixture fixture) : I
         return connection;
     }
 
-    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        object? value = await command.ExecuteScalarAsync();
-        return value is DBNull ? default! : (T)value!;
-    }
+    private static Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql) => PoolingClients.ScalarAsync<T>(connection, sql);
 
-    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
+    private static Task ExecuteAsync(NpgsqlConnection connection, string sql) => PoolingClients.ExecuteAsync(connection, sql);
 }
