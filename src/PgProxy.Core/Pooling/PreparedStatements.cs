@@ -55,8 +55,6 @@ internal sealed class ClientStatements
     /// <summary>Whether the connection linked now has received the client's unnamed statement in this link.</summary>
     public bool UnnamedOnLink { get; set; }
 
-    public int Count => named.Count;
-
     public bool TryGet(ReadOnlySpan<char> name, out PreparedShape shape) => byChars.TryGetValue(name, out shape!);
 
     public bool Contains(ReadOnlySpan<char> name) => byChars.ContainsKey(name);
@@ -92,10 +90,6 @@ internal sealed class ServerStatements(int capacity)
     private readonly Dictionary<string, LinkedListNode<Use>> byName = new(StringComparer.Ordinal);
     private readonly LinkedList<Use> byUse = new();
     private long link;
-
-    public int Capacity => capacity;
-
-    public int Count => byName.Count;
 
     /// <summary>The connection is linked to a client again: what it uses from now on belongs to this link.</summary>
     public void BeginLink() => link++;
