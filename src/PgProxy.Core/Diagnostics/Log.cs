@@ -119,4 +119,13 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1103, Level = LogLevel.Warning, Message = "Session {SessionId}: the settings it changed could not be read back, so its server connection is closed instead of pooled: {Reason}")]
     public static partial void PoolSettingsUnread(ILogger logger, long sessionId, string reason);
+
+    [LoggerMessage(EventId = 1104, Level = LogLevel.Information, Message = "Database {Database}: opened the server connection that listens for the clients of transaction pooling")]
+    public static partial void NotificationListenerOpened(ILogger logger, string database);
+
+    [LoggerMessage(EventId = 1105, Level = LogLevel.Warning, Message = "Database {Database}: the connection that listens for the clients of transaction pooling was lost ({Reason}); opening it again, notifications sent meanwhile are not received")]
+    public static partial void NotificationListenerLost(ILogger logger, string database, string reason);
+
+    [LoggerMessage(EventId = 1106, Level = LogLevel.Warning, Message = "Session {SessionId}: more than {Limit} notifications wait for the client to read them; newer ones are dropped")]
+    public static partial void NotificationsDropped(ILogger logger, long sessionId, int limit);
 }

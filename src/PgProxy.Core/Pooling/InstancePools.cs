@@ -24,6 +24,7 @@ internal sealed class InstancePools : IAsyncDisposable
     private readonly ConcurrentDictionary<(string User, string Database), ServerPool<PooledServer>> pools = new();
     private readonly ConcurrentDictionary<(string User, string Database), ServerCredential> credentials = new();
     private readonly ConcurrentDictionary<int, CancelTarget> cancelTargets = new();
+    private readonly ConcurrentDictionary<string, NotificationHub> hubs = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource stopping = new();
     private readonly Task maintenance;
     private SessionEnvironment environment;
@@ -82,6 +83,17 @@ internal sealed class InstancePools : IAsyncDisposable
 
         return pool;
     }
+
+    /// <summary>
+    /// The one listening connection of <paramref name="database"/> for transaction pooling's LISTEN (see
+    /// <see cref="NotificationHub"/>); opened with the credentials of <paramref name="user"/>'s pool if it is the first.
+    /// </summary>
+    public NotificationHub NotificationsFor(string user, string database) =>
+        hubs.GetOrAdd(database, static (name, state) => new NotificationHub(
+            name,
+            cancellationToken => new Connections(state.Owner, state.User, name).OpenAsync(cancellationToken),
+            state.Owner.Environment.Logger,
+            state.Owner.Environment.Instance.Limits.ServerLoginTimeout), (Owner: this, User: user));
 
     /// <summary>The instance's name.</summary>
     public string InstanceName => Environment.InstanceName;
@@ -166,6 +178,11 @@ internal sealed class InstancePools : IAsyncDisposable
         }
 
         pools.Clear();
+        foreach (NotificationHub hub in hubs.Values)
+        {
+            await hub.DisposeAsync().ConfigureAwait(false);
+        }
+
         foreach (ServerCredential credential in credentials.Values)
         {
             credential.Dispose();

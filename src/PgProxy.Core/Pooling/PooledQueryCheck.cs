@@ -20,13 +20,22 @@ internal enum PooledQueryEffect
 
     /// <summary><c>RESET ALL</c>: the client's settings back to its start-up values.</summary>
     ResetAll,
+
+    /// <summary>Only <c>LISTEN</c> and <c>UNLISTEN</c> statements, in <see cref="PooledQueryCheck.Listens"/>: PgProxy's listening connection acts for the client.</summary>
+    Listen,
 }
+
+/// <summary>A <c>LISTEN</c> (<paramref name="Listen"/> true) or <c>UNLISTEN</c> of a channel; <c>UNLISTEN *</c> has no channel.</summary>
+internal readonly record struct ListenChange(string? Channel, bool Listen);
 
 /// <summary>The verdict on one Query or Parse text.</summary>
 internal readonly record struct PooledQueryCheck(PooledQueryEffect Effect, string? Refusal, IReadOnlyList<string>? Settings)
 {
     /// <summary>Names of SQL-level <c>PREPARE</c>s: allowed inside a transaction block, deallocated when it ends.</summary>
     public IReadOnlyList<string>? Prepared { get; init; }
+
+    /// <summary>The <c>LISTEN</c>s and <c>UNLISTEN</c>s, in order, when the effect is <see cref="PooledQueryEffect.Listen"/>.</summary>
+    public IReadOnlyList<ListenChange>? Listens { get; init; }
 
     /// <summary>Names of SQL-level <c>DEALLOCATE</c>s.</summary>
     public IReadOnlyList<string>? Deallocated { get; init; }
@@ -38,7 +47,8 @@ internal readonly record struct PooledQueryCheck(PooledQueryEffect Effect, strin
 /// Finds, in a Query or Parse text, the statements that act on the whole server session and so cannot simply run on
 /// whichever connection a transaction gets: <c>SET</c>/<c>RESET</c> of a setting (tracked, and replayed on the next
 /// connections), <c>DISCARD ALL</c>, <c>RESET ALL</c> and <c>DEALLOCATE ALL</c> (acted on for this client only),
-/// SQL-level <c>PREPARE</c> and <c>DEALLOCATE</c> (kept to the transaction block they are in), and <c>LISTEN</c> (refused). Most texts are decided by a
+/// SQL-level <c>PREPARE</c> and <c>DEALLOCATE</c> (kept to the transaction block they are in), and <c>LISTEN</c>/<c>UNLISTEN</c>
+/// (done by PgProxy's listening connection of the database, <see cref="NotificationHub"/>). Most texts are decided by a
 /// look at the first word of each statement, with no parse and no allocation.
 /// </summary>
 internal static partial class PooledQueryChecker
@@ -46,7 +56,7 @@ internal static partial class PooledQueryChecker
     [System.Text.RegularExpressions.GeneratedRegex(@"set_config\s*\(\s*'(?<name>(?:[^']|'')+)'", System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
     private static partial System.Text.RegularExpressions.Regex SetConfigCall();
 
-    private static readonly string[] Words = ["set", "reset", "discard", "deallocate", "prepare", "execute", "listen"];
+    private static readonly string[] Words = ["set", "reset", "discard", "deallocate", "prepare", "execute", "listen", "unlisten"];
 
     /// <summary>The verdict on the UTF-8 text of a Query or Parse.</summary>
     public static PooledQueryCheck Check(ReadOnlySpan<byte> text)
@@ -81,6 +91,7 @@ internal static partial class PooledQueryChecker
         PooledQueryEffect whole = PooledQueryEffect.None;
         List<string>? prepared = null;
         List<string>? deallocated = null;
+        List<ListenChange>? listens = null;
         foreach (RawStmt statement in tree.Stmts)
         {
             Node node = statement.Stmt;
@@ -112,8 +123,20 @@ internal static partial class PooledQueryChecker
                     (deallocated ??= []).Add(node.DeallocateStmt.Name);
                     break;
                 case Node.NodeOneofCase.ListenStmt:
-                    return Refused("LISTEN is not available in transaction pooling: notifications would reach whichever client has the connection next; use pool.mode: session for listening clients");
+                    (listens ??= []).Add(new ListenChange(node.ListenStmt.Conditionname, Listen: true));
+                    break;
+                case Node.NodeOneofCase.UnlistenStmt:
+                    string channel = node.UnlistenStmt.Conditionname;
+                    (listens ??= []).Add(new ListenChange(channel.Length == 0 ? null : channel, Listen: false));
+                    break;
             }
+        }
+
+        if (listens is not null)
+        {
+            return listens.Count == tree.Stmts.Count
+                ? new PooledQueryCheck(PooledQueryEffect.Listen, null, null) { Listens = listens }
+                : Refused("LISTEN and UNLISTEN must be sent without other statements in transaction pooling: PgProxy's listening connection runs them for the client");
         }
 
         if (whole != PooledQueryEffect.None && tree.Stmts.Count > 1)
@@ -135,13 +158,19 @@ internal static partial class PooledQueryChecker
     /// Whether some statement of <paramref name="text"/> may begin with one of the words that matter: a statement begins
     /// at the start or after a semicolon (one inside a literal only costs a parse), past blanks and comments.
     /// </summary>
-    internal static bool MayMatter(ReadOnlySpan<byte> text)
+    internal static bool MayMatter(ReadOnlySpan<byte> text) => AnyStatementBegins(text, listenOnly: false);
+
+    /// <summary>Whether some statement of <paramref name="text"/> may be a LISTEN or UNLISTEN (as <see cref="MayMatter"/> looks).</summary>
+    internal static bool MayListen(ReadOnlySpan<byte> text) => AnyStatementBegins(text, listenOnly: true);
+
+    private static bool AnyStatementBegins(ReadOnlySpan<byte> text, bool listenOnly)
     {
         int position = 0;
         while (true)
         {
             position = SkipBlanks(text, position);
-            if (StartsWithWord(text[position..]))
+            ReadOnlySpan<byte> rest = text[position..];
+            if (listenOnly ? StartsWithWordIgnoringCase(rest, "listen"u8) || StartsWithWordIgnoringCase(rest, "unlisten"u8) : StartsWithWord(rest))
             {
                 return true;
             }

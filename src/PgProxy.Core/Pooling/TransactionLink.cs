@@ -22,6 +22,8 @@ internal sealed class TransactionLink
     private static readonly byte[] DeallocateAllComplete = CommandComplete("DEALLOCATE ALL");
     private static readonly byte[] DiscardAllComplete = CommandComplete("DISCARD ALL");
     private static readonly byte[] ResetComplete = CommandComplete("RESET");
+    private static readonly byte[] ListenComplete = CommandComplete("LISTEN");
+    private static readonly byte[] UnlistenComplete = CommandComplete("UNLISTEN");
 
     private readonly ServerProtocolState state;
     private readonly List<string> touched = [];
@@ -50,6 +52,9 @@ internal sealed class TransactionLink
     public SessionSettings Wanted { get; }
 
     public ClientStatements Statements { get; } = new();
+
+    /// <summary>Where the client's LISTEN and UNLISTEN go: PgProxy's listening connection of the database.</summary>
+    public IClientListens? Listens { get; set; }
 
     /// <summary>Whether named statements are mapped (<c>prepared-statements</c> above 0).</summary>
     public bool MapsStatements { get; }
@@ -132,7 +137,11 @@ internal sealed class TransactionLink
         private readonly ArrayBufferWriter<byte> scratch = new(256);
         private byte[] unnamed = new byte[256];
 
-        public bool Wants(byte code) => code == (byte)'Q' || (link.MapsStatements && code is (byte)'P' or (byte)'B' or (byte)'D' or (byte)'C');
+        // A Parse is looked at even when names are not mapped: its text may be a SET or a LISTEN.
+        public bool Wants(byte code) => code is (byte)'Q' or (byte)'P' || (link.MapsStatements && code is (byte)'B' or (byte)'D' or (byte)'C');
+
+        private PooledQueryCheck? prechecked; // the verdict on the text at hand, when taken before (LISTEN)
+        private string? listenFailure; // why the listening connection could not LISTEN for the text at hand
 
         public ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
         {
@@ -152,6 +161,11 @@ internal sealed class TransactionLink
 
             try
             {
+                if (link.Listens is not null && code is (byte)'Q' or (byte)'P' && PooledQueryChecker.MayListen(TextOf(code, bytes)))
+                {
+                    return ListenFirstAsync(code, bytes.ToArray(), frame, next, cancellationToken);
+                }
+
                 scratch.ResetWrittenCount();
                 bool rewritten = code switch
                 {
@@ -170,6 +184,63 @@ internal sealed class TransactionLink
                 {
                     ArrayPool<byte>.Shared.Return(rented);
                 }
+            }
+        }
+
+        /// <summary>The SQL text of a Query or Parse body (empty when malformed: the server says so).</summary>
+        private static ReadOnlySpan<byte> TextOf(byte code, ReadOnlySpan<byte> body)
+        {
+            if (code == (byte)'P')
+            {
+                int nameEnd = body.IndexOf((byte)0);
+                body = nameEnd < 0 ? default : body[(nameEnd + 1)..];
+            }
+
+            return body[..Math.Max(body.IndexOf((byte)0), 0)];
+        }
+
+        /// <summary>
+        /// A text of LISTENs and UNLISTENs: the listening connection acts first, in order (so a notification sent once
+        /// the client has its answer reaches it), and a stand-in goes to the linked connection for the answer.
+        /// </summary>
+        private async ValueTask ListenFirstAsync(byte code, byte[] body, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
+        {
+            PooledQueryCheck check = PooledQueryChecker.Check(TextOf(code, body));
+            string? failure = null;
+            if (check.Effect == PooledQueryEffect.Listen)
+            {
+                foreach (ListenChange change in check.Listens!)
+                {
+                    if (!change.Listen)
+                    {
+                        link.Listens!.Unlisten(change.Channel);
+                    }
+                    else if ((failure = await link.Listens!.ListenAsync([change.Channel!], cancellationToken).ConfigureAwait(false)) is not null)
+                    {
+                        break;
+                    }
+                }
+            }
+
+            prechecked = check;
+            listenFailure = failure;
+            try
+            {
+                scratch.ResetWrittenCount();
+                bool rewritten = code == (byte)'Q' ? Query(body) : Parse(body);
+                if (rewritten)
+                {
+                    await WriteScratchAsync(next, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                prechecked = null;
+                listenFailure = null;
             }
         }
 
@@ -207,7 +278,7 @@ internal sealed class TransactionLink
                 link.Statements.Unnamed = null;
             }
 
-            PooledQueryCheck check = PooledQueryChecker.Check(text);
+            PooledQueryCheck check = prechecked ?? PooledQueryChecker.Check(text);
             link.TouchSettings(check.Settings);
             link.NoteBegin(text);
             if (Act(check) is not { } standIn)
@@ -221,6 +292,8 @@ internal sealed class TransactionLink
                 PooledQueryEffect.DeallocateAll => new Pending(ResponseAction.Replace, (byte)'C', DeallocateAllComplete),
                 PooledQueryEffect.DiscardAll => new Pending(ResponseAction.Replace, (byte)'C', DiscardAllComplete),
                 PooledQueryEffect.ResetAll => new Pending(ResponseAction.Replace, (byte)'C', ResetComplete),
+                PooledQueryEffect.Listen when listenFailure is null && check.Listens!.Count == 1 =>
+                    new Pending(ResponseAction.Replace, (byte)'C', check.Listens[0].Listen ? ListenComplete : UnlistenComplete),
                 _ => new Pending(null),
             };
             WriteQuery(standIn, pending);
@@ -256,6 +329,9 @@ internal sealed class TransactionLink
             {
                 case PooledQueryEffect.Refuse:
                     return RaiseQuery(check.Refusal!);
+                case PooledQueryEffect.Listen:
+                    // Done already by the listening connection (ListenFirstAsync); one stand-in per statement answers.
+                    return listenFailure is { } failure ? RaiseQuery(failure) : string.Join("; ", Enumerable.Repeat(NothingQuery, check.Listens!.Count));
                 case PooledQueryEffect.DeallocateAll:
                     lock (link.Sequencer.Gate)
                     {
@@ -270,6 +346,8 @@ internal sealed class TransactionLink
                         {
                             link.Statements.Clear();
                         }
+
+                        link.Listens?.Unlisten(null); // DISCARD ALL includes UNLISTEN *
                     }
 
                     link.Wanted.CopyFrom(link.Startup);
@@ -312,7 +390,7 @@ internal sealed class TransactionLink
             {
                 // Drivers such as Npgsql send every statement this way: the same checks as a simple Query's, acted on
                 // when the statement is parsed. The stand-in's command tag is DO.
-                PooledQueryCheck check = PooledQueryChecker.Check(definition[..textEnd]);
+                PooledQueryCheck check = prechecked ?? PooledQueryChecker.Check(definition[..textEnd]);
                 link.TouchSettings(check.Settings);
                 link.NoteBegin(definition[..textEnd]);
                 if (Act(check) is { } standIn)
@@ -320,6 +398,20 @@ internal sealed class TransactionLink
                     replaced = [.. Encoding.UTF8.GetBytes(standIn), 0, .. definition[(textEnd + 1)..]];
                     definition = replaced;
                 }
+            }
+
+            if (!link.MapsStatements)
+            {
+                // Names go as they are (prepared-statements: 0); only a stand-in changes the text.
+                if (replaced is null)
+                {
+                    return false;
+                }
+
+                int start = scratch.WrittenCount;
+                WriteParse(Encoding.UTF8.GetString(body[..nameEnd]), definition);
+                Add(new Pending(null), start);
+                return true;
             }
 
             lock (link.Sequencer.Gate)
@@ -636,6 +728,16 @@ internal sealed class TransactionLink
             return next.WriteAsync(new ReadOnlySequence<byte>(scratch.WrittenMemory), cancellationToken);
         }
     }
+}
+
+/// <summary>Where a transaction-pooling client's LISTEN and UNLISTEN are done for it.</summary>
+internal interface IClientListens
+{
+    /// <summary>Listens on <paramref name="channels"/> for the client; null once done, or why it could not be.</summary>
+    Task<string?> ListenAsync(IReadOnlyList<string> channels, CancellationToken cancellationToken);
+
+    /// <summary>Stops listening on <paramref name="channel"/> for the client, or on every channel when it is null.</summary>
+    void Unlisten(string? channel);
 }
 
 /// <summary>Gives back a client's statement name where an ErrorResponse names PgProxy's.</summary>

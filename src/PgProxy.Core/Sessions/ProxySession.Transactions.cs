@@ -37,6 +37,8 @@ internal sealed partial class ProxySession
         (int processId, int secretKey) = pools.RegisterCancelKey(() => Volatile.Read(ref pooledServer));
         long started = RelayStarted(user, database);
         var gate = new TransactionGate(this, pool, link);
+        var listens = new ClientListens(() => pools.NotificationsFor(user, database), gate);
+        link.Listens = listens;
         SessionHandlers? handlers = null;
         ForwardingPump? frontend = null;
         ForwardingPump? backend = null;
@@ -69,6 +71,7 @@ internal sealed partial class ProxySession
                 await UnlinkAsync(pool, link, server, reusable: false).ConfigureAwait(false);
             }
 
+            listens.UnlistenAll();
             await gate.EndAsync().ConfigureAwait(false);
             Volatile.Write(ref pooledServer, null);
             RelayEnded(started, frontend, backend, user, database, reason);
@@ -81,8 +84,11 @@ internal sealed partial class ProxySession
     /// pump runs once per link and gives the connection back when it is idle and nothing of the client's is being
     /// forwarded. So a transaction costs no stop and restart of a read on the client's side.
     /// </summary>
-    private sealed class TransactionGate(ProxySession session, ServerPool<PooledServer> pool, TransactionLink link) : ILinkGate
+    private sealed class TransactionGate(ProxySession session, ServerPool<PooledServer> pool, TransactionLink link) : ILinkGate, INotificationTarget
     {
+        // More undelivered notifications than this (a client that listens and never reads): the newest are dropped, logged.
+        private const int MaxQueuedNotifications = 100_000;
+
         private readonly Lock gate = new();
         private readonly TaskCompletionSource<PumpStop> serverSideEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private ForwardingPump? frontend;
@@ -93,6 +99,69 @@ internal sealed partial class ProxySession
         private bool unlinkingByCancel; // the client-to-server pump gave the connection back and cancelled the other's read
         private bool ending; // the session has taken the linked connection back: the pump may no longer give it back itself
         private Task<PumpStop>? backendRun; // the current (or last) link's server-to-client pump, and its unlink
+        private readonly Queue<byte[]> notifications = new(); // NotificationResponses waiting for the client to be between transactions
+        private Task? delivery; // writing queued notifications to the client, which only happens while no link writes to it
+        private bool serverSideWriting; // a link's server-to-client pump may write to the client
+        private bool linking; // the client-to-server pump is taking a connection: no delivery starts
+        private bool droppedLogged;
+
+        /// <summary>
+        /// A notification of a channel the client listens on. It is written to the client between transactions, as
+        /// PostgreSQL delivers them: at once when no connection is linked, otherwise once the link ends.
+        /// </summary>
+        public void Deliver(byte[] frame)
+        {
+            lock (gate)
+            {
+                if (ending)
+                {
+                    return;
+                }
+
+                if (notifications.Count >= MaxQueuedNotifications)
+                {
+                    if (!droppedLogged)
+                    {
+                        droppedLogged = true;
+                        Log.NotificationsDropped(session.environment.Logger, session.Id, MaxQueuedNotifications);
+                    }
+
+                    return;
+                }
+
+                notifications.Enqueue(frame);
+                StartDeliveryLocked();
+            }
+        }
+
+        private void StartDeliveryLocked()
+        {
+            if (delivery is null && notifications.Count > 0 && !ending && !linking && !serverSideWriting && linked is null)
+            {
+                delivery = DeliverQueuedAsync();
+            }
+        }
+
+        private async Task DeliverQueuedAsync()
+        {
+            await Task.Yield(); // not on the listening connection's read loop, nor under the lock
+            while (true)
+            {
+                byte[] frame;
+                lock (gate)
+                {
+                    if (notifications.Count == 0 || ending || linking)
+                    {
+                        delivery = null;
+                        return;
+                    }
+
+                    frame = notifications.Dequeue();
+                }
+
+                await session.client.TryWriteAsync(frame).ConfigureAwait(false);
+            }
+        }
 
         public void Use(ForwardingPump frontendPump, ForwardingPump backendPump)
         {
@@ -127,6 +196,18 @@ internal sealed partial class ProxySession
                 return false;
             }
 
+            Task? writingNotifications;
+            lock (gate)
+            {
+                linking = true;
+                writingNotifications = delivery;
+            }
+
+            if (writingNotifications is not null)
+            {
+                await writingNotifications.ConfigureAwait(false);
+            }
+
             PooledServer? server = await session.LinkAsync(pool, link, cancellationToken).ConfigureAwait(false);
             if (server is null)
             {
@@ -140,6 +221,8 @@ internal sealed partial class ProxySession
             {
                 linked = server;
                 forwarding = true;
+                serverSideWriting = true;
+                linking = false;
             }
 
             backendRun = RunBackendAsync(server);
@@ -251,9 +334,16 @@ internal sealed partial class ProxySession
         public async Task EndAsync()
         {
             PooledServer? server = TakeForEnd();
+            Task? writingNotifications;
             lock (gate)
             {
                 linked = null;
+                writingNotifications = delivery;
+            }
+
+            if (writingNotifications is not null)
+            {
+                await writingNotifications.ConfigureAwait(false);
             }
 
             if (backendRun is not { } run)
@@ -338,6 +428,13 @@ internal sealed partial class ProxySession
             if (stop == PumpStop.Unlinked || unlinkedHere)
             {
                 await session.UnlinkAsync(pool, link, server, reusable: true).ConfigureAwait(false);
+                lock (gate)
+                {
+                    // Between transactions: what was notified meanwhile goes to the client now.
+                    serverSideWriting = false;
+                    StartDeliveryLocked();
+                }
+
                 return PumpStop.Unlinked;
             }
 
@@ -464,5 +561,18 @@ internal sealed partial class ProxySession
         }
 
         return true;
+    }
+
+    /// <summary>A client's LISTEN and UNLISTEN, done by the listening connection of its database (made on first use).</summary>
+    private sealed class ClientListens(Func<NotificationHub> hubOf, INotificationTarget client) : IClientListens
+    {
+        private NotificationHub? hub;
+
+        public Task<string?> ListenAsync(IReadOnlyList<string> channels, CancellationToken cancellationToken) =>
+            (hub ??= hubOf()).ListenAsync(client, channels, cancellationToken);
+
+        public void Unlisten(string? channel) => hub?.Unlisten(client, channel);
+
+        public void UnlistenAll() => hub?.Unlisten(client, null);
     }
 }

@@ -188,7 +188,7 @@ public sealed class TransactionMappingTests
         Assert.Equal(["p"], Check("PREPARE p AS SELECT 1").Prepared);
         Assert.Equal(["p"], Check("DEALLOCATE p").Deallocated);
         Assert.Equal(PooledQueryEffect.None, Check("SELECT 1; EXECUTE p").Effect);
-        Assert.Equal(PooledQueryEffect.Refuse, Check("LISTEN channel").Effect);
+        Assert.Equal(PooledQueryEffect.Listen, Check("LISTEN channel").Effect);
         Assert.Equal(PooledQueryEffect.DeallocateAll, Check("DEALLOCATE ALL").Effect);
         Assert.Equal(PooledQueryEffect.DiscardAll, Check("discard all").Effect);
         Assert.Equal(PooledQueryEffect.ResetAll, Check("RESET ALL").Effect);
@@ -196,6 +196,20 @@ public sealed class TransactionMappingTests
         Assert.Equal(PooledQueryEffect.None, Check("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").Effect);
         Assert.Null(Check("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").Settings);
         Assert.Equal(PooledQueryEffect.None, Check("SELECT 'PREPARE'").Effect);
+    }
+
+    [Fact]
+    public void Listen_and_unlisten_are_found_in_order_with_their_channels_and_refused_among_other_statements()
+    {
+        PooledQueryCheck check = Check("LISTEN Orders; unlisten \"Mixed Case\"; UNLISTEN *");
+
+        Assert.Equal(PooledQueryEffect.Listen, check.Effect);
+        Assert.Equal([new ListenChange("orders", true), new ListenChange("Mixed Case", false), new ListenChange(null, false)], check.Listens);
+        Assert.Equal(PooledQueryEffect.Refuse, Check("LISTEN a; SELECT 1").Effect);
+        Assert.True(PooledQueryChecker.MayListen(Encoding.UTF8.GetBytes("/* c */ listen a")));
+        Assert.True(PooledQueryChecker.MayListen(Encoding.UTF8.GetBytes("SELECT 1; UNLISTEN *")));
+        Assert.False(PooledQueryChecker.MayListen(Encoding.UTF8.GetBytes("SELECT 'listen'")));
+        Assert.False(PooledQueryChecker.MayListen(Encoding.UTF8.GetBytes("listener")));
     }
 
     [Fact]
