@@ -71,6 +71,65 @@ public sealed class TableauHllTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task Tableau_queries_and_a_rule_work_through_transaction_pooling_on_one_shared_connection()
+    {
+        Assert.True(fixture.Server.HasHll, "the hll extension is not installed: apt-get install postgresql-15-hll");
+        await CreateCrmTableAsync();
+        string pooled = SeedConfiguration().Replace(
+            "    intercept:\n",
+            """
+                auth: {auth-file: users.txt}
+                pool: {mode: transaction, size: 1}
+                rules:
+                  - name: tag-tableau
+                    match: {statement: [select]}
+                    tag: 'source=tableau'
+                    continue: true
+                intercept:
+
+            """.Replace("\r", "", StringComparison.Ordinal),
+            StringComparison.Ordinal);
+        Assert.Contains("mode: transaction", pooled, StringComparison.Ordinal);
+        using ConfigDirectory directory = ConfigDirectory.Create(pooled);
+        await Pooling.PoolingClients.WriteAuthFileAsync(fixture.Server, Path.Combine(directory.Path, "users.txt"));
+        await using ProxyProcess proxy = await ProxyProcess.StartAsync(directory.ConfigFile, instances: 1);
+        long customers = await DirectScalarAsync("""SELECT hll_cardinality(hll_union_agg("Set of Customers"))::bigint FROM crm_dim.crm_data_source""");
+
+        // Two clients on the pool's one connection, each statement rewritten (the plugin's metadata query runs on the
+        // linked connection) and tagged by the rule first.
+        await using var first = new NpgsqlConnection(ProxyConnectionString(proxy, PostgresServer.ScramUser, PostgresServer.ScramPassword));
+        await using var second = new NpgsqlConnection(ProxyConnectionString(proxy, PostgresServer.ScramUser, PostgresServer.ScramPassword));
+        await first.OpenAsync();
+        await second.OpenAsync();
+        var backends = new HashSet<int>();
+        for (int round = 0; round < 3; round++)
+        {
+            foreach (NpgsqlConnection client in new[] { first, second })
+            {
+                await using var query = new NpgsqlCommand(SeedQuery1, client);
+                Assert.Equal(customers, Convert.ToInt64(await query.ExecuteScalarAsync(), CultureInfo.InvariantCulture));
+                await using var seen = new NpgsqlCommand("SELECT current_query(), pg_backend_pid()", client);
+                await using NpgsqlDataReader reader = await seen.ExecuteReaderAsync();
+                Assert.True(await reader.ReadAsync());
+                Assert.StartsWith("/* source=tableau */", reader.GetString(0), StringComparison.Ordinal);
+                backends.Add(reader.GetInt32(1));
+            }
+        }
+
+        Assert.Single(backends);
+
+        // The simple protocol's cursor query, which leaves its transaction open: psql holds the connection meanwhile.
+        ProcessResult psql = await Psql.RunAsync(
+            new PsqlTarget("127.0.0.1", proxy.PortOf("proxy"), PostgresServer.ScramUser, PostgresServer.Database, PostgresServer.ScramPassword),
+            input: "",
+            new PsqlOptions { Arguments = ["-A", "-t", "-F", "|", "-c", SeedQuery2], Environment = new Dictionary<string, string?> { ["PGSSLMODE"] = "disable" } });
+        Assert.True(psql.Succeeded, psql.ToString());
+        Assert.Equal(4, psql.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+        await using var after = new NpgsqlCommand(SeedQuery1, first);
+        Assert.Equal(customers, Convert.ToInt64(await after.ExecuteScalarAsync(), CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
     public async Task A_named_prepared_statement_with_parameters_is_rewritten()
     {
         Assert.True(fixture.Server.HasHll, "the hll extension is not installed: apt-get install postgresql-15-hll");
