@@ -10,6 +10,7 @@
 #   STAT=1 SHAPE=tls bench/profile.sh   # perf stat instead: CPU µs and context switches per transaction
 #   STAT=threads bench/profile.sh       # the same per thread
 #   STATS=false STAT=1 bench/profile.sh # with per-query statistics off (stats.queries: false)
+#   QUERY_LOG=1 MODE=extended bench/profile.sh   # with the query log on (json, every statement)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,6 +48,7 @@ settings:
   log-level: warning
 stats:
   queries: ${STATS:-true}
+$([[ "${QUERY_LOG:-0}" == 1 ]] && echo "query-log: { file: $work/queries.log, format: json }")
 instances:
   - listen: $listen
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: $upstream_tls } }
