@@ -121,6 +121,12 @@ internal sealed partial class QueryLog : IAsyncDisposable
         ReportDrops(force: true);
     }
 
+    /// <summary>For the benchmarks: one record's line added to the batch, as the writer's task adds it.</summary>
+    internal void AppendLine(QueryLogRecord record) => Append(record);
+
+    /// <summary>For the benchmarks: the batch emptied without writing it.</summary>
+    internal void ResetBatch() => batch.ResetWrittenCount();
+
     /// <summary>Adds one record's line, newline-terminated, to the batch.</summary>
     private void Append(QueryLogRecord record)
     {
@@ -170,22 +176,31 @@ internal sealed partial class QueryLog : IAsyncDisposable
     {
         json.Reset(batch);
         json.WriteStartObject();
-        json.WriteString("time", record.Time);
-        json.WriteNumber("session", record.SessionId);
-        json.WriteString("instance", record.Instance);
-        json.WriteString("user", record.User);
-        json.WriteString("database", record.Database);
-        json.WriteString("application_name", record.ApplicationName);
-        json.WriteString("client", record.ClientAddress);
-        json.WriteString("fingerprint", record.Shape.FingerprintText);
-        json.WriteString("query", Query(record, current));
-        json.WriteNumber("duration_ms", Math.Round(record.Microseconds / 1000, 3));
-        json.WriteNumber("rows", record.Rows);
-        json.WriteString("sqlstate", record.SqlState);
-        json.WriteString("changed_by", record.ChangedBy);
+        json.WriteString(Names.Time, record.Time);
+        json.WriteNumber(Names.Session, record.SessionId);
+        json.WriteString(Names.Instance, Encoded(record.Instance));
+        json.WriteString(Names.User, Encoded(record.User));
+        json.WriteString(Names.Database, Encoded(record.Database));
+        WriteEncodedOrNull(Names.ApplicationName, record.ApplicationName);
+        WriteEncodedOrNull(Names.Client, record.ClientAddress);
+        (JsonEncodedText fingerprint, JsonEncodedText normalized) = EncodedShape(record.Shape);
+        json.WriteString(Names.Fingerprint, fingerprint);
+        if (current.Parameters)
+        {
+            json.WriteString(Names.Query, Query(record, current));
+        }
+        else
+        {
+            json.WriteString(Names.Query, normalized);
+        }
+
+        json.WriteNumber(Names.DurationMs, Math.Round(record.Microseconds / 1000, 3));
+        json.WriteNumber(Names.Rows, record.Rows);
+        WriteEncodedOrNull(Names.SqlState, record.SqlState);
+        WriteEncodedOrNull(Names.ChangedBy, record.ChangedBy);
         if (current.Parameters && record.Parameters is { } parameters)
         {
-            json.WriteStartArray("parameters");
+            json.WriteStartArray(Names.Parameters);
             foreach (string? parameter in parameters)
             {
                 json.WriteStringValue(parameter);
@@ -196,6 +211,73 @@ internal sealed partial class QueryLog : IAsyncDisposable
 
         json.WriteEndObject();
         json.Flush();
+    }
+
+    // The writer's own caches (one task uses them): the same few names, users and statements come back line after
+    // line, so each is escaped and transcoded to UTF-8 once, not per line.
+    private readonly Dictionary<string, JsonEncodedText> encodedValues = new(StringComparer.Ordinal);
+    private readonly Dictionary<QueryShape, (JsonEncodedText Fingerprint, JsonEncodedText Normalized)> encodedShapes = new(ReferenceEqualityComparer.Instance);
+    private const int EncodedLimit = 10_000;
+
+    private JsonEncodedText Encoded(string value)
+    {
+        if (!encodedValues.TryGetValue(value, out JsonEncodedText encoded))
+        {
+            if (encodedValues.Count >= EncodedLimit)
+            {
+                encodedValues.Clear();
+            }
+
+            encodedValues[value] = encoded = JsonEncodedText.Encode(value);
+        }
+
+        return encoded;
+    }
+
+    private (JsonEncodedText Fingerprint, JsonEncodedText Normalized) EncodedShape(QueryShape shape)
+    {
+        if (!encodedShapes.TryGetValue(shape, out (JsonEncodedText, JsonEncodedText) encoded))
+        {
+            if (encodedShapes.Count >= EncodedLimit)
+            {
+                encodedShapes.Clear();
+            }
+
+            // The normalized text has no literals; checked for a password all the same.
+            encodedShapes[shape] = encoded = (JsonEncodedText.Encode(shape.FingerprintText), JsonEncodedText.Encode(PasswordRedaction.Redact(shape.NormalizedText)));
+        }
+
+        return encoded;
+    }
+
+    private void WriteEncodedOrNull(JsonEncodedText name, string? value)
+    {
+        if (value is null)
+        {
+            json.WriteNull(name);
+        }
+        else
+        {
+            json.WriteString(name, Encoded(value));
+        }
+    }
+
+    private static class Names
+    {
+        public static readonly JsonEncodedText Time = JsonEncodedText.Encode("time");
+        public static readonly JsonEncodedText Session = JsonEncodedText.Encode("session");
+        public static readonly JsonEncodedText Instance = JsonEncodedText.Encode("instance");
+        public static readonly JsonEncodedText User = JsonEncodedText.Encode("user");
+        public static readonly JsonEncodedText Database = JsonEncodedText.Encode("database");
+        public static readonly JsonEncodedText ApplicationName = JsonEncodedText.Encode("application_name");
+        public static readonly JsonEncodedText Client = JsonEncodedText.Encode("client");
+        public static readonly JsonEncodedText Fingerprint = JsonEncodedText.Encode("fingerprint");
+        public static readonly JsonEncodedText Query = JsonEncodedText.Encode("query");
+        public static readonly JsonEncodedText DurationMs = JsonEncodedText.Encode("duration_ms");
+        public static readonly JsonEncodedText Rows = JsonEncodedText.Encode("rows");
+        public static readonly JsonEncodedText SqlState = JsonEncodedText.Encode("sqlstate");
+        public static readonly JsonEncodedText ChangedBy = JsonEncodedText.Encode("changed_by");
+        public static readonly JsonEncodedText Parameters = JsonEncodedText.Encode("parameters");
     }
 
     private static string Text(QueryLogRecord record, QueryLogConfig current)
