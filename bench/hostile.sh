@@ -8,7 +8,7 @@
 #
 # Passes (exit 0) when: the proxy is still up, every pgbench run reported 0 failed transactions and no aborted
 # client, the tool reports 0 failures (every session ended as the limits promise), and within 10 s of the end the
-# proxy's descriptors and threads are back to their baseline (taken after a warm-up) and its RSS within 25% of it.
+# proxy's sockets, pipes and threads are back to their baseline (taken after a warm-up) and its RSS within 25% of it.
 # The figures go to stdout and to $RESULTS (default bench/results/hostile-DATE.txt).
 set -euo pipefail
 
@@ -67,11 +67,11 @@ kill -0 "$proxy_pid" || { say "PgProxy did not start"; cat "$work/pgproxy.log" >
 
 # Warm-up, then the baseline: the first sessions load code and grow the pools, which is not a leak.
 "$pgbench" -h 127.0.0.1 -p "$proxy_port" -U postgres -n -S -c 4 -j 2 -T 5 bench >/dev/null 2>&1
-dotnet "$repo_root/bench/PgProxy.Hostile/bin/Release/net10.0/PgProxy.Hostile.dll" --port "$proxy_port" --frames 2000 \
-    --concurrency 8 --seed 999 --tls --stalls 0 --startup-timeout "$startup_timeout" --idle-timeout "$idle_timeout" >/dev/null || true
+dotnet "$repo_root/bench/PgProxy.Hostile/bin/Release/net10.0/PgProxy.Hostile.dll" --port "$proxy_port" --frames 20000 \
+    --concurrency 16 --seed 999 --tls --stalls 0 --startup-timeout "$startup_timeout" --idle-timeout "$idle_timeout" >/dev/null || true
 sleep 2
-base_rss="$(rss_kb "$proxy_pid")"; base_fd="$(fd_count "$proxy_pid")"; base_threads="$(thread_count "$proxy_pid")"
-say "baseline: RSS $base_rss kB, $base_fd descriptors, $base_threads threads"
+base_rss="$(rss_kb "$proxy_pid")"; base_fd="$(fd_count "$proxy_pid")"; base_io="$(io_fd_count "$proxy_pid")"; base_threads="$(thread_count "$proxy_pid")"
+say "baseline: RSS $base_rss kB, $base_fd descriptors ($base_io sockets, pipes and the like), $base_threads threads"
 
 # pgbench in rounds of 20 s for as long as the hostile run lasts (a round gives its failures only when it ends).
 : >"$work/pgbench.txt"
@@ -100,8 +100,8 @@ up=yes; kill -0 "$proxy_pid" 2>/dev/null || up=no
 back=no; waited=0
 for i in $(seq 1 20); do
     [[ "$up" == yes ]] || break
-    rss="$(rss_kb "$proxy_pid")"; fds="$(fd_count "$proxy_pid")"; threads="$(thread_count "$proxy_pid")"
-    if (( fds <= base_fd && threads <= base_threads + 2 && rss <= base_rss * 125 / 100 )); then back=yes; waited="$(awk -v i="$i" 'BEGIN {print i * 0.5}')"; break; fi
+    rss="$(rss_kb "$proxy_pid")"; fds="$(fd_count "$proxy_pid")"; io="$(io_fd_count "$proxy_pid")"; threads="$(thread_count "$proxy_pid")"
+    if (( io <= base_io && threads <= base_threads + 2 && rss <= base_rss * 125 / 100 )); then back=yes; waited="$(awk -v i="$i" 'BEGIN {print i * 0.5}')"; break; fi
     sleep 0.5
 done
 runs="$(grep -c '^number of failed transactions' "$work/pgbench.txt" || true)"
@@ -118,8 +118,8 @@ proxy_errors="$(grep -cE 'Unhandled|crit|fail:' "$work/pgproxy.log" || true)"
     echo "proxy up at the end: $up; log lines that look like defects (Unhandled, crit, fail): $proxy_errors"
     echo "pgbench: $runs runs, $tx transactions, $failed_tx failed, $aborted error lines"
     echo "RSS: baseline $base_rss kB, peak $peak_rss kB, at the end $rss kB"
-    echo "descriptors: baseline $base_fd, at the end $fds; threads: baseline $base_threads, at the end $threads"
-    echo "back to baseline: $back (after ${waited} s; bound 10 s: descriptors <= baseline, threads <= baseline + 2, RSS <= 125% of baseline)"
+    echo "descriptors: baseline $base_fd ($base_io sockets, pipes and the like), at the end $fds ($io); threads: baseline $base_threads, at the end $threads"
+    echo "back to baseline: $back (after ${waited} s; bound 10 s: sockets, pipes and the like <= baseline, threads <= baseline + 2, RSS <= 125% of baseline)"
 } | tee "$results"
 if [[ "$up" == yes && "$hostile_status" -eq 0 && "$failed_tx" -eq 0 && "$aborted" -eq 0 && "$runs" -gt 0 && "$back" == yes ]]; then
     echo "PASS" | tee -a "$results"
