@@ -105,9 +105,21 @@ test_status=0
 dotnet test PgProxy.slnx -c Release --no-build -nologo \
     -p:PgProxyTestResultsRoot="$results_dir" --logger "trx;LogFileName=results.trx" || test_status=$?
 
-# --- (d) one totals line over all test projects.
-passed=0
-failed=0
+# --- (c2) the 3-minute soak (bench/soak.sh, issue 16): one test in the totals, passed when the script exits 0. It
+# runs after the test projects so that their load does not count against its RSS and latency figures.
+soak_passed=0
+soak_failed=0
+if SOAK_NO_BUILD=1 OUT="$results_dir/soak" bench/soak.sh 180 >"$results_dir/soak.log" 2>&1; then
+    soak_passed=1
+else
+    soak_failed=1
+    note "bench/soak.sh 180 failed (the soak's summary below; the whole log is $results_dir/soak.log)"
+    tail -n 25 "$results_dir/soak.log" >&2
+fi
+
+# --- (d) one totals line over all test projects, and the soak.
+passed=$soak_passed
+failed=$soak_failed
 shopt -s nullglob
 trx_files=("$results_dir"/*/*.trx)
 for trx in "${trx_files[@]}"; do

@@ -192,6 +192,13 @@ internal sealed class ClientConnection : IAsyncDisposable
 
             return null;
         }
+        catch (IOException)
+        {
+            // The connection broke before a StartupMessage came: a reset, or after an SSLRequest a TLS record that does
+            // not decrypt (found by bench/hostile.sh). There is no session to fail and no one to tell.
+            Log.ClosedBeforeStartup(environment.Logger, sessionId, Address);
+            return null;
+        }
     }
 
     /// <summary>

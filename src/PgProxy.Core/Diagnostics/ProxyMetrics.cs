@@ -105,6 +105,9 @@ public sealed class ProxyMetrics : IDisposable
             new("revision", informational?.Split('+') is [_, var commit] ? commit : ""),
             new("runtime", RuntimeInformation.FrameworkDescription),
         ];
+        // The managed heap as the last GC left it (GCMemoryInfo, no collection forced): with RSS from the kernel, what tells
+        // a leak of objects from a heap that only grew to meet a peak (bench/soak.sh samples both).
+        meter.CreateObservableGauge("pgproxy.gc.heap", static () => GC.GetGCMemoryInfo().HeapSizeBytes, "By", "The managed (GC) heap's size after the last collection, fragmentation included.");
         meter.CreateObservableGauge("pgproxy.build.info", () => new Measurement<long>(1, build), null, "Always 1: the version and source revision of PgProxy, and the .NET runtime it runs on.");
     }
 

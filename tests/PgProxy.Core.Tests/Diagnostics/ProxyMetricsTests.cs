@@ -171,6 +171,16 @@ public sealed class ProxyMetricsTests : IDisposable
     }
 
     [Fact]
+    public void The_gc_heap_is_the_size_the_last_collection_left()
+    {
+        GC.Collect();
+
+        Measurement heap = Assert.Single(recorder.ObserveAll("pgproxy.gc.heap"));
+
+        Assert.InRange(heap.Value, 1d, GC.GetGCMemoryInfo().HeapSizeBytes * 2d);
+    }
+
+    [Fact]
     public void Histograms_carry_the_documented_buckets()
     {
         Instrument query = recorder.Instruments.Single(i => i.Name == "pgproxy.query.duration");

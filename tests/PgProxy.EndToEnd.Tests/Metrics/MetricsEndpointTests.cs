@@ -22,7 +22,7 @@ public sealed class MetricsEndpointTests(PostgresFixture fixture)
     private static readonly HashSet<string> ProcessSeries =
         [
             "pgproxy_build_info", "pgproxy_reloads_total", "pgproxy_reload_last_success", "pgproxy_reload_last_timestamp_seconds",
-            "pgproxy_stats_evictions_total", "pgproxy_query_log_dropped_total",
+            "pgproxy_stats_evictions_total", "pgproxy_query_log_dropped_total", "pgproxy_gc_heap_bytes",
         ];
 
     private static readonly string[] Listens = ["proxy", "down"];
