@@ -17,9 +17,15 @@ var configOption = new Option<FileInfo>("--config", "-c")
     DefaultValueFactory = _ => new FileInfo("config.yml"),
 };
 
+var takeoverOption = new Option<bool>("--takeover")
+{
+    Description = "Take the listening sockets over from the PgProxy running this configuration (an upgrade or restart without refusing a connection); it then drains and exits.",
+};
+
 var root = new RootCommand("PgProxy: a PostgreSQL wire-protocol proxy that relays sessions to PostgreSQL and lets rules and plugins change what passes through.");
 root.Options.Add(configOption);
-root.SetAction((parseResult, cancellationToken) => Commands.RunAsync(parseResult.GetRequiredValue(configOption), cancellationToken));
+root.Options.Add(takeoverOption);
+root.SetAction((parseResult, cancellationToken) => Commands.RunAsync(parseResult.GetRequiredValue(configOption), parseResult.GetValue(takeoverOption), cancellationToken));
 
 var check = new Command("check", "Validate the configuration and load the plugins, print what would run, and exit (non-zero on any problem).");
 check.Options.Add(configOption);
