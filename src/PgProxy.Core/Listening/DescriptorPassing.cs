@@ -67,7 +67,7 @@ public static unsafe partial class DescriptorPassing
                 {
                     sent = SendMessage(socket.SafeHandle, &message, 0);
                 }
-                while (sent < 0 && Marshal.GetLastPInvokeError() == 4); // EINTR
+                while (sent < 0 && Retry(socket, SelectMode.SelectWrite, socket.SendTimeout));
 
                 if (sent < 0)
                 {
@@ -110,7 +110,7 @@ public static unsafe partial class DescriptorPassing
             {
                 received = ReceiveMessage(socket.SafeHandle, &message, MsgCmsgCloexec);
             }
-            while (received < 0 && Marshal.GetLastPInvokeError() == 4); // EINTR
+            while (received < 0 && Retry(socket, SelectMode.SelectRead, socket.ReceiveTimeout));
 
             if (received < 0)
             {
@@ -176,6 +176,32 @@ public static unsafe partial class DescriptorPassing
         {
             _ = Fcntl(socket.SafeHandle, FSetFd, flags & ~FdCloexec);
         }
+    }
+
+    /// <summary>
+    /// After a failed call: true to try again, on EINTR, or on EAGAIN once the socket is ready (a socket .NET used
+    /// asynchronously stays non-blocking underneath, whatever <see cref="Socket.Blocking"/> says); false otherwise.
+    /// </summary>
+    private static bool Retry(Socket socket, SelectMode mode, int timeoutMilliseconds)
+    {
+        int error = Marshal.GetLastPInvokeError();
+        if (error == 4)
+        {
+            return true;
+        }
+
+        if (error != 11)
+        {
+            return false;
+        }
+
+        if (!socket.Poll(timeoutMilliseconds > 0 ? TimeSpan.FromMilliseconds(timeoutMilliseconds) : Timeout.InfiniteTimeSpan, mode))
+        {
+            Marshal.SetLastPInvokeError(110); // ETIMEDOUT
+            return false;
+        }
+
+        return true;
     }
 
     private static int Align(int length) => (length + 7) & ~7;
