@@ -31,6 +31,9 @@ internal static class Commands
     public const int PluginFailure = 4;
 
     /// <summary>A stop signal came during start-up: 128 + the signal's number, as a shell reports a process it ended.</summary>
+    /// <summary>SIGUSR2 on Linux (PosixSignal names no such member; a raw number is accepted).</summary>
+    private const PosixSignal SigUsr2 = (PosixSignal)12;
+
     private static int StoppedDuringStartup(PosixSignal signal) => signal == PosixSignal.SIGINT ? 130 : 143;
 
     /// <summary><c>pgproxy check</c>: validate, load plugins, print what would run.</summary>
@@ -152,6 +155,8 @@ internal static class Commands
             {
                 // The old process holds the metrics address until this one accepts on the sockets it handed over.
                 await server.StartAsync(shutdown.Token).ConfigureAwait(false);
+                // MAINPID= before the old process may exit: systemd must not see its main process end first.
+                NotifyReady();
                 await Takeover.ConfirmAsync(takeoverControl!, logger, shutdown.Token).ConfigureAwait(false);
                 takeoverControl!.Dispose();
                 await metrics.StartAsync(config.Metrics, shutdown.Token).ConfigureAwait(false);
@@ -199,6 +204,13 @@ internal static class Commands
         HostLog.Started(logger, config.Instances.Count, ThisAssembly.Version);
         HostLog.EventLoops(logger, eventLoops);
         await using TakeoverControl? control = TakeoverControl.TryStart(controlPath, server, metrics.StopAsync, logger);
+        // SIGUSR2: start the successor here, so that under systemd it runs in the service's cgroup and becomes its main
+        // process (systemctl kill --kill-whom=main -s SIGUSR2 pgproxy, after installing a new binary).
+        using PosixSignalRegistration? sigusr2 = control is null ? null : PosixSignalRegistration.Create(SigUsr2, signal =>
+        {
+            signal.Cancel = true;
+            StartSuccessor();
+        });
         // Every instance listens now: a unit ordered After=pgproxy.service may connect. After a hand-over this process
         // is the service's main process from now on (MAINPID=, with the unit's NotifyAccess=all).
         NotifyReady();
@@ -269,6 +281,19 @@ internal static class Commands
         {
             int listening = running?.Configuration.Current?.Config.Instances.Count ?? config.Instances.Count;
             notifier.Ready(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Listening: {listening} instance(s)"), mainProcess: takeover);
+        }
+
+        void StartSuccessor()
+        {
+            try
+            {
+                using var successor = System.Diagnostics.Process.Start(SelfCommand.For(["--config", configFile.FullName, "--takeover"]));
+                HostLog.SuccessorStarted(logger, successor?.Id ?? 0);
+            }
+            catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
+            {
+                HostLog.TakeoverFailed(logger, $"the successor could not be started: {e.Message}");
+            }
         }
 
         // --takeover: the sockets of the running process, asked for once the configuration and plugins are built.

@@ -62,6 +62,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 1709, Level = LogLevel.Warning, Message = "Hand-over: the previous process did not confirm it stopped accepting (it went away?); serving on")]
     public static partial void TakeoverNoRelease(ILogger logger);
 
+    [LoggerMessage(EventId = 1710, Level = LogLevel.Information, Message = "SIGUSR2 received: started process {Pid} with --takeover to take this process's listening sockets")]
+    public static partial void SuccessorStarted(ILogger logger, int pid);
+
     // 6-8 (reload failed, needs a restart, reloaded) are logged by the engine's configuration owner now, for every reload.
 }
 

@@ -77,6 +77,47 @@ public sealed class TakeoverTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task SIGUSR2_starts_a_successor_that_takes_over()
+    {
+        using ConfigDirectory directory = ConfigDirectory.Create(ConfigDirectory.OneInstance(fixture.Server));
+        await using ProxyProcess old = await ProxyProcess.StartAsync(directory.ConfigFile, instances: 1);
+        int port = old.PortOf("proxy");
+        await old.WaitForOutputAsync(output => output.Contains("Hand-over: control socket", StringComparison.Ordinal), Deadline, "the control socket listens");
+        int successor = 0;
+        try
+        {
+            ProcessResult kill = await ProcessRunner.RunAsync("bash", ["-c", $"kill -s USR2 {old.ProcessId}"], TimeSpan.FromSeconds(10));
+            Assert.True(kill.Succeeded, kill.ToString());
+
+            // The successor writes to the same output (it inherits it), and its pid is logged by the old process.
+            await old.WaitForOutputAsync(output => SuccessorPid(output) is not null, Deadline, "the successor starts");
+            successor = SuccessorPid(old.Output) ?? 0;
+            // Not WaitForExitAsync: it also waits for the end of the output, which the successor holds open.
+            await Waiting.WaitUntilAsync(() => Task.FromResult(old.HasExited), Deadline, "the old process exits after the hand-over");
+            Assert.Contains("Hand-over complete", old.Output, StringComparison.Ordinal);
+
+            await using var connection = new NpgsqlConnection(ProxyProcess.TrustConnectionString(port, "takeover-usr2"));
+            await connection.OpenAsync();
+            Assert.Equal(1, await ScalarAsync(connection, "SELECT 1"));
+        }
+        finally
+        {
+            if (successor != 0)
+            {
+                using Process process = Process.GetProcessById(successor);
+                process.Kill();
+                await process.WaitForExitAsync();
+            }
+        }
+    }
+
+    private static int? SuccessorPid(string output)
+    {
+        System.Text.RegularExpressions.Match match = System.Text.RegularExpressions.Regex.Match(output, "started process ([0-9]+) with --takeover");
+        return match.Success ? int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) : null;
+    }
+
+    [Fact]
     public async Task A_takeover_with_nothing_running_fails_with_exit_code_2_naming_the_control_socket()
     {
         using ConfigDirectory directory = ConfigDirectory.Create(ConfigDirectory.OneInstance(fixture.Server));
