@@ -80,5 +80,25 @@ fingerprint.Arguments.Add(sqlArgument);
 fingerprint.SetAction(parseResult => RuleCommands.Fingerprint(parseResult.GetRequiredValue(sqlArgument), Console.In));
 root.Subcommands.Add(fingerprint);
 
+// Hidden: what the main process runs in a child to compile a source plugin, so that Roslyn never stays in it.
+var nameOption = new Option<string>("--name") { Required = true };
+var describedAsOption = new Option<string>("--described-as") { Required = true };
+var outputOption = new Option<string>("--output") { Required = true };
+var filesArgument = new Argument<string[]>("FILES") { Arity = ArgumentArity.OneOrMore };
+var compilePlugin = new Command(PluginCompileCommand.Name, "Compile a source plugin (used by pgproxy itself).") { Hidden = true };
+compilePlugin.Options.Add(nameOption);
+compilePlugin.Options.Add(describedAsOption);
+compilePlugin.Options.Add(outputOption);
+compilePlugin.Arguments.Add(filesArgument);
+compilePlugin.SetAction(parseResult => PluginCompileCommand.Run(
+    parseResult.GetRequiredValue(nameOption), parseResult.GetRequiredValue(describedAsOption), parseResult.GetRequiredValue(outputOption), parseResult.GetRequiredValue(filesArgument)));
+root.Subcommands.Add(compilePlugin);
+
+// Every other command compiles source plugins in such a child.
+if (args.Length == 0 || args[0] != PluginCompileCommand.Name)
+{
+    PluginCompileCommand.Install();
+}
+
 // PgProxy handles SIGINT/SIGTERM itself, to drain sessions for as long as shutdown-timeout allows.
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);

@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Hosting;
@@ -48,8 +47,23 @@ internal static class Takeover
         string directory = FirstSet("RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR") ?? Path.GetTempPath();
         // RUNTIME_DIRECTORY may list several folders, separated by colons: the first is PgProxy's.
         directory = directory.Split(':')[0];
-        string hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(configFile))))[..12];
+        string hash = Fnv1a(Encoding.UTF8.GetBytes(Path.GetFullPath(configFile))).ToString("x16", System.Globalization.CultureInfo.InvariantCulture)[..12];
         return Path.Combine(directory, $"pgproxy-{hash}.sock");
+    }
+
+    /// <summary>
+    /// FNV-1a, 64 bits: a name, not a secret. SHA-256 would load OpenSSL at every start, about 4 MB resident
+    /// (bench/footprint.sh) for a process that may never use TLS.
+    /// </summary>
+    private static ulong Fnv1a(ReadOnlySpan<byte> bytes)
+    {
+        ulong hash = 14695981039346656037;
+        foreach (byte b in bytes)
+        {
+            hash = (hash ^ b) * 1099511628211;
+        }
+
+        return hash;
     }
 
     private static string? FirstSet(params string[] names) =>
