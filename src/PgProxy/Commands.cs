@@ -31,6 +31,9 @@ internal static class Commands
     public const int PluginFailure = 4;
 
     /// <summary>A stop signal came during start-up: 128 + the signal's number, as a shell reports a process it ended.</summary>
+    /// <summary>SIGUSR2 on Linux (PosixSignal names no such member; a raw number is accepted).</summary>
+    private const PosixSignal SigUsr2 = (PosixSignal)12;
+
     private static int StoppedDuringStartup(PosixSignal signal) => signal == PosixSignal.SIGINT ? 130 : 143;
 
     /// <summary><c>pgproxy check</c>: validate, load plugins, print what would run.</summary>
@@ -89,7 +92,13 @@ internal static class Commands
     }
 
     /// <summary><c>pgproxy</c>: run every instance until SIGINT or SIGTERM, then drain and exit 0; SIGHUP reloads.</summary>
-    public static async Task<int> RunAsync(FileInfo configFile, CancellationToken cancellationToken)
+    /// <param name="configFile">The configuration file, read again on each reload.</param>
+    /// <param name="cancellationToken">Stops it, as SIGTERM does.</param>
+    /// <param name="takeover">
+    /// <c>--takeover</c>: take the listening sockets of the PgProxy running this configuration instead of binding them,
+    /// then let it drain and exit (see <see cref="Takeover"/>).
+    /// </param>
+    public static async Task<int> RunAsync(FileInfo configFile, bool takeover, CancellationToken cancellationToken)
     {
         if (!TryLoad(configFile, out ProxyConfig? config) || !TryEnvironment(out int eventLoops))
         {
@@ -126,7 +135,12 @@ internal static class Commands
             Reload = () => ConfigLoader.LoadFile(configFile.FullName),
             Reloadables = [logging, metrics, watcher],
         };
-        await using var server = new ProxyServer(source, logging.LoggerFactory);
+        string controlPath = Takeover.ControlPath(configFile.FullName);
+        System.Net.Sockets.Socket? takeoverControl = null;
+        await using var server = new ProxyServer(source, logging.LoggerFactory)
+        {
+            Inherit = takeover ? InheritAsync : null,
+        };
         running = server;
         watcher.Apply(config);
         using PosixSignalRegistration sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, signal =>
@@ -137,9 +151,28 @@ internal static class Commands
         HostLog.Starting(logger, ThisAssembly.Version, config.Instances.Count, configFile.FullName);
         try
         {
-            // The endpoint first, so that its exporter hears the first sessions.
-            await metrics.StartAsync(config.Metrics, shutdown.Token).ConfigureAwait(false);
-            await server.StartAsync(shutdown.Token).ConfigureAwait(false);
+            if (takeover)
+            {
+                // The old process holds the metrics address until this one accepts on the sockets it handed over.
+                await server.StartAsync(shutdown.Token).ConfigureAwait(false);
+                // MAINPID= before the old process may exit: systemd must not see its main process end first.
+                NotifyReady();
+                await Takeover.ConfirmAsync(takeoverControl!, logger, shutdown.Token).ConfigureAwait(false);
+                takeoverControl!.Dispose();
+                await metrics.StartAsync(config.Metrics, shutdown.Token).ConfigureAwait(false);
+            }
+            else
+            {
+                // The endpoint first, so that its exporter hears the first sessions.
+                await metrics.StartAsync(config.Metrics, shutdown.Token).ConfigureAwait(false);
+                await server.StartAsync(shutdown.Token).ConfigureAwait(false);
+            }
+        }
+        catch (TakeoverException e)
+        {
+            takeoverControl?.Dispose();
+            HostLog.StartFailed(logger, e.Message);
+            return ListenFailure;
         }
         catch (OperationCanceledException) when (shutdown.IsCancellationRequested && stopSignal is { } signal)
         {
@@ -170,12 +203,30 @@ internal static class Commands
 
         HostLog.Started(logger, config.Instances.Count, ThisAssembly.Version);
         HostLog.EventLoops(logger, eventLoops);
-        // Every instance listens now: a unit ordered After=pgproxy.service may connect.
+        await using TakeoverControl? control = TakeoverControl.TryStart(controlPath, server, metrics.StopAsync, logger);
+        // SIGUSR2: start the successor here, so that under systemd it runs in the service's cgroup and becomes its main
+        // process (systemctl kill --kill-whom=main -s SIGUSR2 pgproxy, after installing a new binary).
+        using PosixSignalRegistration? sigusr2 = control is null ? null : PosixSignalRegistration.Create(SigUsr2, signal =>
+        {
+            signal.Cancel = true;
+            StartSuccessor();
+        });
+        // Every instance listens now: a unit ordered After=pgproxy.service may connect. After a hand-over this process
+        // is the service's main process from now on (MAINPID=, with the unit's NotifyAccess=all).
         NotifyReady();
         notifier.StartWatchdog();
-        // A stop signal, or the admin console's SHUTDOWN, which has begun the stop itself.
-        await Task.WhenAny(Task.Delay(Timeout.Infinite, shutdown.Token), server.Stopping).ConfigureAwait(false);
-        notifier.Stopping();
+        // A stop signal, the admin console's SHUTDOWN (which has begun the stop itself), or a hand-over to a new process.
+        Task handedOver = control?.HandedOver ?? Task.Delay(Timeout.Infinite, CancellationToken.None);
+        await Task.WhenAny(Task.Delay(Timeout.Infinite, shutdown.Token), server.Stopping, handedOver).ConfigureAwait(false);
+        if (handedOver.IsCompleted)
+        {
+            // The service goes on in the new process: STOPPING=1 from here would tell systemd it stops.
+            notifier.StopWatchdog();
+        }
+        else
+        {
+            notifier.Stopping();
+        }
 
         // Waits for a reload in progress (none applies after this), or joins the console's stop in progress.
         await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
@@ -229,7 +280,27 @@ internal static class Commands
         void NotifyReady()
         {
             int listening = running?.Configuration.Current?.Config.Instances.Count ?? config.Instances.Count;
-            notifier.Ready(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Listening: {listening} instance(s)"));
+            notifier.Ready(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Listening: {listening} instance(s)"), mainProcess: takeover);
+        }
+
+        void StartSuccessor()
+        {
+            try
+            {
+                using var successor = System.Diagnostics.Process.Start(SelfCommand.For(["--config", configFile.FullName, "--takeover"]));
+                HostLog.SuccessorStarted(logger, successor?.Id ?? 0);
+            }
+            catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
+            {
+                HostLog.TakeoverFailed(logger, $"the successor could not be started: {e.Message}");
+            }
+        }
+
+        // --takeover: the sockets of the running process, asked for once the configuration and plugins are built.
+        async Task<PgProxy.Core.Listening.InheritedListeners> InheritAsync(CancellationToken token)
+        {
+            (takeoverControl, PgProxy.Core.Listening.InheritedListeners listeners) = await Takeover.RequestAsync(controlPath, logger, token).ConfigureAwait(false);
+            return listeners;
         }
     }
 

@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 
 namespace PgProxy.Host;
 
-/// <summary>The host's log messages; event ids 1–99 belong to the host.</summary>
+/// <summary>The host's log messages; event ids 1–99 belong to the host, and 1700–1719 to the hand-over (--takeover).</summary>
 internal static partial class HostLog
 {
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "PgProxy {Version} running {Instances} instance(s)")]
@@ -31,6 +31,39 @@ internal static partial class HostLog
 
     [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "{Signal} received during start-up: stopped before any instance started")]
     public static partial void StoppedDuringStartup(ILogger logger, System.Runtime.InteropServices.PosixSignal signal);
+
+    [LoggerMessage(EventId = 1700, Level = LogLevel.Information, Message = "Hand-over: control socket {Path} (pgproxy --takeover with this configuration takes this process's listening sockets)")]
+    public static partial void ControlSocketListening(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 1701, Level = LogLevel.Warning, Message = "Hand-over: cannot listen on the control socket {Path}: {Reason}; pgproxy --takeover cannot take over from this process")]
+    public static partial void ControlSocketFailed(ILogger logger, string path, string reason);
+
+    [LoggerMessage(EventId = 1702, Level = LogLevel.Information, Message = "Hand-over: sent {Sockets} listening socket(s) to process {Pid}; accepting until it accepts on them")]
+    public static partial void HandingOver(ILogger logger, int sockets, int pid);
+
+    [LoggerMessage(EventId = 1703, Level = LogLevel.Information, Message = "Hand-over: process {Pid} accepts on the listening sockets; this process stopped accepting and stops as on SIGTERM")]
+    public static partial void HandedOver(ILogger logger, int pid);
+
+    [LoggerMessage(EventId = 1704, Level = LogLevel.Warning, Message = "Hand-over failed: {Reason}")]
+    public static partial void TakeoverFailed(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 1705, Level = LogLevel.Warning, Message = "Hand-over refused to process {Pid}: it runs as uid {Uid}, not as this process's user")]
+    public static partial void TakeoverRefused(ILogger logger, int pid, uint uid);
+
+    [LoggerMessage(EventId = 1706, Level = LogLevel.Information, Message = "Taking over from process {Pid} through {Path}")]
+    public static partial void TakingOver(ILogger logger, int pid, string path);
+
+    [LoggerMessage(EventId = 1707, Level = LogLevel.Information, Message = "Took {Sockets} listening socket(s) from process {Pid}")]
+    public static partial void TookSockets(ILogger logger, int sockets, int pid);
+
+    [LoggerMessage(EventId = 1708, Level = LogLevel.Information, Message = "Hand-over complete: the previous process stopped accepting and drains its sessions")]
+    public static partial void TakeoverReleased(ILogger logger);
+
+    [LoggerMessage(EventId = 1709, Level = LogLevel.Warning, Message = "Hand-over: the previous process did not confirm it stopped accepting (it went away?); serving on")]
+    public static partial void TakeoverNoRelease(ILogger logger);
+
+    [LoggerMessage(EventId = 1710, Level = LogLevel.Information, Message = "SIGUSR2 received: started process {Pid} with --takeover to take this process's listening sockets")]
+    public static partial void SuccessorStarted(ILogger logger, int pid);
 
     // 6-8 (reload failed, needs a restart, reloaded) are logged by the engine's configuration owner now, for every reload.
 }

@@ -17,9 +17,15 @@ var configOption = new Option<FileInfo>("--config", "-c")
     DefaultValueFactory = _ => new FileInfo("config.yml"),
 };
 
+var takeoverOption = new Option<bool>("--takeover")
+{
+    Description = "Take the listening sockets over from the PgProxy running this configuration (an upgrade or restart without refusing a connection); it then drains and exits.",
+};
+
 var root = new RootCommand("PgProxy: a PostgreSQL wire-protocol proxy that relays sessions to PostgreSQL and lets rules and plugins change what passes through.");
 root.Options.Add(configOption);
-root.SetAction((parseResult, cancellationToken) => Commands.RunAsync(parseResult.GetRequiredValue(configOption), cancellationToken));
+root.Options.Add(takeoverOption);
+root.SetAction((parseResult, cancellationToken) => Commands.RunAsync(parseResult.GetRequiredValue(configOption), parseResult.GetValue(takeoverOption), cancellationToken));
 
 var check = new Command("check", "Validate the configuration and load the plugins, print what would run, and exit (non-zero on any problem).");
 check.Options.Add(configOption);
@@ -73,6 +79,26 @@ var fingerprint = new Command("fingerprint", "Print the libpg_query fingerprint 
 fingerprint.Arguments.Add(sqlArgument);
 fingerprint.SetAction(parseResult => RuleCommands.Fingerprint(parseResult.GetRequiredValue(sqlArgument), Console.In));
 root.Subcommands.Add(fingerprint);
+
+// Hidden: what the main process runs in a child to compile a source plugin, so that Roslyn never stays in it.
+var nameOption = new Option<string>("--name") { Required = true };
+var describedAsOption = new Option<string>("--described-as") { Required = true };
+var outputOption = new Option<string>("--output") { Required = true };
+var filesArgument = new Argument<string[]>("FILES") { Arity = ArgumentArity.OneOrMore };
+var compilePlugin = new Command(PluginCompileCommand.Name, "Compile a source plugin (used by pgproxy itself).") { Hidden = true };
+compilePlugin.Options.Add(nameOption);
+compilePlugin.Options.Add(describedAsOption);
+compilePlugin.Options.Add(outputOption);
+compilePlugin.Arguments.Add(filesArgument);
+compilePlugin.SetAction(parseResult => PluginCompileCommand.Run(
+    parseResult.GetRequiredValue(nameOption), parseResult.GetRequiredValue(describedAsOption), parseResult.GetRequiredValue(outputOption), parseResult.GetRequiredValue(filesArgument)));
+root.Subcommands.Add(compilePlugin);
+
+// Every other command compiles source plugins in such a child.
+if (args.Length == 0 || args[0] != PluginCompileCommand.Name)
+{
+    PluginCompileCommand.Install();
+}
 
 // PgProxy handles SIGINT/SIGTERM itself, to drain sessions for as long as shutdown-timeout allows.
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using PgProxy.Core.Admin;
 using PgProxy.Core.Configuration;
@@ -27,6 +28,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
     private InstanceListener[] listeners = [];
     private InstanceListener? consoleListener;
     private int state; // 0 new, 1 started, 2 stopped, 3 failed to start
+    private int inheriting;
 
     /// <param name="config">What to run; a reload builds it again (its TLS files afresh) with the same interceptors.</param>
     /// <param name="loggerFactory">Where the general log (and the PgProxy.Intercept category, the intercept log) goes.</param>
@@ -50,6 +52,12 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
         Configuration = new ConfigurationOwner(source, loggerFactory, this.metrics, this);
         this.metrics.ObserveSessionStates(SessionStates);
     }
+
+    /// <summary>
+    /// Where the first start gets listening sockets instead of binding them (<c>pgproxy --takeover</c>): called once,
+    /// when the configuration and its plugins are built and the listeners are about to bind. Null: every listener binds.
+    /// </summary>
+    public Func<CancellationToken, Task<InheritedListeners>>? Inherit { get; init; }
 
     /// <summary>The owner of the running configuration: its current snapshot, and <see cref="ConfigurationOwner.ReloadAsync"/>.</summary>
     public ConfigurationOwner Configuration { get; }
@@ -100,6 +108,43 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
     public IReadOnlyList<IPEndPoint> GetEndpoints(string instanceName) =>
         Volatile.Read(ref listeners).FirstOrDefault(l => l.InstanceName == instanceName)?.Endpoints
         ?? throw new ArgumentException($"no instance named \"{instanceName}\"", nameof(instanceName));
+
+    /// <summary>
+    /// Every listening socket by the key of its listener (<see cref="InheritedListeners.KeyOf"/>): the instances' and the
+    /// admin console's own, for a hand-over to a process that takes over.
+    /// </summary>
+    public IReadOnlyList<(string Key, Socket Socket)> ListeningSockets()
+    {
+        var all = new List<(string, Socket)>();
+        foreach (InstanceListener listener in Volatile.Read(ref listeners))
+        {
+            all.AddRange(listener.Sockets.Select(socket => (listener.Key, socket)));
+        }
+
+        if (Volatile.Read(ref consoleListener) is { } console)
+        {
+            all.AddRange(console.Sockets.Select(socket => (console.Key, socket)));
+        }
+
+        return all;
+    }
+
+    /// <summary>
+    /// Stops accepting on every listening socket after a process that took over accepts on them: the connections
+    /// queued on them stay queued for it. Sessions open here go on; <see cref="StopAsync(CancellationToken)"/> ends them.
+    /// </summary>
+    public async Task HandOffListenersAsync()
+    {
+        foreach (InstanceListener listener in Volatile.Read(ref listeners))
+        {
+            await listener.HandOffAsync().ConfigureAwait(false);
+        }
+
+        if (Volatile.Read(ref consoleListener) is { } console)
+        {
+            await console.HandOffAsync().ConfigureAwait(false);
+        }
+    }
 
     /// <summary>The addresses the admin console's own listener (<c>admin.listen</c>) is bound to; empty when it has none.</summary>
     public IReadOnlyList<IPEndPoint> GetConsoleEndpoints() => Volatile.Read(ref consoleListener)?.Endpoints ?? [];
@@ -253,6 +298,13 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
     {
         InstanceListener[] running = Volatile.Read(ref listeners);
         var change = new ListenerChange(this);
+        InheritedListeners? inherited = null;
+        if (Inherit is { } inherit && Interlocked.Exchange(ref inheriting, 1) == 0)
+        {
+            inherited = await inherit(cancellationToken).ConfigureAwait(false);
+            change.Inherited = inherited;
+        }
+
         try
         {
             foreach (InstanceConfig instance in next.Config.Instances)
@@ -273,7 +325,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
                 change.Add(listener);
                 try
                 {
-                    await listener.BindAsync(cancellationToken).ConfigureAwait(false);
+                    await listener.BindAsync(inherited, cancellationToken).ConfigureAwait(false);
                 }
                 catch (InvalidOperationException e)
                 {
@@ -282,7 +334,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
             }
 
             change.Retire(running.Where(l => !change.Claims(l)));
-            await PrepareConsoleAsync(next, change, errors, cancellationToken).ConfigureAwait(false);
+            await PrepareConsoleAsync(next, change, inherited, errors, cancellationToken).ConfigureAwait(false);
             return change;
         }
         catch
@@ -296,7 +348,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
     /// Keeps the console's own listener when <c>admin.listen</c> stays at the same address (port 0: stays 0), binds a new
     /// one when it moves or appears, and retires the old one when it moves or goes.
     /// </summary>
-    private async Task PrepareConsoleAsync(ConfigSnapshot next, ListenerChange change, ICollection<string> errors, CancellationToken cancellationToken)
+    private async Task PrepareConsoleAsync(ConfigSnapshot next, ListenerChange change, InheritedListeners? inherited, ICollection<string> errors, CancellationToken cancellationToken)
     {
         InstanceListener? running = Volatile.Read(ref consoleListener);
         SessionEnvironment? environment = next.ConsoleEnvironment;
@@ -316,7 +368,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
         change.AddConsole(listener);
         try
         {
-            await listener.BindAsync(cancellationToken).ConfigureAwait(false);
+            await listener.BindAsync(inherited, cancellationToken).ConfigureAwait(false);
         }
         catch (InvalidOperationException e)
         {
@@ -407,6 +459,9 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
         private InstanceListener? addedConsole;
         private bool committed;
 
+        /// <summary>The sockets handed over for this start; those no listener took are closed with the change.</summary>
+        public InheritedListeners? Inherited { get; set; }
+
         public bool Claims(InstanceListener listener) => kept.Exists(k => k.Listener == listener);
 
         public void Keep(InstanceListener listener, SessionEnvironment environment) => kept.Add((listener, environment));
@@ -430,6 +485,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
         public async Task CommitAsync()
         {
             committed = true;
+            Inherited?.Dispose();
             foreach ((InstanceListener listener, SessionEnvironment environment) in kept)
             {
                 listener.Environment = environment;
@@ -463,6 +519,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
                 return;
             }
 
+            Inherited?.Dispose();
             foreach (InstanceListener listener in added)
             {
                 await listener.DisposeAsync().ConfigureAwait(false);

@@ -67,9 +67,24 @@ internal sealed class InstanceListener : IAsyncDisposable
     /// <summary>What it listens for, in errors: the instance, or the admin console's own <c>admin.listen</c>.</summary>
     private string What => Environment.ConsoleOnly ? "admin.listen" : $"instance \"{Listen.Name}\"";
 
-    /// <summary>Binds every address of the instance's <c>listen</c> host; throws if one cannot be bound.</summary>
-    public async Task BindAsync(CancellationToken cancellationToken)
+    /// <summary>What identifies it to a process that takes over (<see cref="InheritedListeners.KeyOf"/>).</summary>
+    public string Key => InheritedListeners.KeyOf(Listen, Environment.ConsoleOnly);
+
+    /// <summary>The listening sockets, for a hand-over to another process.</summary>
+    public IReadOnlyList<Socket> Sockets => sockets;
+
+    /// <summary>
+    /// Binds every address of the instance's <c>listen</c> host, or takes the sockets handed over for it by the
+    /// process this one takes over from; throws if one cannot be bound.
+    /// </summary>
+    public async Task BindAsync(InheritedListeners? inherited, CancellationToken cancellationToken)
     {
+        if (inherited is not null && inherited.TryTake(Key, out List<Socket> taken))
+        {
+            sockets.AddRange(taken);
+            return;
+        }
+
         EndpointConfig listen = Listen;
         int port = listen.Port;
         IPAddress[] addresses;
@@ -147,15 +162,32 @@ internal sealed class InstanceListener : IAsyncDisposable
         stopAccepting.Dispose();
     }
 
+    /// <summary>
+    /// Stops accepting after a hand-over: the other process accepts on the same sockets now, so closing them here must
+    /// not touch what they queue (see <see cref="DescriptorPassing.MarkShared"/>).
+    /// </summary>
+    public Task HandOffAsync()
+    {
+        foreach (Socket socket in sockets)
+        {
+            DescriptorPassing.MarkShared(socket);
+        }
+
+        return StopAcceptingAsync();
+    }
+
     private async Task StopOnceAsync()
     {
+        // The accept loops end first, and only then are the sockets closed: closing a socket that an accept still
+        // uses makes .NET disconnect it, which on a socket shared with a process that took over would reset the
+        // connections queued on it.
         await stopAccepting.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(acceptLoops).ConfigureAwait(false);
         foreach (Socket socket in sockets)
         {
             socket.Dispose();
         }
 
-        await Task.WhenAll(acceptLoops).ConfigureAwait(false);
         if (accepting && Environment.ConsoleOnly)
         {
             AdminLog.StoppedListening(Environment.Logger);

@@ -51,6 +51,17 @@ internal sealed class PluginCompiler : IDisposable
     /// <exception cref="PluginLoadException">The sources do not compile; the message lists each error with file, line and code.</exception>
     public (byte[] Image, byte[] Pdb) Compile(string assemblyName, IReadOnlyList<string> files, string describedAs)
     {
+        if (PluginCompilation.OutOfProcess is { } compileElsewhere && compileElsewhere(assemblyName, files, describedAs) is { } compiled)
+        {
+            return compiled;
+        }
+
+        return CompileInProcess(assemblyName, files, describedAs);
+    }
+
+    /// <summary>Compiles in this process, with Roslyn.</summary>
+    internal (byte[] Image, byte[] Pdb) CompileInProcess(string assemblyName, IReadOnlyList<string> files, string describedAs)
+    {
         Compiled = true;
         return CompileWithRoslyn(assemblyName, files, describedAs);
     }

@@ -110,6 +110,12 @@ internal sealed class MetricsEndpoint : IReloadableSettings, IAsyncDisposable
         await ApplyAsync(config.Metrics).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Closes the endpoint's address for good (after a hand-over, so that the process that took over can bind it); the
+    /// meter provider goes on until dispose, and no reload starts it again.
+    /// </summary>
+    public Task StopAsync() => ApplyAsync((MetricsConfig?)null);
+
     public async ValueTask DisposeAsync()
     {
         await gate.WaitAsync().ConfigureAwait(false);

@@ -65,11 +65,18 @@ internal sealed class SystemdNotifier : IDisposable
 
     /// <summary>READY=1: every instance listens (or a reload is over).</summary>
     /// <remarks>Nothing once <see cref="Stopping"/> was sent: a reload that ends during the stop does not undo it.</remarks>
-    public void Ready(string status)
+    /// <param name="status">STATUS=, shown by systemctl status.</param>
+    /// <param name="mainProcess">
+    /// Also MAINPID= this process: after <c>--takeover</c>, the process that took over is the service's main process
+    /// (systemd accepts it from a process other than the main one only with <c>NotifyAccess=all</c>).
+    /// </param>
+    public void Ready(string status, bool mainProcess = false)
     {
         if (!Volatile.Read(ref stopping))
         {
-            Send($"READY=1\nSTATUS={status}");
+            Send(mainProcess
+                ? string.Create(CultureInfo.InvariantCulture, $"MAINPID={Environment.ProcessId}\nREADY=1\nSTATUS={status}")
+                : $"READY=1\nSTATUS={status}");
         }
     }
 
