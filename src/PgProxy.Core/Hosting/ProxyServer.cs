@@ -135,6 +135,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
     /// </summary>
     public async Task HandOffListenersAsync()
     {
+        Volatile.Write(ref handedOff, true);
         foreach (InstanceListener listener in Volatile.Read(ref listeners))
         {
             await listener.HandOffAsync().ConfigureAwait(false);
@@ -145,6 +146,10 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
             await console.HandOffAsync().ConfigureAwait(false);
         }
     }
+
+    // After a hand-over, the stop ends an idle session only after its next request is answered: a client that connected
+    // here just before the hand-over is served its first query, not told 57P01 before it.
+    private bool handedOff;
 
     /// <summary>The addresses the admin console's own listener (<c>admin.listen</c>) is bound to; empty when it has none.</summary>
     public IReadOnlyList<IPEndPoint> GetConsoleEndpoints() => Volatile.Read(ref consoleListener)?.Endpoints ?? [];
@@ -240,7 +245,7 @@ public sealed class ProxyServer : IAsyncDisposable, ISnapshotTarget, IConsoleHos
             }
             else
             {
-                session.RequestShutdown();
+                session.RequestShutdown(afterNextRequest: Volatile.Read(ref handedOff));
             }
         }
 

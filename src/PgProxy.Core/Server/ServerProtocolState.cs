@@ -132,17 +132,27 @@ internal sealed class ServerProtocolState
     /// <summary>The number of the response group the backend is receiving now.</summary>
     public long CurrentResponseGroup => Volatile.Read(ref readyReceived) + 1;
 
-    /// <summary>Asks the session to end at its next idle point; true when it is idle already.</summary>
-    public bool RequestShutdown()
+    /// <summary>
+    /// Asks the session to end at its next idle point, or with <paramref name="afterNextRequest"/> at the first idle
+    /// point after one more request of the client's; true when it may end now.
+    /// </summary>
+    public bool RequestShutdown(bool afterNextRequest = false)
     {
+        if (afterNextRequest)
+        {
+            Volatile.Write(ref shutdownAfterRequests, Volatile.Read(ref requestsSent) + 1);
+        }
+
         // A full fence: the backend pump writes its counters and then reads this flag; this writes the flag and then
         // reads the counters. Without it both could miss each other and the session would never end.
         Interlocked.Exchange(ref shutdownRequested, 1);
-        return IsIdle;
+        return IsIdle && !afterNextRequest;
     }
 
+    private long shutdownAfterRequests; // with RequestShutdown(afterNextRequest): the requests sent before the session may end
+
     /// <summary>Called by the backend pump after forwarding a batch; tells the session when it may end now.</summary>
-    public bool ShouldEndAfterBatch() => ShutdownRequested && IsIdle;
+    public bool ShouldEndAfterBatch() => ShutdownRequested && IsIdle && Volatile.Read(ref requestsSent) >= Volatile.Read(ref shutdownAfterRequests);
 
     /// <summary>The server's process id and cancel key from its BackendKeyData; null until the login sent it.</summary>
     public (int ProcessId, byte[] SecretKey)? BackendKey

@@ -54,14 +54,19 @@ internal sealed partial class ProxySession : IDisposable
 
     public long Id { get; }
 
-    /// <summary>Ends the session at its next idle point (between transactions, nothing in flight), telling the client why.</summary>
-    public void RequestShutdown()
+    /// <summary>
+    /// Ends the session at its next idle point (between transactions, nothing in flight), telling the client why. With
+    /// <paramref name="afterNextRequest"/> (the drain after a hand-over), a session idle now, or still logging in, is
+    /// ended only at the idle point that follows its next request, so that it is served once more; one that sends
+    /// nothing is ended by <c>shutdown-timeout</c>.
+    /// </summary>
+    public void RequestShutdown(bool afterNextRequest = false)
     {
         Interlocked.CompareExchange(ref shutdownMode, 1, 0);
-        bool idle = state.RequestShutdown();
+        bool idle = state.RequestShutdown(afterNextRequest);
 
         // Before the relay starts there is no transaction to wait for.
-        if (idle || Volatile.Read(ref relaying) == 0)
+        if (!afterNextRequest && (idle || Volatile.Read(ref relaying) == 0))
         {
             Stop();
         }
