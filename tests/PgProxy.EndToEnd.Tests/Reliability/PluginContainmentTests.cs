@@ -87,7 +87,7 @@ public sealed class PluginContainmentTests(PostgresFixture fixture, ITestOutputH
     private static string Text(RawMessage row) => System.Text.Encoding.UTF8.GetString(row.Body, 6, row.Body.Length - 6);
 
     [Fact]
-    public async Task A_plugin_that_allocates_a_gigabyte_per_query_is_survived_and_the_memory_goes_back()
+    public async Task A_plugin_that_allocates_a_gigabyte_per_query_is_survived_and_the_managed_heap_goes_back()
     {
         const int Megabytes = 1024;
         var allocates = new DelegateQueryInterceptor((query, _, _) =>
