@@ -59,7 +59,8 @@ public sealed class ServerFreezeTests(ITestOutputHelper output)
         }
         finally
         {
-            await ServerProcesses.SignalAsync("CONT", frozen);
+            // Listed again: no process of the server may stay stopped, or the fixture cannot stop it.
+            await ServerProcesses.SignalAsync("CONT", frozen.Union(ServerProcesses.All(server)));
         }
 
         TimeSpan frozenFor = clock.Elapsed;
