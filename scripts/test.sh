@@ -79,6 +79,14 @@ if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1 && ! command -v 
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
 
+# --- (a3) ip and tc (iproute2), with which NetworkFaultTests puts PostgreSQL behind a veth pair with netem. Only as
+# root, where that test runs.
+if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1 && ! { command -v ip && command -v tc; } >/dev/null 2>&1; then
+    note "installing iproute2 (ip netns and tc netem for the network fault test)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+fi
+
 # --- (b) build once.
 export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 if ! dotnet build PgProxy.slnx -c Release -nologo -v q; then

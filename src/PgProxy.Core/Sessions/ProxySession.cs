@@ -302,6 +302,13 @@ internal sealed partial class ProxySession : IDisposable
         {
             await AwaitUpstreamCloseAsync(backendRun).ConfigureAwait(false);
         }
+        else if (firstStopped == frontendRun && await frontendRun.ConfigureAwait(false) is PumpStop.SourceClosed or PumpStop.SourceFailed && state.OutstandingRequests > 0)
+        {
+            // The client left while a statement ran. PostgreSQL notices a closed connection only when it next reads or
+            // writes, so its backend would run the statement to the end (measured: a pg_sleep(60) outlived its client by
+            // the whole minute). A cancel ends it now; it goes on its own connection, bounded by connect-timeout.
+            _ = CancelAsync();
+        }
 
         // One side has ended: stop the other at once, so no upstream connection outlives its client.
         client.Reader.CancelPendingRead();

@@ -37,9 +37,10 @@ public sealed class PostgresServer : IAsyncDisposable
         _binDirectory = binDirectory;
         _rootDirectory = rootDirectory;
         _options = options;
+        Host = options.ListenAddress ?? IPAddress.Loopback.ToString();
     }
 
-    public string Host { get; } = IPAddress.Loopback.ToString();
+    public string Host { get; }
 
     public int Port { get; private set; }
 
@@ -237,7 +238,7 @@ public sealed class PostgresServer : IAsyncDisposable
     {
         string[] lines =
         [
-            "listen_addresses = '127.0.0.1'",
+            $"listen_addresses = '{Host}'",
             $"port = {Port.ToString(CultureInfo.InvariantCulture)}",
             $"unix_socket_directories = '{_rootDirectory}'",
             "max_connections = 300",
@@ -296,7 +297,15 @@ public sealed class PostgresServer : IAsyncDisposable
     }
 
     private Task<ProcessResult> PgCtlAsync(IReadOnlyList<string> arguments, CancellationToken cancellationToken) =>
-        PostgresInstallation.RunServerProgramAsync(
+        _options.NetworkNamespace is { } ns
+            // The postmaster is started inside the namespace (root only), then runs as the server's user.
+            ? ProcessRunner.RunAsync(
+                "ip",
+                ["netns", "exec", ns, "runuser", "-u", PostgresInstallation.ServerSystemUser, "--", Path.Combine(_binDirectory, "pg_ctl"), "-D", DataDirectory, .. arguments],
+                CommandDeadline,
+                workingDirectory: _rootDirectory,
+                cancellationToken: cancellationToken)
+            : PostgresInstallation.RunServerProgramAsync(
             Path.Combine(_binDirectory, "pg_ctl"),
             ["-D", DataDirectory, .. arguments],
             _rootDirectory,
@@ -365,4 +374,10 @@ public sealed record PostgresServerOptions
 
     /// <summary>psql script run by the superuser in <see cref="PostgresServer.Database"/> once the fixture's roles exist.</summary>
     public string SetupSql { get; init; } = string.Empty;
+
+    /// <summary>The address the server listens on (and is reached at) instead of 127.0.0.1: a veth address, say.</summary>
+    public string? ListenAddress { get; init; }
+
+    /// <summary>A network namespace (<c>ip netns</c>) to run the server in; needs root.</summary>
+    public string? NetworkNamespace { get; init; }
 }

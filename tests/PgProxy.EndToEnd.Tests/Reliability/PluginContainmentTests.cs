@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using Npgsql;
+using PgProxy.Abstractions;
+using PgProxy.Core.Interception;
+using PgProxy.EndToEnd.Tests.Infrastructure;
+using PgProxy.EndToEnd.Tests.Interception;
+using Xunit.Abstractions;
+
+namespace PgProxy.EndToEnd.Tests.Reliability;
+
+/// <summary>
+/// Plugins that hang, throw, block their thread, or allocate 1 GB, each as a query interceptor of an in-process proxy
+/// (the same runner, timeouts and on-error policies as plugins loaded from the configuration): what PgProxy contains,
+/// and the figures of what it cannot contain in-process.
+/// </summary>
+[Collection(SharedPostgres.Name)]
+public sealed class PluginContainmentTests(PostgresFixture fixture, ITestOutputHelper output)
+{
+    private static readonly TimeSpan PluginTimeout = TimeSpan.FromMilliseconds(500);
+
+    [Theory]
+    [InlineData(InterceptorFailurePolicy.PassThrough)]
+    [InlineData(InterceptorFailurePolicy.Refuse)]
+    public async Task A_plugin_that_hangs_ignoring_its_token_is_given_up_at_its_timeout_and_the_session_goes_on(InterceptorFailurePolicy policy)
+    {
+        var never = new TaskCompletionSource<QueryDecision>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var hangs = new DelegateQueryInterceptor((query, _, _) =>
+            query.Text.Contains("'hang'", StringComparison.Ordinal) ? new ValueTask<QueryDecision>(never.Task) : ValueTask.FromResult(QueryDecision.Continue));
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(fixture.Server, Interceptors.Queries(policy, PluginTimeout, hangs));
+        await using RawPgClient client = await RawPgClient.ConnectTrustSessionAsync(proxy.Host, proxy.Port, "hung-plugin");
+        var clock = Stopwatch.StartNew();
+
+        List<RawMessage> hung = await AskAsync(client, "SELECT 'hang'");
+        TimeSpan answeredAfter = clock.Elapsed;
+        List<RawMessage> after = await AskAsync(client, "SELECT 'after'");
+
+        output.WriteLine($"{policy}: a hung plugin was given up after {answeredAfter.TotalMilliseconds:0} ms (timeout {PluginTimeout.TotalMilliseconds:0} ms)");
+        Assert.True(answeredAfter >= PluginTimeout - TimeSpan.FromMilliseconds(50), $"answered after {answeredAfter}, before the timeout");
+        Assert.True(answeredAfter < PluginTimeout + TimeSpan.FromSeconds(2), $"answered only after {answeredAfter}");
+        if (policy == InterceptorFailurePolicy.Refuse)
+        {
+            RawMessage refused = hung.Single(m => m.Code == 'E');
+            Assert.Equal("XX000", refused.SqlState);
+            Assert.Contains("timed out after 0.5 s", refused.Fields()['M'], StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.Equal("hang", Text(hung.Single(m => m.Code == 'D')));
+        }
+
+        Assert.Equal("after", Text(after.Single(m => m.Code == 'D')));
+        Assert.Contains(proxy.Logs.Lines, line => line.Contains("timed out after 0.5 s", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(InterceptorFailurePolicy.PassThrough)]
+    [InlineData(InterceptorFailurePolicy.Refuse)]
+    public async Task A_plugin_that_throws_follows_its_on_error_and_the_session_goes_on(InterceptorFailurePolicy policy)
+    {
+        var throws = new DelegateQueryInterceptor((query, _, _) =>
+            query.Text.Contains("'throw'", StringComparison.Ordinal) ? throw new InvalidOperationException("plugin bug") : ValueTask.FromResult(QueryDecision.Continue));
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(fixture.Server, Interceptors.Queries(policy, PluginTimeout, throws));
+        await using RawPgClient client = await RawPgClient.ConnectTrustSessionAsync(proxy.Host, proxy.Port, "throwing-plugin");
+
+        List<RawMessage> thrown = await AskAsync(client, "SELECT 'throw'");
+        List<RawMessage> after = await AskAsync(client, "SELECT 'after'");
+
+        if (policy == InterceptorFailurePolicy.Refuse)
+        {
+            Assert.Equal("XX000", thrown.Single(m => m.Code == 'E').SqlState);
+        }
+        else
+        {
+            Assert.Equal("throw", Text(thrown.Single(m => m.Code == 'D')));
+        }
+
+        Assert.Equal("after", Text(after.Single(m => m.Code == 'D')));
+        Assert.Contains(proxy.Logs.Lines, line => line.Contains("plugin bug", StringComparison.Ordinal));
+    }
+
+    private static async Task<List<RawMessage>> AskAsync(RawPgClient client, string sql)
+    {
+        await client.SendAsync(RawPgClient.Query(sql));
+        return await client.ReadUntilReadyAsync();
+    }
+
+    private static string Text(RawMessage row) => System.Text.Encoding.UTF8.GetString(row.Body, 6, row.Body.Length - 6);
+
+    [Fact]
+    public async Task A_plugin_that_allocates_a_gigabyte_per_query_is_survived_and_the_managed_heap_goes_back()
+    {
+        const int Megabytes = 1024;
+        var allocates = new DelegateQueryInterceptor((query, _, _) =>
+        {
+            if (query.Text.Contains("'allocate'", StringComparison.Ordinal))
+            {
+                // Touched, in 1 MB pieces held together: the pages are really resident, as a plugin's cache would be.
+                var pieces = new List<byte[]>(Megabytes);
+                for (int i = 0; i < Megabytes; i++)
+                {
+                    byte[] piece = GC.AllocateUninitializedArray<byte>(1 << 20);
+                    Array.Fill(piece, (byte)i);
+                    pieces.Add(piece);
+                }
+
+                GC.KeepAlive(pieces);
+            }
+
+            return ValueTask.FromResult(QueryDecision.Continue);
+        });
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(fixture.Server, Interceptors.Queries(InterceptorFailurePolicy.Refuse, TimeSpan.FromSeconds(20), allocates));
+        await using var connection = new NpgsqlConnection(proxy.ConnectionString(PostgresServer.TrustUser));
+        await connection.OpenAsync();
+        using var process = Process.GetCurrentProcess();
+        long before = process.WorkingSet64;
+        var clock = Stopwatch.StartNew();
+
+        object? allocated = await new NpgsqlCommand("SELECT 'allocate'", connection).ExecuteScalarAsync();
+        TimeSpan took = clock.Elapsed;
+        process.Refresh();
+        long peak = process.PeakWorkingSet64;
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+        long heapAfter = GC.GetTotalMemory(forceFullCollection: true);
+        process.Refresh();
+        long afterCollect = process.WorkingSet64;
+        object? after = await new NpgsqlCommand("SELECT 'after'", connection).ExecuteScalarAsync();
+
+        output.WriteLine($"1 GB plugin allocation: query answered in {took.TotalMilliseconds:0} ms; test process RSS {before >> 20} MB before, peak {peak >> 20} MB, {afterCollect >> 20} MB after a full collection, managed heap {heapAfter >> 20} MB");
+        Assert.Equal("allocate", allocated);
+        Assert.Equal("after", after);
+        Assert.True(peak - before >= 900L << 20, $"the allocation did not reach the process ({before >> 20} → {peak >> 20} MB): the test measures nothing");
+        Assert.True(heapAfter < 256L << 20, $"the managed heap kept {heapAfter >> 20} MB after the plugin let go");
+    }
+
+    [Fact]
+    public async Task A_plugin_that_blocks_its_thread_outlives_its_timeout_and_the_sessions_it_held_go_on_once_it_returns()
+    {
+        const int Others = 6;
+        using var release = new ManualResetEventSlim();
+        var blocks = new DelegateQueryInterceptor((query, _, _) =>
+        {
+            if (query.Text.Contains("'block'", StringComparison.Ordinal))
+            {
+                // Synchronous, as a plugin calling a blocking API would be: no token or timeout can preempt it.
+                release.Wait(TimeSpan.FromSeconds(20), CancellationToken.None);
+            }
+
+            return ValueTask.FromResult(QueryDecision.Continue);
+        });
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(fixture.Server, Interceptors.Queries(InterceptorFailurePolicy.PassThrough, PluginTimeout, blocks));
+        string connectionString = proxy.ConnectionString(PostgresServer.TrustUser);
+        var others = new List<NpgsqlConnection>();
+        try
+        {
+            for (int i = 0; i < Others; i++)
+            {
+                var other = new NpgsqlConnection(connectionString);
+                others.Add(other);
+                await other.OpenAsync();
+            }
+
+            await using var blocked = new NpgsqlConnection(connectionString);
+            await blocked.OpenAsync();
+            Task<object?> blockedQuery = new NpgsqlCommand("SELECT 'block'", blocked).ExecuteScalarAsync();
+            await Waiting.WaitUntilAsync(() => Task.FromResult(blocks.Seen.Count == 1), TimeSpan.FromSeconds(10), "the plugin to be blocking");
+            var clock = Stopwatch.StartNew();
+            Task<object?>[] queries = [.. others.Select(other => new NpgsqlCommand("SELECT 1", other).ExecuteScalarAsync())];
+            try
+            {
+                await Task.WhenAll(queries).WaitAsync(TimeSpan.FromSeconds(3));
+            }
+            catch (TimeoutException)
+            {
+                // Some are held behind the blocked call: counted below.
+            }
+
+            int answeredWhileBlocked = queries.Count(query => query.IsCompletedSuccessfully);
+            bool blockedStillWaiting = !blockedQuery.IsCompleted;
+            release.Set();
+            object? unblocked = await blockedQuery.WaitAsync(TimeSpan.FromSeconds(10));
+            object?[] answeredAfter = await Task.WhenAll(queries).WaitAsync(TimeSpan.FromSeconds(10));
+
+            output.WriteLine($"while one plugin call blocked its thread for {clock.Elapsed.TotalMilliseconds:0} ms (timeout {PluginTimeout.TotalMilliseconds:0} ms), {answeredWhileBlocked} of {Others} other sessions answered; the rest answered once it returned");
+            Assert.True(blockedStillWaiting, "a call that blocks its thread cannot be given up at its timeout");
+            Assert.Equal("block", unblocked);
+            Assert.True(answeredWhileBlocked >= 1, "every other session was held by one blocked plugin call");
+            Assert.All(answeredAfter, answer => Assert.Equal(1, answer));
+        }
+        finally
+        {
+            release.Set();
+            foreach (NpgsqlConnection other in others)
+            {
+                await other.DisposeAsync();
+            }
+        }
+    }
+}
