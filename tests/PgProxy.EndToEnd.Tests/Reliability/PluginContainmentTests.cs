@@ -113,10 +113,12 @@ public sealed class PluginContainmentTests(PostgresFixture fixture, ITestOutputH
         await connection.OpenAsync();
         using var process = Process.GetCurrentProcess();
         long before = process.WorkingSet64;
+        long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         var clock = Stopwatch.StartNew();
 
         object? allocated = await new NpgsqlCommand("SELECT 'allocate'", connection).ExecuteScalarAsync();
         TimeSpan took = clock.Elapsed;
+        long allocatedDuring = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
         process.Refresh();
         long peak = process.PeakWorkingSet64;
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
@@ -128,71 +130,9 @@ public sealed class PluginContainmentTests(PostgresFixture fixture, ITestOutputH
         output.WriteLine($"1 GB plugin allocation: query answered in {took.TotalMilliseconds:0} ms; test process RSS {before >> 20} MB before, peak {peak >> 20} MB, {afterCollect >> 20} MB after a full collection, managed heap {heapAfter >> 20} MB");
         Assert.Equal("allocate", allocated);
         Assert.Equal("after", after);
-        Assert.True(peak - before >= 900L << 20, $"the allocation did not reach the process ({before >> 20} → {peak >> 20} MB): the test measures nothing");
+        // Counted by the runtime, not from RSS: this test process may have free heap pages resident from earlier tests
+        // that the allocation reuses (seen in CI: 1,057 MB before, 1,606 MB peak).
+        Assert.True(allocatedDuring >= 1L << 30, $"the plugin allocated {allocatedDuring >> 20} MB: the test measures nothing");
         Assert.True(heapAfter < 256L << 20, $"the managed heap kept {heapAfter >> 20} MB after the plugin let go");
-    }
-
-    [Fact]
-    public async Task A_plugin_that_blocks_its_thread_outlives_its_timeout_and_the_sessions_it_held_go_on_once_it_returns()
-    {
-        const int Others = 6;
-        using var release = new ManualResetEventSlim();
-        var blocks = new DelegateQueryInterceptor((query, _, _) =>
-        {
-            if (query.Text.Contains("'block'", StringComparison.Ordinal))
-            {
-                // Synchronous, as a plugin calling a blocking API would be: no token or timeout can preempt it.
-                release.Wait(TimeSpan.FromSeconds(20), CancellationToken.None);
-            }
-
-            return ValueTask.FromResult(QueryDecision.Continue);
-        });
-        await using ProxyHarness proxy = await ProxyHarness.StartAsync(fixture.Server, Interceptors.Queries(InterceptorFailurePolicy.PassThrough, PluginTimeout, blocks));
-        string connectionString = proxy.ConnectionString(PostgresServer.TrustUser);
-        var others = new List<NpgsqlConnection>();
-        try
-        {
-            for (int i = 0; i < Others; i++)
-            {
-                var other = new NpgsqlConnection(connectionString);
-                others.Add(other);
-                await other.OpenAsync();
-            }
-
-            await using var blocked = new NpgsqlConnection(connectionString);
-            await blocked.OpenAsync();
-            Task<object?> blockedQuery = new NpgsqlCommand("SELECT 'block'", blocked).ExecuteScalarAsync();
-            await Waiting.WaitUntilAsync(() => Task.FromResult(blocks.Seen.Count == 1), TimeSpan.FromSeconds(10), "the plugin to be blocking");
-            var clock = Stopwatch.StartNew();
-            Task<object?>[] queries = [.. others.Select(other => new NpgsqlCommand("SELECT 1", other).ExecuteScalarAsync())];
-            try
-            {
-                await Task.WhenAll(queries).WaitAsync(TimeSpan.FromSeconds(3));
-            }
-            catch (TimeoutException)
-            {
-                // Some are held behind the blocked call: counted below.
-            }
-
-            int answeredWhileBlocked = queries.Count(query => query.IsCompletedSuccessfully);
-            bool blockedStillWaiting = !blockedQuery.IsCompleted;
-            release.Set();
-            object? unblocked = await blockedQuery.WaitAsync(TimeSpan.FromSeconds(10));
-            object?[] answeredAfter = await Task.WhenAll(queries).WaitAsync(TimeSpan.FromSeconds(10));
-
-            output.WriteLine($"while one plugin call blocked its thread for {clock.Elapsed.TotalMilliseconds:0} ms (timeout {PluginTimeout.TotalMilliseconds:0} ms), {answeredWhileBlocked} of {Others} other sessions answered; the rest answered once it returned");
-            Assert.True(blockedStillWaiting, "a call that blocks its thread cannot be given up at its timeout");
-            Assert.Equal("block", unblocked);
-            Assert.True(answeredWhileBlocked >= 1, "every other session was held by one blocked plugin call");
-            Assert.All(answeredAfter, answer => Assert.Equal(1, answer));
-        }
-        finally
-        {
-            release.Set();
-            foreach (NpgsqlConnection other in others)
-            {
-                await other.DisposeAsync();
-            }
-        }
     }
 }
