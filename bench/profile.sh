@@ -11,6 +11,7 @@
 #   STAT=threads bench/profile.sh       # the same per thread
 #   STATS=false STAT=1 bench/profile.sh # with per-query statistics off (stats.queries: false)
 #   QUERY_LOG=1 MODE=extended bench/profile.sh   # with the query log on (json, every statement)
+#   PGPROXY=artifacts/linux-x64/pgproxy STAT=1 bench/profile.sh   # a published binary instead of the build tree
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,8 +54,14 @@ instances:
   - listen: $listen
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: $upstream_tls } }
 YAML
-dotnet build "$repo_root/src/PgProxy/PgProxy.csproj" -c Release -nologo -v q >/dev/null
-DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll" --config "$work/pgproxy.yml" >"$work/pgproxy.log" 2>&1 &
+if [[ -n "${PGPROXY:-}" ]]; then
+    proxy_command=("$PGPROXY")
+    export DOTNET_BUNDLE_EXTRACT_BASE_DIR="$work/bundle"
+else
+    dotnet build "$repo_root/src/PgProxy/PgProxy.csproj" -c Release -nologo -v q >/dev/null
+    proxy_command=(dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll")
+fi
+DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 "${proxy_command[@]}" --config "$work/pgproxy.yml" >"$work/pgproxy.log" 2>&1 &
 proxy_pid=$!
 for _ in $(seq 1 100); do
     PGSSLMODE=$sslmode "$pg_bin/psql" -h 127.0.0.1 -p "$proxy_port" -U postgres -Atc 'select 1' postgres >/dev/null 2>&1 && break

@@ -64,7 +64,7 @@ internal sealed partial class QueryLog : IAsyncDisposable
     private readonly ILogger log;
     private readonly Task writer;
     private readonly ArrayBufferWriter<byte> batch = new(64 * 1024);
-    private readonly Utf8JsonWriter json;
+    private JsonLines? jsonLines;
     private long dropped;
     private long droppedReported;
     private long lastDropReport;
@@ -73,7 +73,6 @@ internal sealed partial class QueryLog : IAsyncDisposable
     {
         lines = loggerFactory.CreateLogger(Category);
         log = loggerFactory.CreateLogger("PgProxy.Statistics");
-        json = new Utf8JsonWriter(batch);
         writer = Task.Run(WriteAsync);
     }
 
@@ -93,7 +92,10 @@ internal sealed partial class QueryLog : IAsyncDisposable
     {
         queue.Writer.TryComplete();
         await writer.ConfigureAwait(false);
-        await json.DisposeAsync().ConfigureAwait(false);
+        if (jsonLines is not null)
+        {
+            await jsonLines.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
     private async Task WriteAsync()
@@ -133,7 +135,8 @@ internal sealed partial class QueryLog : IAsyncDisposable
         QueryLogConfig current = record.Settings;
         if (current.Format == QueryLogFormat.Json)
         {
-            Json(record, current);
+            // Created with the first JSON line: a process without a query log never loads System.Text.Json.
+            (jsonLines ??= new JsonLines(batch)).Append(record, current);
         }
         else
         {
@@ -172,114 +175,6 @@ internal sealed partial class QueryLog : IAsyncDisposable
         lastDropReport = now;
     }
 
-    private void Json(QueryLogRecord record, QueryLogConfig current)
-    {
-        json.Reset(batch);
-        json.WriteStartObject();
-        json.WriteString(Names.Time, record.Time);
-        json.WriteNumber(Names.Session, record.SessionId);
-        json.WriteString(Names.Instance, Encoded(record.Instance));
-        json.WriteString(Names.User, Encoded(record.User));
-        json.WriteString(Names.Database, Encoded(record.Database));
-        WriteEncodedOrNull(Names.ApplicationName, record.ApplicationName);
-        WriteEncodedOrNull(Names.Client, record.ClientAddress);
-        (JsonEncodedText fingerprint, JsonEncodedText normalized) = EncodedShape(record.Shape);
-        json.WriteString(Names.Fingerprint, fingerprint);
-        if (current.Parameters)
-        {
-            json.WriteString(Names.Query, Query(record, current));
-        }
-        else
-        {
-            json.WriteString(Names.Query, normalized);
-        }
-
-        json.WriteNumber(Names.DurationMs, Math.Round(record.Microseconds / 1000, 3));
-        json.WriteNumber(Names.Rows, record.Rows);
-        WriteEncodedOrNull(Names.SqlState, record.SqlState);
-        WriteEncodedOrNull(Names.ChangedBy, record.ChangedBy);
-        if (current.Parameters && record.Parameters is { } parameters)
-        {
-            json.WriteStartArray(Names.Parameters);
-            foreach (string? parameter in parameters)
-            {
-                json.WriteStringValue(parameter);
-            }
-
-            json.WriteEndArray();
-        }
-
-        json.WriteEndObject();
-        json.Flush();
-    }
-
-    // The writer's own caches (one task uses them): the same few names, users and statements come back line after
-    // line, so each is escaped and transcoded to UTF-8 once, not per line.
-    private readonly Dictionary<string, JsonEncodedText> encodedValues = new(StringComparer.Ordinal);
-    private readonly Dictionary<QueryShape, (JsonEncodedText Fingerprint, JsonEncodedText Normalized)> encodedShapes = new(ReferenceEqualityComparer.Instance);
-    private const int EncodedLimit = 10_000;
-
-    private JsonEncodedText Encoded(string value)
-    {
-        if (!encodedValues.TryGetValue(value, out JsonEncodedText encoded))
-        {
-            if (encodedValues.Count >= EncodedLimit)
-            {
-                encodedValues.Clear();
-            }
-
-            encodedValues[value] = encoded = JsonEncodedText.Encode(value);
-        }
-
-        return encoded;
-    }
-
-    private (JsonEncodedText Fingerprint, JsonEncodedText Normalized) EncodedShape(QueryShape shape)
-    {
-        if (!encodedShapes.TryGetValue(shape, out (JsonEncodedText, JsonEncodedText) encoded))
-        {
-            if (encodedShapes.Count >= EncodedLimit)
-            {
-                encodedShapes.Clear();
-            }
-
-            // The normalized text has no literals; checked for a password all the same.
-            encodedShapes[shape] = encoded = (JsonEncodedText.Encode(shape.FingerprintText), JsonEncodedText.Encode(PasswordRedaction.Redact(shape.NormalizedText)));
-        }
-
-        return encoded;
-    }
-
-    private void WriteEncodedOrNull(JsonEncodedText name, string? value)
-    {
-        if (value is null)
-        {
-            json.WriteNull(name);
-        }
-        else
-        {
-            json.WriteString(name, Encoded(value));
-        }
-    }
-
-    private static class Names
-    {
-        public static readonly JsonEncodedText Time = JsonEncodedText.Encode("time");
-        public static readonly JsonEncodedText Session = JsonEncodedText.Encode("session");
-        public static readonly JsonEncodedText Instance = JsonEncodedText.Encode("instance");
-        public static readonly JsonEncodedText User = JsonEncodedText.Encode("user");
-        public static readonly JsonEncodedText Database = JsonEncodedText.Encode("database");
-        public static readonly JsonEncodedText ApplicationName = JsonEncodedText.Encode("application_name");
-        public static readonly JsonEncodedText Client = JsonEncodedText.Encode("client");
-        public static readonly JsonEncodedText Fingerprint = JsonEncodedText.Encode("fingerprint");
-        public static readonly JsonEncodedText Query = JsonEncodedText.Encode("query");
-        public static readonly JsonEncodedText DurationMs = JsonEncodedText.Encode("duration_ms");
-        public static readonly JsonEncodedText Rows = JsonEncodedText.Encode("rows");
-        public static readonly JsonEncodedText SqlState = JsonEncodedText.Encode("sqlstate");
-        public static readonly JsonEncodedText ChangedBy = JsonEncodedText.Encode("changed_by");
-        public static readonly JsonEncodedText Parameters = JsonEncodedText.Encode("parameters");
-    }
-
     private static string Text(QueryLogRecord record, QueryLogConfig current)
     {
         var line = new StringBuilder(256);
@@ -312,4 +207,120 @@ internal sealed partial class QueryLog : IAsyncDisposable
 
     [LoggerMessage(EventId = 901, Level = LogLevel.Warning, Message = "The query log dropped {Count} lines because its queue was full ({Total} since start)")]
     private static partial void LinesDropped(ILogger logger, long count, long total);
+
+    /// <summary>The JSON format's writer and its caches, used by the one writer task.</summary>
+    private sealed class JsonLines(ArrayBufferWriter<byte> batch) : IAsyncDisposable
+    {
+        private readonly Utf8JsonWriter json = new(batch);
+
+        public void Append(QueryLogRecord record, QueryLogConfig current)
+        {
+            json.Reset(batch);
+            json.WriteStartObject();
+            json.WriteString(Names.Time, record.Time);
+            json.WriteNumber(Names.Session, record.SessionId);
+            json.WriteString(Names.Instance, Encoded(record.Instance));
+            json.WriteString(Names.User, Encoded(record.User));
+            json.WriteString(Names.Database, Encoded(record.Database));
+            WriteEncodedOrNull(Names.ApplicationName, record.ApplicationName);
+            WriteEncodedOrNull(Names.Client, record.ClientAddress);
+            (JsonEncodedText fingerprint, JsonEncodedText normalized) = EncodedShape(record.Shape);
+            json.WriteString(Names.Fingerprint, fingerprint);
+            if (current.Parameters)
+            {
+                json.WriteString(Names.Query, Query(record, current));
+            }
+            else
+            {
+                json.WriteString(Names.Query, normalized);
+            }
+
+            json.WriteNumber(Names.DurationMs, Math.Round(record.Microseconds / 1000, 3));
+            json.WriteNumber(Names.Rows, record.Rows);
+            WriteEncodedOrNull(Names.SqlState, record.SqlState);
+            WriteEncodedOrNull(Names.ChangedBy, record.ChangedBy);
+            if (current.Parameters && record.Parameters is { } parameters)
+            {
+                json.WriteStartArray(Names.Parameters);
+                foreach (string? parameter in parameters)
+                {
+                    json.WriteStringValue(parameter);
+                }
+
+                json.WriteEndArray();
+            }
+
+            json.WriteEndObject();
+            json.Flush();
+        }
+
+        // The writer's own caches (one task uses them): the same few names, users and statements come back line after
+        // line, so each is escaped and transcoded to UTF-8 once, not per line.
+        private readonly Dictionary<string, JsonEncodedText> encodedValues = new(StringComparer.Ordinal);
+        private readonly Dictionary<QueryShape, (JsonEncodedText Fingerprint, JsonEncodedText Normalized)> encodedShapes = new(ReferenceEqualityComparer.Instance);
+        private const int EncodedLimit = 10_000;
+
+        private JsonEncodedText Encoded(string value)
+        {
+            if (!encodedValues.TryGetValue(value, out JsonEncodedText encoded))
+            {
+                if (encodedValues.Count >= EncodedLimit)
+                {
+                    encodedValues.Clear();
+                }
+
+                encodedValues[value] = encoded = JsonEncodedText.Encode(value);
+            }
+
+            return encoded;
+        }
+
+        private (JsonEncodedText Fingerprint, JsonEncodedText Normalized) EncodedShape(QueryShape shape)
+        {
+            if (!encodedShapes.TryGetValue(shape, out (JsonEncodedText, JsonEncodedText) encoded))
+            {
+                if (encodedShapes.Count >= EncodedLimit)
+                {
+                    encodedShapes.Clear();
+                }
+
+                // The normalized text has no literals; checked for a password all the same.
+                encodedShapes[shape] = encoded = (JsonEncodedText.Encode(shape.FingerprintText), JsonEncodedText.Encode(PasswordRedaction.Redact(shape.NormalizedText)));
+            }
+
+            return encoded;
+        }
+
+        private void WriteEncodedOrNull(JsonEncodedText name, string? value)
+        {
+            if (value is null)
+            {
+                json.WriteNull(name);
+            }
+            else
+            {
+                json.WriteString(name, Encoded(value));
+            }
+        }
+
+        private static class Names
+        {
+            public static readonly JsonEncodedText Time = JsonEncodedText.Encode("time");
+            public static readonly JsonEncodedText Session = JsonEncodedText.Encode("session");
+            public static readonly JsonEncodedText Instance = JsonEncodedText.Encode("instance");
+            public static readonly JsonEncodedText User = JsonEncodedText.Encode("user");
+            public static readonly JsonEncodedText Database = JsonEncodedText.Encode("database");
+            public static readonly JsonEncodedText ApplicationName = JsonEncodedText.Encode("application_name");
+            public static readonly JsonEncodedText Client = JsonEncodedText.Encode("client");
+            public static readonly JsonEncodedText Fingerprint = JsonEncodedText.Encode("fingerprint");
+            public static readonly JsonEncodedText Query = JsonEncodedText.Encode("query");
+            public static readonly JsonEncodedText DurationMs = JsonEncodedText.Encode("duration_ms");
+            public static readonly JsonEncodedText Rows = JsonEncodedText.Encode("rows");
+            public static readonly JsonEncodedText SqlState = JsonEncodedText.Encode("sqlstate");
+            public static readonly JsonEncodedText ChangedBy = JsonEncodedText.Encode("changed_by");
+            public static readonly JsonEncodedText Parameters = JsonEncodedText.Encode("parameters");
+        }
+
+        public ValueTask DisposeAsync() => json.DisposeAsync();
+    }
 }

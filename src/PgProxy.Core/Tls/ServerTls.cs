@@ -36,11 +36,12 @@ internal sealed class ServerTls
     /// <exception cref="SecurityMaterialException">A file is missing, unreadable or not a certificate or key.</exception>
     public static ServerTls? Load(ListenTlsConfig config, string key = "listen.tls")
     {
-        if (!config.Enabled)
-        {
-            return null;
-        }
+        // The files are read in a method of their own, so that a process without TLS loads no cryptography assembly.
+        return config.Enabled ? LoadFiles(config, key) : null;
+    }
 
+    private static ServerTls LoadFiles(ListenTlsConfig config, string key)
+    {
         (X509Certificate2 certificate, X509Certificate2Collection intermediates) = TlsFiles.LoadCertificateWithKey(
             key, config.CertFile!, config.KeyFile!, config.KeyPassword);
         if (!certificate.HasPrivateKey)

@@ -37,11 +37,12 @@ internal sealed class UpstreamTls
     /// <exception cref="SecurityMaterialException">A file is missing, unreadable or not PEM.</exception>
     public static UpstreamTls Load(UpstreamTlsConfig config)
     {
-        if (config.Mode == UpstreamTlsMode.Disable)
-        {
-            return new UpstreamTls(config, null, null);
-        }
+        // The files are read in a method of their own, so that a process without TLS loads no cryptography assembly.
+        return config.Mode == UpstreamTlsMode.Disable ? new UpstreamTls(config, null, null) : LoadFiles(config);
+    }
 
+    private static UpstreamTls LoadFiles(UpstreamTlsConfig config)
+    {
         X509Certificate2Collection? roots = config.CaFile is { } caFile ? TlsFiles.LoadCertificates("redirect.tls.ca-file", caFile) : null;
         X509Certificate2? client = null;
         if (config.CertFile is { } certFile && config.KeyFile is { } keyFile)

@@ -1,10 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
@@ -28,7 +23,7 @@ internal sealed class MetricsEndpoint : IReloadableSettings, IAsyncDisposable
     private readonly ILogger logger;
     private readonly SemaphoreSlim gate = new(1, 1);
     private MeterProvider? provider;
-    private WebApplication? server;
+    private ScrapeServer? server;
     private MetricsConfig? applied;
 
     public MetricsEndpoint(ILoggerFactory loggerFactory)
@@ -38,16 +33,19 @@ internal sealed class MetricsEndpoint : IReloadableSettings, IAsyncDisposable
 
     /// <summary>Where the endpoint listens now (a port 0 replaced by the one chosen), as <c>http://HOST:PORT</c>; empty when it does not.</summary>
     public IReadOnlyList<string> Addresses =>
-        Volatile.Read(ref server)?.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToList() ?? [];
+        Volatile.Read(ref server)?.Addresses ?? [];
 
     /// <summary>Starts the endpoint of the configuration the server starts with; nothing when <paramref name="config"/> is null.</summary>
     /// <exception cref="InvalidOperationException">The address cannot be listened on; the message names <c>metrics.listen</c>.</exception>
-    public async Task StartAsync(MetricsConfig? config, CancellationToken cancellationToken)
+    public Task StartAsync(MetricsConfig? config, CancellationToken cancellationToken) =>
+        config is null ? Task.CompletedTask : StartListeningAsync(config, cancellationToken);
+
+    private async Task StartListeningAsync(MetricsConfig config, CancellationToken cancellationToken)
     {
         await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (config is null || applied is not null)
+            if (applied is not null)
             {
                 return;
             }
@@ -55,7 +53,7 @@ internal sealed class MetricsEndpoint : IReloadableSettings, IAsyncDisposable
             provider = CreateProvider();
             try
             {
-                server = await ListenAsync(config, provider, cancellationToken).ConfigureAwait(false);
+                server = await ScrapeServer.StartAsync(config, provider, cancellationToken).ConfigureAwait(false);
             }
             catch
             {
@@ -149,50 +147,7 @@ internal sealed class MetricsEndpoint : IReloadableSettings, IAsyncDisposable
             })
             .Build();
 
-    /// <summary>A Kestrel server on every address of the host (the first one only for port 0), serving GET /metrics.</summary>
-    private static async Task<WebApplication> ListenAsync(MetricsConfig config, MeterProvider provider, CancellationToken cancellationToken)
-    {
-        IPAddress[] addresses;
-        try
-        {
-            addresses = Resolve(config.Host);
-        }
-        catch (Exception e) when (e is SocketException or InvalidOperationException)
-        {
-            throw new InvalidOperationException(Describe(config, e.Message), e);
-        }
-
-        // The empty builder reads no appsettings.json, ASPNETCORE_* variable or command line: the section says it all.
-        WebApplicationBuilder builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "pgproxy" });
-        builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
-        {
-            kestrel.AddServerHeader = false;
-            foreach (IPAddress address in config.Port == 0 ? addresses[..1] : addresses)
-            {
-                kestrel.Listen(address, config.Port);
-            }
-        });
-        WebApplication app = builder.Build();
-        app.UseOpenTelemetryPrometheusScrapingEndpoint(provider, predicate: null, path: MetricsConfig.Path, configureBranchedPipeline: null, optionsName: null);
-        try
-        {
-            await app.StartAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or SocketException)
-        {
-            await app.DisposeAsync().ConfigureAwait(false);
-            throw new InvalidOperationException(Describe(config, e.Message), e);
-        }
-        catch
-        {
-            await app.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-
-        return app;
-    }
-
-    private static IPAddress[] Resolve(string host)
+    internal static IPAddress[] Resolve(string host)
     {
         if (IPAddress.TryParse(host, out IPAddress? address))
         {
@@ -203,7 +158,7 @@ internal sealed class MetricsEndpoint : IReloadableSettings, IAsyncDisposable
         return addresses.Length > 0 ? [.. addresses.Distinct()] : throw new InvalidOperationException($"\"{host}\" resolves to no address");
     }
 
-    private static string Describe(MetricsConfig config, string reason) =>
+    internal static string Describe(MetricsConfig config, string reason) =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture, $"metrics.listen: cannot listen on {config.Host}:{config.Port}: {reason}");
 
     private async Task ApplyAsync(MetricsConfig? next)
@@ -229,7 +184,7 @@ internal sealed class MetricsEndpoint : IReloadableSettings, IAsyncDisposable
             provider ??= CreateProvider();
             try
             {
-                server = await ListenAsync(next, provider, CancellationToken.None).ConfigureAwait(false);
+                server = await ScrapeServer.StartAsync(next, provider, CancellationToken.None).ConfigureAwait(false);
                 applied = next;
                 LogListening();
             }
@@ -251,14 +206,9 @@ internal sealed class MetricsEndpoint : IReloadableSettings, IAsyncDisposable
             return;
         }
 
-        IReadOnlyList<string> addresses = Addresses;
+        IReadOnlyList<string> addresses = running.Addresses;
         Volatile.Write(ref server, null);
-        using (var timeout = new CancellationTokenSource(StopTimeout))
-        {
-            await running.StopAsync(timeout.Token).ConfigureAwait(false);
-        }
-
-        await running.DisposeAsync().ConfigureAwait(false);
+        await running.StopAsync(StopTimeout).ConfigureAwait(false);
         foreach (string address in addresses)
         {
             MetricsLog.Stopped(logger, address + MetricsConfig.Path);
