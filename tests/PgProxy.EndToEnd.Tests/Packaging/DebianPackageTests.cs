@@ -27,6 +27,9 @@ public sealed class DebianPackageTests(PackageFixture package, PostgresFixture p
 
         Assert.True(File.Exists(Binary), $"{Binary} is installed");
         Assert.True(File.Exists("/usr/lib/pgproxy/plugins/tableau_hll/tableau_hll.dll"), "the built-in plugin beside the binary");
+        // A folder, not a self-extracting single file: the service unpacks nothing, and an upgrade can hand over.
+        Assert.True(File.Exists("/usr/lib/pgproxy/PgProxy.Core.dll"), "the assemblies beside the binary");
+        Assert.True(File.Exists("/usr/lib/pgproxy/System.Private.CoreLib.dll"), "the runtime beside the binary (self-contained)");
         ProcessResult user = await RunAsync("getent", "passwd", "pgproxy");
         Assert.True(user.Succeeded, $"a pgproxy user: {user}");
         Assert.EndsWith(":/usr/sbin/nologin", user.StandardOutput.Trim(), StringComparison.Ordinal);
@@ -46,13 +49,14 @@ public sealed class DebianPackageTests(PackageFixture package, PostgresFixture p
         foreach (string line in new[]
         {
             "Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "User=pgproxy", "ProtectSystem=strict", "NoNewPrivileges=yes",
-            "CapabilityBoundingSet=\n", "ReadWritePaths=/var/log/pgproxy /var/cache/pgproxy", "Environment=DOTNET_BUNDLE_EXTRACT_BASE_DIR=/var/cache/pgproxy/bundle",
+            "CapabilityBoundingSet=\n", "ReadWritePaths=/var/log/pgproxy /var/cache/pgproxy",
         })
         {
             Assert.Contains(line, unit, StringComparison.Ordinal);
         }
 
         Assert.Matches(@"(?m)^WatchdogSec=\d+s$", unit);
+        Assert.DoesNotContain("DOTNET_BUNDLE_EXTRACT_BASE_DIR", unit, StringComparison.Ordinal);
     }
 
     [DebianRootFact]
@@ -122,7 +126,6 @@ public sealed class DebianPackageTests(PackageFixture package, PostgresFixture p
                 startInfo.ArgumentList.Add(argument);
             }
 
-            startInfo.Environment["DOTNET_BUNDLE_EXTRACT_BASE_DIR"] = "/var/cache/pgproxy/bundle";
             startInfo.Environment["HOME"] = "/nonexistent";
             await using ProxyProcess proxy = await ProxyProcess.StartAsync(startInfo, instances: 1);
 
@@ -180,22 +183,8 @@ public sealed class DebianPackageTests(PackageFixture package, PostgresFixture p
         }
     }
 
-    /// <summary>The installed binary as root, unpacking itself into a folder of its own that is removed afterwards.</summary>
-    private static async Task<ProcessResult> RunInstalledAsync(string[] arguments)
-    {
-        string bundle = Path.Combine(Path.GetTempPath(), "pgproxy-bundle-" + Guid.NewGuid().ToString("N")[..12]);
-        try
-        {
-            return await ProcessRunner.RunAsync(Binary, arguments, CommandTimeout, environment: new Dictionary<string, string?> { ["DOTNET_BUNDLE_EXTRACT_BASE_DIR"] = bundle });
-        }
-        finally
-        {
-            if (Directory.Exists(bundle))
-            {
-                Directory.Delete(bundle, recursive: true);
-            }
-        }
-    }
+    /// <summary>The installed binary, as root.</summary>
+    private static Task<ProcessResult> RunInstalledAsync(string[] arguments) => ProcessRunner.RunAsync(Binary, arguments, CommandTimeout);
 
     private static Task<ProcessResult> RunAsync(string command, params string[] arguments) => ProcessRunner.RunAsync(command, arguments, CommandTimeout);
 }
