@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Text;
+using PgProxy.Protocol.Framing;
 using PgProxy.Sql;
 
 namespace PgProxy.Core.Statistics;
@@ -53,6 +54,22 @@ internal sealed class QueryShapes
         if (text.IsSingleSegment)
         {
             return Of(text.FirstSpan, encoding);
+        }
+
+        if (text.Length > MaxCachedTextBytes)
+        {
+            // Not cached: decoded from its segments in place, without a contiguous copy of a large message first.
+            string decoded;
+            try
+            {
+                decoded = SequenceBytes.Text(text, encoding);
+            }
+            catch (DecoderFallbackException)
+            {
+                return [QueryShape.Unparsable];
+            }
+
+            return Compute(decoded);
         }
 
         byte[] copy = text.ToArray();
@@ -186,6 +203,11 @@ internal sealed class QueryShapes
             return [QueryShape.Unparsable];
         }
 
+        return Compute(text);
+    }
+
+    private static QueryShape[] Compute(string text)
+    {
         IReadOnlyList<SqlStatementSpan> spans;
         try
         {

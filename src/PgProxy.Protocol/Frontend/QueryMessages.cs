@@ -136,7 +136,7 @@ public static class QueryMessages
             return false;
         }
 
-        value = bytes.IsSingleSegment ? encoding.GetString(bytes.FirstSpan) : encoding.GetString(bytes.ToArray());
+        value = SequenceBytes.Text(bytes, encoding);
         return true;
     }
 }
