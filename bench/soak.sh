@@ -3,6 +3,7 @@
 #
 #   bench/soak.sh 180            # 3 minutes (what CI runs, from scripts/test.sh)
 #   bench/soak.sh 1800           # the 30-minute figure
+#   PGPROXY=FILE bench/soak.sh 1800   # a published binary, or a copy of the build tree (not rebuilt under the run)
 #
 # Workload, all at once, against one instance with TLS offered: pgbench -M simple, -M extended and -M prepared for
 # the whole run (plus one -S client over TLS); a 100 MB result in a loop; COPY of 10 MB in and out in a loop; a
@@ -71,8 +72,14 @@ instances:
   - listen: {name: proxy, host: 127.0.0.1, port: $proxy_port, tls: {mode: allow, cert-file: $work/server.crt, key-file: $work/proxy.key}}
     redirect: {name: postgresql, host: 127.0.0.1, port: $pg_port, tls: {mode: disable}}
 YAML
-[[ -n "${SOAK_NO_BUILD:-}" ]] || dotnet build "$repo_root/src/PgProxy/PgProxy.csproj" -c Release -nologo -v q >/dev/null
-dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll" --config "$work/pgproxy.yml" >"$work/pgproxy.log" 2>&1 &
+if [[ -n "${PGPROXY:-}" ]]; then
+    # A published binary, or a copy of the build tree: a long run must not see its assemblies rebuilt under it.
+    proxy_command=("$PGPROXY")
+else
+    [[ -n "${SOAK_NO_BUILD:-}" ]] || dotnet build "$repo_root/src/PgProxy/PgProxy.csproj" -c Release -nologo -v q >/dev/null
+    proxy_command=(dotnet "$repo_root/src/PgProxy/bin/Release/net10.0/pgproxy.dll")
+fi
+"${proxy_command[@]}" --config "$work/pgproxy.yml" >"$work/pgproxy.log" 2>&1 &
 proxy_pid=$!
 pids+=("$proxy_pid")
 for _ in $(seq 1 300); do "$psql" -h 127.0.0.1 -p "$proxy_port" -U postgres -Atc 'select 1' bench >/dev/null 2>&1 && break; sleep 0.1; done
