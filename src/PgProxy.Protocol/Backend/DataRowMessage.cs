@@ -25,7 +25,7 @@ public readonly struct DataRowValue
     public string? ToText(Encoding encoding)
     {
         ArgumentNullException.ThrowIfNull(encoding);
-        return IsNull ? null : Bytes.IsSingleSegment ? encoding.GetString(Bytes.FirstSpan) : encoding.GetString(Bytes.ToArray());
+        return IsNull ? null : SequenceBytes.Text(Bytes, encoding);
     }
 }
 
