@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of one target with afl++ and SharpFuzz, for SECONDS (default 600), at low priority.
-#   fuzz/run.sh TARGET [SECONDS]      targets: framing startup frontend backend scram config
+#   fuzz/run.sh TARGET [SECONDS]      targets: framing startup frontend backend scram config sql
 #   PGPROXY_FUZZ_EXECS=10000000 fuzz/run.sh TARGET [SECONDS]
 #                                     stop after about that many executions (afl-fuzz -E), and after SECONDS only
 #                                     when given; the count includes those of the run resumed.
@@ -24,10 +24,13 @@ dotnet build "$root/fuzz/PgProxy.Fuzz" -c Release -nologo -v q
 rm -rf "$work/bin" && mkdir -p "$work" && cp -r "$root/fuzz/PgProxy.Fuzz/bin/Release/net10.0" "$work/bin"
 # The seeds first: an instrumented assembly runs only under afl-fuzz (it writes afl's shared coverage map).
 rm -rf "$work/seeds" && dotnet "$work/bin/PgProxy.Fuzz.dll" make-corpus "$work/seeds"
-# Instrument what the target decodes: the protocol assembly, or the engine's configuration loader.
+# Instrument what the target decodes: the protocol assembly, the engine's configuration loader, or PgProxy.Sql's own
+# code (not the protobuf types generated into the same assembly, nor libpg_query, which is native).
 if [ "$target" = config ]; then
   "$sharpfuzz" "$work/bin/PgProxy.Core.dll" PgProxy.Core.Configuration
   "$sharpfuzz" "$work/bin/YamlDotNet.dll"
+elif [ "$target" = sql ]; then
+  "$sharpfuzz" "$work/bin/PgProxy.Sql.dll" PgProxy.Sql
 else
   "$sharpfuzz" "$work/bin/PgProxy.Protocol.dll"
 fi
