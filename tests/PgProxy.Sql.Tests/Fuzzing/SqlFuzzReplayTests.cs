@@ -29,6 +29,40 @@ public sealed class SqlFuzzReplayTests
     ];
 
     [Fact]
+    public void A_long_run_of_plus_and_minus_signs_is_refused_before_the_lexer_reads_it()
+    {
+        // Found by the sql campaign (fuzz/corpus/sql/regression-sign-run*.sql, 16,000 signs): PostgreSQL's lexer
+        // reads a run of signs again for each sign, so every call took seconds and afl reported a hang.
+        string[] runs =
+        [
+            "SELECT " + new string('+', PostgresParser.MaxSignRun + 1) + "1",
+            "SELECT 1 " + string.Concat(Enumerable.Repeat("+-", 8_000)) + "1",
+        ];
+        foreach (string sql in runs)
+        {
+            // The position is the run's first sign, 1-based as PostgreSQL reports positions.
+            Assert.Equal(sql.IndexOfAny(['+', '-']) + 1, Assert.Throws<SqlParseException>(() => PostgresParser.Scan(sql)).CursorPosition);
+            Assert.Throws<SqlParseException>(() => PostgresParser.Split(sql));
+            Assert.Throws<SqlParseException>(() => PostgresParser.SplitWithScanner(sql));
+            Assert.Throws<SqlParseException>(() => PostgresParser.Fingerprint(sql));
+            Assert.Throws<SqlParseException>(() => PostgresParser.Normalize(sql));
+            Assert.Throws<SqlParseException>(() => PostgresParser.Parse(sql));
+        }
+
+        // A text that may carry a password and cannot be read is not shown, as for any lexical error.
+        Assert.Equal(PasswordRedaction.Unreadable, PasswordRedaction.Redact("ALTER USER app PASSWORD " + runs[0]));
+    }
+
+    [Fact]
+    public void Runs_of_signs_up_to_the_limit_and_long_dashed_comments_still_parse()
+    {
+        _ = PostgresParser.Parse("SELECT " + new string('+', PostgresParser.MaxSignRun) + "1");
+        string dashed = "--\n-- " + new string('-', 2_000) + "\n--\nSELECT 1 -" + new string('-', 2_000) + "\n";
+        Assert.Single(PostgresParser.Split(dashed));
+        Assert.Equal(PostgresParser.Fingerprint("SELECT 1"), PostgresParser.Fingerprint(dashed));
+    }
+
+    [Fact]
     public void Every_seed_gives_a_result_or_a_parse_error()
     {
         foreach (byte[] seed in SqlFuzzSeeds.All)
