@@ -20,10 +20,11 @@ command -v afl-fuzz >/dev/null || { echo "afl-fuzz not found: apt-get install af
 sharpfuzz=$(command -v sharpfuzz || echo "$HOME/.dotnet/tools/sharpfuzz")
 [ -x "$sharpfuzz" ] || { echo "sharpfuzz not found: dotnet tool install -g SharpFuzz.CommandLine --version 2.3.0" >&2; exit 1; }
 
-dotnet build "$root/fuzz/PgProxy.Fuzz" -c Release -nologo -v q
+# The build and the seeds at low priority too: the machine may be running someone's benchmark.
+nice -n 19 dotnet build "$root/fuzz/PgProxy.Fuzz" -c Release -nologo -v q
 rm -rf "$work/bin" && mkdir -p "$work" && cp -r "$root/fuzz/PgProxy.Fuzz/bin/Release/net10.0" "$work/bin"
 # The seeds first: an instrumented assembly runs only under afl-fuzz (it writes afl's shared coverage map).
-rm -rf "$work/seeds" && dotnet "$work/bin/PgProxy.Fuzz.dll" make-corpus "$work/seeds"
+rm -rf "$work/seeds" && nice -n 19 dotnet "$work/bin/PgProxy.Fuzz.dll" make-corpus "$work/seeds"
 # Instrument what the target decodes: the protocol assembly, the engine's configuration loader, or PgProxy.Sql's own
 # code (not the protobuf types generated into the same assembly, nor libpg_query, which is native).
 if [ "$target" = config ]; then
