@@ -4,6 +4,8 @@
 #   PGPROXY_FUZZ_EXECS=10000000 fuzz/run.sh TARGET [SECONDS]
 #                                     stop after about that many executions (afl-fuzz -E), and after SECONDS only
 #                                     when given; the count includes those of the run resumed.
+#   PGPROXY_FUZZ_MAXLEN=2048          cap the inputs afl generates (afl-fuzz -G): the sql target's cost grows with
+#                                     the text's length, and afl's splices grow it.
 # A second run of a target resumes its output dir, fuzz/out/TARGET (afl-fuzz -i -), with its corpus and counts;
 # PGPROXY_FUZZ_FRESH=1 starts over from the seeds instead.
 # Needs: apt-get install afl++; dotnet tool install -g SharpFuzz.CommandLine (2.3.0).
@@ -41,6 +43,7 @@ out="$root/fuzz/out/$target"
 limits=()
 if [ -n "$execs" ]; then limits+=(-E "$execs"); fi
 if [ -n "$seconds" ]; then limits+=(-V "$seconds"); fi
+if [ -n "${PGPROXY_FUZZ_MAXLEN:-}" ]; then limits+=(-G "$PGPROXY_FUZZ_MAXLEN"); fi
 if [ -f "$out/default/fuzzer_stats" ] && [ "${PGPROXY_FUZZ_FRESH:-0}" != 1 ]; then
   input=-
 else
