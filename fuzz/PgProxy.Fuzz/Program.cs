@@ -1,5 +1,6 @@
 using PgProxy.Core.Configuration;
 using PgProxy.Protocol.Tests.Fuzzing;
+using PgProxy.Sql.Tests.Fuzzing;
 using SharpFuzz;
 
 const string ConfigSeed = """
@@ -18,10 +19,15 @@ const string ConfigSeed = """
 // pgproxy-fuzz make-corpus DIR   write the seeds of every target to DIR/TARGET/seed-N
 if (args.Length == 2 && args[0] == "make-corpus")
 {
-    foreach (string name in FuzzTargets.All.Keys.Append("config"))
+    foreach (string name in FuzzTargets.All.Keys.Append("config").Append("sql"))
     {
         string directory = Directory.CreateDirectory(Path.Combine(args[1], name)).FullName;
-        IReadOnlyList<byte[]> seeds = name == "config" ? [System.Text.Encoding.UTF8.GetBytes(ConfigSeed)] : FuzzSeeds.For(name);
+        IReadOnlyList<byte[]> seeds = name switch
+        {
+            "config" => [System.Text.Encoding.UTF8.GetBytes(ConfigSeed)],
+            "sql" => SqlFuzzSeeds.All,
+            _ => FuzzSeeds.For(name),
+        };
         for (int i = 0; i < seeds.Count; i++)
         {
             File.WriteAllBytes(Path.Combine(directory, $"seed-{i}"), seeds[i]);
@@ -31,13 +37,18 @@ if (args.Length == 2 && args[0] == "make-corpus")
     return 0;
 }
 
-if (args.Length != 1 || !(FuzzTargets.All.ContainsKey(args[0]) || args[0] == "config"))
+if (args.Length != 1 || !(FuzzTargets.All.ContainsKey(args[0]) || args[0] is "config" or "sql"))
 {
-    Console.Error.WriteLine($"usage: pgproxy-fuzz TARGET | make-corpus DIR; targets: {string.Join(", ", FuzzTargets.All.Keys)}, config");
+    Console.Error.WriteLine($"usage: pgproxy-fuzz TARGET | make-corpus DIR; targets: {string.Join(", ", FuzzTargets.All.Keys)}, config, sql");
     return 2;
 }
 
-Action<byte[]> run = args[0] == "config" ? Config : FuzzTargets.All[args[0]];
+Action<byte[]> run = args[0] switch
+{
+    "config" => Config,
+    "sql" => SqlFuzzTarget.Run,
+    _ => FuzzTargets.All[args[0]],
+};
 Fuzzer.OutOfProcess.Run(stream =>
 {
     using var buffer = new MemoryStream();

@@ -13,12 +13,13 @@ public static unsafe partial class PostgresParser
     /// two tokens is whitespace or comments. Quoted identifiers, string constants (including dollar-quoted ones) are
     /// single tokens, quotes included.
     /// </summary>
-    /// <exception cref="SqlParseException">The query has a lexical error.</exception>
+    /// <exception cref="SqlParseException">The query has a lexical error, or more than <see cref="MaxSignRun"/> + and - signs in a row.</exception>
     /// <exception cref="SqlParserUnavailableException">libpg_query is not installed.</exception>
     public static SqlTokens Scan(string sql)
     {
         ArgumentNullException.ThrowIfNull(sql);
         EnsureAvailable();
+        RefuseLongSignRuns(sql);
         using NativeText text = new(sql);
         PgQueryNative.PgQueryScanResult result = PgQueryNative.Scan(text.Pointer);
         try

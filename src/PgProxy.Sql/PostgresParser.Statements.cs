@@ -16,12 +16,13 @@ public static unsafe partial class PostgresParser
     /// whitespace left out (a comment just before the <c>;</c> stays in the span). Empty statements
     /// (<c>;;</c>) give no span.
     /// </summary>
-    /// <exception cref="SqlParseException">The text is not valid SQL; <see cref="SplitWithScanner"/> splits it anyway.</exception>
+    /// <exception cref="SqlParseException">The text is not valid SQL (<see cref="SplitWithScanner"/> splits it anyway), or has more than <see cref="MaxSignRun"/> + and - signs in a row.</exception>
     /// <exception cref="SqlParserUnavailableException">libpg_query is not installed.</exception>
     public static IReadOnlyList<SqlStatementSpan> Split(string sql)
     {
         ArgumentNullException.ThrowIfNull(sql);
         EnsureAvailable();
+        RefuseLongSignRuns(sql);
         // The parser's split walks the tree natively: deep queries need the deep stack like Parse.
         return MayNestDeeply(sql) ? DeepStack.Run(sql, static sql => SplitCore(sql, useParser: true)) : SplitCore(sql, useParser: true);
     }
@@ -33,12 +34,13 @@ public static unsafe partial class PostgresParser
     /// with no keyword at all (<c>SELEC 1</c>: a typo of the first word). Leading whitespace and comments are left
     /// out of each span as with <see cref="Split"/>.
     /// </summary>
-    /// <exception cref="SqlParseException">The text has a lexical error (such as an unterminated quote).</exception>
+    /// <exception cref="SqlParseException">The text has a lexical error (such as an unterminated quote), or more than <see cref="MaxSignRun"/> + and - signs in a row.</exception>
     /// <exception cref="SqlParserUnavailableException">libpg_query is not installed.</exception>
     public static IReadOnlyList<SqlStatementSpan> SplitWithScanner(string sql)
     {
         ArgumentNullException.ThrowIfNull(sql);
         EnsureAvailable();
+        RefuseLongSignRuns(sql);
         return SplitCore(sql, useParser: false);
     }
 
@@ -46,12 +48,13 @@ public static unsafe partial class PostgresParser
     /// The fingerprint of a query: the same for queries that differ only in constants, formatting or comments, so it
     /// can name a query shape in logs, metrics or rules.
     /// </summary>
-    /// <exception cref="SqlParseException">The query is not valid SQL.</exception>
+    /// <exception cref="SqlParseException">The query is not valid SQL, or has more than <see cref="MaxSignRun"/> + and - signs in a row.</exception>
     /// <exception cref="SqlParserUnavailableException">libpg_query is not installed.</exception>
     public static SqlFingerprint Fingerprint(string sql)
     {
         ArgumentNullException.ThrowIfNull(sql);
         EnsureAvailable();
+        RefuseLongSignRuns(sql);
         // Fingerprinting recurses over the tree in C: deep queries need the deep stack like Parse.
         return MayNestDeeply(sql) ? DeepStack.Run(sql, FingerprintCore) : FingerprintCore(sql);
     }
@@ -76,12 +79,13 @@ public static unsafe partial class PostgresParser
     /// already had), as pg_stat_statements shows queries: for logs that must not carry the values. The rest of the
     /// text (comments, whitespace, case) is kept.
     /// </summary>
-    /// <exception cref="SqlParseException">The query is not valid SQL.</exception>
+    /// <exception cref="SqlParseException">The query is not valid SQL, or has more than <see cref="MaxSignRun"/> + and - signs in a row.</exception>
     /// <exception cref="SqlParserUnavailableException">libpg_query is not installed.</exception>
     public static string Normalize(string sql)
     {
         ArgumentNullException.ThrowIfNull(sql);
         EnsureAvailable();
+        RefuseLongSignRuns(sql);
         // Normalizing walks the tree in C: deep queries need the deep stack like Parse.
         return MayNestDeeply(sql) ? DeepStack.Run(sql, NormalizeCore) : NormalizeCore(sql);
     }

@@ -36,6 +36,15 @@ public static unsafe partial class PostgresParser
     /// <summary>Queries this short cannot hold <see cref="InlineNestingTokens"/> tokens, so they are not scanned first.</summary>
     private const int ShallowLength = InlineNestingTokens;
 
+    /// <summary>
+    /// The longest run of <c>+</c> and <c>-</c> signs (with no <c>--</c>, which starts a comment) that a query may hold.
+    /// PostgreSQL's lexer reads such a run as one operator, then gives back all but its first sign and reads the rest
+    /// again, so a run of n signs costs n²/2 character steps: 16,000 of them take seconds on every call, on the
+    /// caller's thread. No query a person or a tool writes has hundreds of signs in a row; the check does not know
+    /// quotes and comments, so a run this long inside a string constant or a comment is refused too.
+    /// </summary>
+    internal const int MaxSignRun = 256;
+
     private static readonly SearchValues<char> OperatorCharacters = SearchValues.Create("+-*/<>=~!@#%^&|`?()[]:\\");
 
     private static readonly Lazy<string?> AvailabilityProblemValue = new(ProbeLibrary);
@@ -47,12 +56,13 @@ public static unsafe partial class PostgresParser
     public static bool IsAvailable => AvailabilityProblem is null;
 
     /// <summary>Parses one or more statements into libpg_query's typed tree.</summary>
-    /// <exception cref="SqlParseException">The query is not valid PostgreSQL SQL.</exception>
+    /// <exception cref="SqlParseException">The query is not valid PostgreSQL SQL, or has more than <see cref="MaxSignRun"/> + and - signs in a row.</exception>
     /// <exception cref="SqlParserUnavailableException">libpg_query is not installed.</exception>
     public static PgQuery.ParseResult Parse(string sql)
     {
         ArgumentNullException.ThrowIfNull(sql);
         EnsureAvailable();
+        RefuseLongSignRuns(sql);
         if (!MayNestDeeply(sql))
         {
             try
@@ -86,12 +96,13 @@ public static unsafe partial class PostgresParser
     /// other sessions share): an ordinary query is parsed at once on the caller's thread; one that may nest deeply
     /// is handed to the deep-stack thread and awaited, where <see cref="Parse"/> would block the caller meanwhile.
     /// </summary>
-    /// <exception cref="SqlParseException">The query is not valid PostgreSQL SQL.</exception>
+    /// <exception cref="SqlParseException">The query is not valid PostgreSQL SQL, or has more than <see cref="MaxSignRun"/> + and - signs in a row.</exception>
     /// <exception cref="SqlParserUnavailableException">libpg_query is not installed.</exception>
     public static ValueTask<PgQuery.ParseResult> ParseAsync(string sql, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(sql);
         EnsureAvailable();
+        RefuseLongSignRuns(sql);
         if (!MayNestDeeply(sql))
         {
             try
@@ -186,6 +197,35 @@ public static unsafe partial class PostgresParser
         if (AvailabilityProblem is { } problem)
         {
             throw new SqlParserUnavailableException(problem);
+        }
+    }
+
+    /// <summary>
+    /// Refuses a text that holds more than <see cref="MaxSignRun"/> <c>+</c> and <c>-</c> signs in a row (see there),
+    /// before libpg_query spends time quadratic in the run's length on it. One pass, vectorized between signs.
+    /// </summary>
+    /// <exception cref="SqlParseException">The text holds such a run.</exception>
+    internal static void RefuseLongSignRuns(string sql)
+    {
+        ReadOnlySpan<char> text = sql;
+        int index = text.IndexOfAny('+', '-');
+        while (index >= 0)
+        {
+            int end = index + 1;
+            while (end < text.Length && (text[end] == '+' || (text[end] == '-' && text[end - 1] != '-')))
+            {
+                end++;
+            }
+
+            if (end - index > MaxSignRun)
+            {
+                throw new SqlParseException(
+                    $"The query has {end - index} + and - signs in a row, more than the {MaxSignRun} PgProxy reads: PostgreSQL's lexer takes time that grows with the square of such a run.",
+                    index + 1);
+            }
+
+            int next = end < text.Length ? text[end..].IndexOfAny('+', '-') : -1;
+            index = next < 0 ? -1 : end + next;
         }
     }
 
