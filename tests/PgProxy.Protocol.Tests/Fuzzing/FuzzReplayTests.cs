@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using PgProxy.TestSupport;
 
 namespace PgProxy.Protocol.Tests.Fuzzing;
 
@@ -66,12 +67,12 @@ public sealed class FuzzReplayTests
         {
             data = random.Next(7) switch
             {
-                0 when data.Length > 0 => FlipBit(data, random),
-                1 when data.Length > 0 => SetByte(data, random),
+                0 when data.Length > 0 => ByteMutations.FlipBit(data, random),
+                1 when data.Length > 0 => ByteMutations.SetByte(data, random),
                 2 when data.Length > 0 => data[..random.Next(data.Length)],
-                3 => Insert(data, random),
+                3 => ByteMutations.Insert(data, ByteMutations.RandomBytes(random), random),
                 4 when data.Length >= 4 => Length(data, random),
-                5 when data.Length > 1 => Repeat(data, random),
+                5 when data.Length > 1 => ByteMutations.Repeat(data, random),
                 _ => [.. data, .. inputs[random.Next(inputs.Count)]],
             };
         }
@@ -79,36 +80,9 @@ public sealed class FuzzReplayTests
         return data;
     }
 
-    private static byte[] FlipBit(byte[] data, Random random)
-    {
-        data[random.Next(data.Length)] ^= (byte)(1 << random.Next(8));
-        return data;
-    }
-
-    private static byte[] SetByte(byte[] data, Random random)
-    {
-        data[random.Next(data.Length)] = (byte)random.Next(256);
-        return data;
-    }
-
-    private static byte[] Insert(byte[] data, Random random)
-    {
-        byte[] extra = new byte[1 + random.Next(8)];
-        random.NextBytes(extra);
-        int at = random.Next(data.Length + 1);
-        return [.. data.AsSpan(0, at), .. extra, .. data.AsSpan(at)];
-    }
-
     private static byte[] Length(byte[] data, Random random)
     {
         BinaryPrimitives.WriteInt32BigEndian(data.AsSpan(random.Next(data.Length - 3)), EdgeLengths[random.Next(EdgeLengths.Length)]);
         return data;
-    }
-
-    private static byte[] Repeat(byte[] data, Random random)
-    {
-        int start = random.Next(data.Length);
-        int length = 1 + random.Next(Math.Min(16, data.Length - start));
-        return [.. data, .. data.AsSpan(start, length)];
     }
 }

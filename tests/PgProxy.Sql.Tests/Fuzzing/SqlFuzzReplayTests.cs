@@ -1,4 +1,5 @@
 using System.Text;
+using PgProxy.TestSupport;
 
 namespace PgProxy.Sql.Tests.Fuzzing;
 
@@ -108,12 +109,12 @@ public sealed class SqlFuzzReplayTests
         {
             data = random.Next(7) switch
             {
-                0 when data.Length > 0 => FlipBit(data, random),
-                1 when data.Length > 0 => SetByte(data, random),
+                0 when data.Length > 0 => ByteMutations.FlipBit(data, random),
+                1 when data.Length > 0 => ByteMutations.SetByte(data, random),
                 2 when data.Length > 0 => data[..random.Next(data.Length)],
-                3 => Insert(data, RandomBytes(random), random),
-                4 or 5 => Insert(data, Syntax[random.Next(Syntax.Length)], random),
-                6 when data.Length > 1 => Repeat(data, random),
+                3 => ByteMutations.Insert(data, ByteMutations.RandomBytes(random), random),
+                4 or 5 => ByteMutations.Insert(data, Syntax[random.Next(Syntax.Length)], random),
+                6 when data.Length > 1 => ByteMutations.Repeat(data, random),
                 _ => [.. data, .. inputs[random.Next(inputs.Count)]],
             };
         }
@@ -121,35 +122,4 @@ public sealed class SqlFuzzReplayTests
         return data;
     }
 
-    private static byte[] FlipBit(byte[] data, Random random)
-    {
-        data[random.Next(data.Length)] ^= (byte)(1 << random.Next(8));
-        return data;
-    }
-
-    private static byte[] SetByte(byte[] data, Random random)
-    {
-        data[random.Next(data.Length)] = (byte)random.Next(256);
-        return data;
-    }
-
-    private static byte[] RandomBytes(Random random)
-    {
-        byte[] extra = new byte[1 + random.Next(8)];
-        random.NextBytes(extra);
-        return extra;
-    }
-
-    private static byte[] Insert(byte[] data, byte[] extra, Random random)
-    {
-        int at = random.Next(data.Length + 1);
-        return [.. data.AsSpan(0, at), .. extra, .. data.AsSpan(at)];
-    }
-
-    private static byte[] Repeat(byte[] data, Random random)
-    {
-        int start = random.Next(data.Length);
-        int length = 1 + random.Next(Math.Min(16, data.Length - start));
-        return [.. data, .. data.AsSpan(start, length)];
-    }
 }
