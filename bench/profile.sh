@@ -11,6 +11,8 @@
 #   STAT=threads bench/profile.sh       # the same per thread
 #   STATS=false STAT=1 bench/profile.sh # with per-query statistics off (stats.queries: false)
 #   QUERY_LOG=1 MODE=extended bench/profile.sh   # with the query log on (json, every statement)
+#   RULES=20 MODE=simple bench/profile.sh        # with compare.sh's 20 query rules that match nothing
+#   RULES=rewrite MODE=simple bench/profile.sh   # with compare.sh's rule that rewrites every pgbench query
 #   PGPROXY=artifacts/linux-x64/pgproxy STAT=1 bench/profile.sh   # a published binary instead of the build tree
 set -euo pipefail
 
@@ -54,6 +56,20 @@ instances:
   - listen: $listen
     redirect: { name: postgresql, host: 127.0.0.1, port: $pg_port, tls: { mode: $upstream_tls } }
 YAML
+# The same rules as compare.sh's FEATURES=1 rows.
+case "${RULES:-}" in
+    '') ;;
+    20) echo "    rules:" >>"$work/pgproxy.yml"
+        for n in $(seq 1 20); do
+            echo "      - { name: no-match-$n, match: { query: 'FROM\\s+orders_$n\\b' }, refuse: {} }" >>"$work/pgproxy.yml"
+        done ;;
+    rewrite) cat >>"$work/pgproxy.yml" <<'YAML'
+    rules:
+      - { name: rewrite-all, match: { query: 'SELECT abalance' }, rewrite: 'SELECT /* rewritten */ abalance' }
+YAML
+        ;;
+    *) say "RULES is 20 or rewrite"; exit 1 ;;
+esac
 if [[ -n "${PGPROXY:-}" ]]; then
     proxy_command=("$PGPROXY")
     export DOTNET_BUNDLE_EXTRACT_BASE_DIR="$work/bundle"
