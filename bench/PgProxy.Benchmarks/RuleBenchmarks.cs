@@ -53,6 +53,8 @@ public class RuleBenchmarks
     private RuleSet twenty = null!;
     private RuleSet twentyBySession = null!;
     private RuleSet rewriting = null!;
+    private RuleSet compareTwenty = null!;
+    private RuleSet compareRewrite = null!;
     private string[] distinct = null!;
     private int next;
 
@@ -67,6 +69,10 @@ public class RuleBenchmarks
         twenty = Build(TwentyRules);
         twentyBySession = Build(TwentyRules + "\n- {name: by-session, match: {user: [app], client: [10.0.0.0/8]}, tag: app}");
         rewriting = Build("- {name: rename, match: {query: pgbench_accounts}, rewrite: accounts}\n- {name: audit, match: {}, log: true}");
+
+        // bench/compare.sh's rules-20 and rules-rewrite instances.
+        compareTwenty = Build(string.Join('\n', Enumerable.Range(1, 20).Select(n => $"- {{name: no-match-{n}, match: {{query: 'FROM\\s+orders_{n}\\b'}}, refuse: {{}}}}")));
+        compareRewrite = Build("- {name: rewrite-all, match: {query: 'SELECT abalance'}, rewrite: 'SELECT /* rewritten */ abalance'}");
         pgbench = new string(PgbenchSelect.AsSpan());
         tableau = new string(TableauQuery.AsSpan());
         foreach (RuleSet rules in new[] { twenty, twentyBySession, rewriting })
@@ -92,11 +98,19 @@ public class RuleBenchmarks
     public RuleDecision WarmTableau() => twenty.Evaluate(tableau, subject, QueryProtocol.Simple, log, 1);
 
     [Benchmark(Description = "Cold: 20 query rules, a text never seen")]
-    public RuleDecision Cold()
+    public RuleDecision Cold() => twenty.Evaluate(NextDistinct(), subject, QueryProtocol.Simple, log, 1);
+
+    [Benchmark(Description = "Cold: compare.sh's 20 rules, a text never seen")]
+    public RuleDecision ColdCompareTwenty() => compareTwenty.Evaluate(NextDistinct(), subject, QueryProtocol.Simple, log, 1);
+
+    [Benchmark(Description = "Cold: compare.sh's rewrite, a text never seen")]
+    public RuleDecision ColdCompareRewrite() => compareRewrite.Evaluate(NextDistinct(), subject, QueryProtocol.Simple, log, 1);
+
+    private string NextDistinct()
     {
         string text = distinct[next];
         next = (next + 1) % distinct.Length;
-        return twenty.Evaluate(text, subject, QueryProtocol.Simple, log, 1);
+        return text;
     }
 
     private static RuleSet Build(string rules)

@@ -34,6 +34,11 @@ internal readonly struct SessionKey(string? user, string? database, string? appl
 /// query texts cannot flood it). A key struct over text and session would pay the randomized hash of the whole text on
 /// every lookup: measured at more than twice the cost for a 140-character query. The session variants of one text
 /// (one, unless the rules look at users, applications or clients) sit in a small array beside it.</para>
+/// <para>A text is cached the second time it is decided, not the first (<see cref="Admit"/>). Texts that carry their
+/// constants, as every statement in the simple protocol of pgbench and of many applications does, are seldom seen twice:
+/// caching each of them filled the cache, emptied it and filled it again, and the garbage of that churn (entries that
+/// lived long enough to be promoted) cost more GC time than the decisions it saved. One slot per text hash in a fixed
+/// table remembers what was seen once, with no allocation.</para>
 /// <para>Bounded twice: in decisions, and in the characters they keep alive (a decision holds its query, its new text
 /// and the texts of its hits; ten thousand 1 MB queries would otherwise hold 20 GB). When either bound is passed the
 /// cache starts again empty, which is cheaper than tracking recency on every hit and costs only a re-evaluation of the
@@ -45,9 +50,15 @@ internal sealed class DecisionCache(int capacity, long characterBudget)
     /// <summary>Session variants kept per text; past it the text's variants start again (a text sent by that many kinds of session is rare).</summary>
     private const int MaxVariants = 32;
 
+    /// <summary>Slots of the table of texts seen once (a power of two): 128 KB.</summary>
+    private const int SeenOnceSlots = 32 * 1024;
+
     private readonly ConcurrentDictionary<string, Variants> entries = new(StringComparer.Ordinal);
     private long count;
     private long characters;
+
+    // The hash of the last text decided, per slot. Races between sessions only make admission approximate.
+    private readonly int[] seenOnce = new int[SeenOnceSlots];
 
     /// <summary>The number of decisions cached now (each session variant of a text counts).</summary>
     public int Count => entries.Values.Sum(variants => variants.Items.Length);
@@ -67,6 +78,24 @@ internal sealed class DecisionCache(int capacity, long characterBudget)
         }
 
         decision = null!;
+        return false;
+    }
+
+    /// <summary>
+    /// Whether a text just decided should be cached: true when it was decided before (as far as one slot per hash
+    /// remembers), and otherwise remembers it for next time. The string hash is the runtime's randomized one, so crafted
+    /// texts cannot keep another text out.
+    /// </summary>
+    public bool Admit(string text)
+    {
+        int hash = text.GetHashCode(StringComparison.Ordinal);
+        ref int slot = ref seenOnce[hash & (SeenOnceSlots - 1)];
+        if (Volatile.Read(ref slot) == hash)
+        {
+            return true;
+        }
+
+        Volatile.Write(ref slot, hash);
         return false;
     }
 

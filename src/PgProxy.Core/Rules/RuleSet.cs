@@ -12,8 +12,8 @@ namespace PgProxy.Core.Rules;
 /// <summary>
 /// The rules of one instance, built once from its configuration and frozen: what they do to a query text, for any
 /// session, from any thread. Decisions are cached by text (and by whichever of the session's names, client address
-/// and protocol the rules look at), so a query seen before costs a lookup that allocates nothing; a reload builds a
-/// new set, so its cache starts empty.
+/// and protocol the rules look at) from a text's second evaluation, so a query seen before costs a lookup that
+/// allocates nothing; a reload builds a new set, so its cache starts empty.
 /// </summary>
 /// <remarks>
 /// <para>Rules run in list order on each statement of a message (a simple Query may hold several; a Parse holds one).
@@ -39,6 +39,12 @@ public sealed class RuleSet
     private readonly Rule[] rules;
     private readonly DecisionCache cache;
 
+    // One linear-time expression that matches where any of the rules' own linear `query` patterns would (their union):
+    // a statement it does not match skips all of those rules with one scan instead of one scan each. Measured on a
+    // pgbench select, compare.sh's 20 patterns cost 18 µs one by one and 0.3 µs as their union. Null without such rules.
+    private readonly Regex? anyQueryPattern;
+    private readonly bool[] inAnyQueryPattern;
+
     // Texts whose decision had a timeout once and was not cached (see Evaluate).
     private readonly ConcurrentDictionary<string, bool> timedOutOnce = new(StringComparer.Ordinal);
     private readonly bool usesUser;
@@ -59,6 +65,7 @@ public sealed class RuleSet
         usesClient = rules.Any(rule => rule.Config.Match.Clients.Count > 0);
         usesProtocol = rules.Any(rule => rule.Config.Match.Protocol is not null);
         timeoutText = ConfigValueParsers.FormatDuration(ruleTimeout);
+        anyQueryPattern = BuildUnion(rules, ruleTimeout, out inAnyQueryPattern);
         Rules = rules;
         WarmUp(rules);
     }
@@ -131,7 +138,14 @@ public sealed class RuleSet
             // CPU): the first is cached, so that a pathological query does not cost the timeout each time it comes
             // again, but only once the same text has timed out twice, so that a passing stall does not leave a rule
             // skipped for that text until the cache empties.
-            if (!decision.HasTimeout || timedOutOnce.TryRemove(queryText, out _))
+            if (!decision.HasTimeout)
+            {
+                if (cache.Admit(queryText))
+                {
+                    cache.Add(queryText, session, decision);
+                }
+            }
+            else if (timedOutOnce.TryRemove(queryText, out _))
             {
                 cache.Add(queryText, session, decision);
             }
@@ -193,6 +207,55 @@ public sealed class RuleSet
                     // A pattern too slow even here will time out on queries as well, and be counted there.
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// The union of the rules' linear <c>query</c> patterns, each in a group of its own so that its inline options and
+    /// alternatives stay its own. A pattern with a <c>#</c> is left out (under an inline <c>(?x)</c> a comment would run
+    /// past its group's end), and so is every backtracking one; those rules run their own pattern as before. Null when
+    /// fewer than two patterns qualify (one pattern is its own union) or the union does not compile.
+    /// </summary>
+    private static Regex? BuildUnion(Rule[] rules, TimeSpan timeout, out bool[] included)
+    {
+        included = new bool[rules.Length];
+        var parts = new List<string>();
+        for (int index = 0; index < rules.Length; index++)
+        {
+            if (rules[index].Config.Match.Query is { IsLinear: true } query && !query.Pattern.Contains('#', StringComparison.Ordinal))
+            {
+                included[index] = true;
+                parts.Add("(?:" + query.Pattern + ")");
+            }
+        }
+
+        if (parts.Count < 2)
+        {
+            Array.Clear(included);
+            return null;
+        }
+
+        try
+        {
+            return new Regex(string.Join('|', parts), RegexOptions.CultureInvariant | RegexOptions.NonBacktracking, timeout);
+        }
+        catch (Exception exception) when (exception is ArgumentException or NotSupportedException)
+        {
+            Array.Clear(included);
+            return null;
+        }
+    }
+
+    /// <summary>Whether any pattern of the union may match the text; true when the union ran out of time (each rule then decides, and counts its own timeout).</summary>
+    private bool AnyQueryPatternMayMatch(string text)
+    {
+        try
+        {
+            return anyQueryPattern!.IsMatch(text);
+        }
+        catch (RegexMatchTimeoutException)
+        {
+            return true;
         }
     }
 
@@ -316,9 +379,15 @@ public sealed class RuleSet
         refusal = null;
         string current = original;
         var analysis = new StatementAnalysis(current);
+        bool? unionMayMatch = null;
         for (int index = 0; index < rules.Length; index++)
         {
             if (!applies[index])
+            {
+                continue;
+            }
+
+            if (inAnyQueryPattern[index] && !(unionMayMatch ??= AnyQueryPatternMayMatch(current)))
             {
                 continue;
             }
@@ -361,6 +430,7 @@ public sealed class RuleSet
             {
                 current = after;
                 analysis = new StatementAnalysis(current);
+                unionMayMatch = null;
             }
 
             if (!rule.Config.Continue)

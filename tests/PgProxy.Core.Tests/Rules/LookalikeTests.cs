@@ -27,6 +27,8 @@ public sealed class LookalikeTests
     [InlineData("SELECT 1 /* outer /* nested */ DROP TABLE x */")]
     [InlineData("/* DROP TABLE x */ SELECT 1")]
     [InlineData("SELECT 1 --\n/* -- DROP TABLE x */")]
+    [InlineData("SELECT $1, $2 FROM t WHERE a = 'DROP TABLE x'")]
+    [InlineData("SELECT a$b, $x$ DROP TABLE x $x$")]
     public void A_lookalike_inside_a_literal_or_a_comment_is_left_alone(string sql) => Assert.Same(RuleDecision.Unchanged, DropRule.Evaluate(sql));
 
     [Theory]
@@ -35,6 +37,9 @@ public sealed class LookalikeTests
     [InlineData("/* DROP TABLE y */ DROP TABLE x")]
     [InlineData("SELECT $$ DROP TABLE $$ FROM t; -- DROP TABLE\nDROP TABLE x")]
     [InlineData("SELECT \"DROP TABLE x\" FROM t")]
+    [InlineData("SELECT $1; DROP TABLE x")]
+    [InlineData("SELECT 1 - -1; DROP TABLE x")]
+    [InlineData("SELECT 4 / 2; DROP TABLE x")]
     public void The_same_text_in_code_matches(string sql) => Assert.Equal(RuleOutcome.Refused, DropRule.Evaluate(sql).Outcome);
 
     [Fact]
@@ -99,4 +104,16 @@ public sealed class LookalikeTests
         Assert.Equal("SELECT 'é old_t', \"ü\", new_t", Rename.Result("SELECT 'é old_t', \"ü\", old_t"));
         Assert.Equal("SELECT U&'é old_t', new_t", Rename.Result("SELECT U&'é old_t', old_t"));
     }
+
+    [Theory]
+    [InlineData("SELECT abalance FROM pgbench_accounts WHERE aid = 5;", 52)]
+    [InlineData("SELECT $1, $2 FROM t", 20)]
+    [InlineData("SELECT 1 - 1 / 2", 16)]
+    [InlineData("SELECT 'a'", 7)]
+    [InlineData("SELECT $$a$$", 7)]
+    [InlineData("SELECT $1 -- c", 10)]
+    [InlineData("SELECT 1 /* c */", 9)]
+    [InlineData("SELECT 1$", 8)]
+    public void The_lexer_is_asked_only_past_the_first_possible_opening_delimiter(string sql, int expected) =>
+        Assert.Equal(expected, StatementAnalysis.FirstPossibleOpening(sql));
 }

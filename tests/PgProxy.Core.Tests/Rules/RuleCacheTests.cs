@@ -41,11 +41,28 @@ public sealed class RuleCacheTests
     {
         RuleSet rules = RuleSets.Build("- {name: rename, match: {query: old_t}, rewrite: new_t}");
 
-        RuleDecision first = rules.Evaluate("SELECT * FROM old_t");
+        rules.Evaluate("SELECT * FROM old_t");
         RuleDecision second = rules.Evaluate(new string("SELECT * FROM old_t".AsSpan()));
+        RuleDecision third = rules.Evaluate(new string("SELECT * FROM old_t".AsSpan()));
 
-        Assert.Same(first, second);
+        Assert.Same(second, third);
         Assert.Equal(1, rules.CachedDecisions);
+    }
+
+    [Fact]
+    public void A_text_is_cached_from_its_second_evaluation_so_one_off_texts_leave_the_cache_empty()
+    {
+        RuleSet rules = RuleSets.Build("- {name: rename, match: {query: old_t}, rewrite: new_t}");
+
+        for (int aid = 0; aid < 100; aid++)
+        {
+            Assert.Equal($"SELECT * FROM new_t WHERE aid = {aid}", rules.Result($"SELECT * FROM old_t WHERE aid = {aid}"));
+        }
+
+        Assert.Equal(0, rules.CachedDecisions);
+        Assert.Equal("SELECT * FROM new_t WHERE aid = 7", rules.Result("SELECT * FROM old_t WHERE aid = 7"));
+        Assert.Equal(1, rules.CachedDecisions);
+        Assert.Equal(101, rules.Rules[0].Counters.Applied);
     }
 
     [Fact]
@@ -55,9 +72,12 @@ public sealed class RuleCacheTests
         RuleSet byUser = RuleSets.Build("- {name: r, match: {user: [app]}, tag: t}");
         var other = new RuleSubject("other", "crm", "psql", IPAddress.Parse("192.168.1.1"));
 
+        // A text is cached from its second evaluation (see the test above): the first of each set only admits it.
+        byText.Evaluate("SELECT x");
         byText.Evaluate("SELECT x");
         byText.Evaluate("SELECT x", other);
         byText.Evaluate("SELECT x", protocol: QueryProtocol.Extended);
+        byUser.Evaluate("SELECT x");
         byUser.Evaluate("SELECT x");
         RuleDecision forOther = byUser.Evaluate("SELECT x", other);
         RuleDecision forOtherDatabase = byUser.Evaluate("SELECT x", RuleSets.App with { Database = "crm" });
@@ -76,6 +96,7 @@ public sealed class RuleCacheTests
             - {name: parse, match: {protocol: extended}, tag: extended}
             """);
 
+        rules.Evaluate("SELECT 1", protocol: QueryProtocol.Extended);
         Assert.Equal("/* extended */ /* internal */ SELECT 1", rules.Result("SELECT 1", protocol: QueryProtocol.Extended));
         Assert.Equal("/* internal */ SELECT 1", rules.Result("SELECT 1", protocol: QueryProtocol.Simple));
         Assert.Equal("SELECT 1", rules.Result("SELECT 1", RuleSets.App with { Client = IPAddress.Parse("8.8.8.8") }));
@@ -87,6 +108,7 @@ public sealed class RuleCacheTests
     {
         ProxyConfig config = RuleSets.Load(RuleSets.Config("- {name: r, match: {query: x}, tag: t}"));
         RuleSet running = RuleSet.Build(config.Instances[0].Rules, config.Settings);
+        running.Evaluate("SELECT x");
         running.Evaluate("SELECT x");
 
         RuleSet reloaded = RuleSet.Build(config.Instances[0].Rules, config.Settings);
@@ -103,6 +125,7 @@ public sealed class RuleCacheTests
 
         for (int index = 0; index <= RuleSet.CacheCapacity + 10; index++)
         {
+            rules.Evaluate($"SELECT {index}");
             rules.Evaluate($"SELECT {index}");
         }
 
