@@ -80,10 +80,12 @@ public enum Ending
     IdleTimeout,
 
     /// <summary>
-    /// After login and a mutated stream, left open by the client, and still open at its bound: the stream stopped
-    /// in an extended-protocol batch with no Sync, so the server waits for the client without a ReadyForQuery, and
-    /// client-idle-timeout (like PostgreSQL's idle_session_timeout) counts only from a ReadyForQuery. Not a failure
-    /// of the proxy's promise, but not ended either: counted apart (docs/reliability.md). The client then closes.
+    /// After login and a mutated stream, left open by the client, and still open at its bound, in a state that
+    /// client-idle-timeout does not count as idle: an extended-protocol batch with no Sync that did not fail (the server
+    /// may still be running what it asked for), or a COPY from the client (a COPY is never idle). Not a failure of the
+    /// proxy's promise, but not ended either: counted apart (docs/reliability.md). A session whose server's last message
+    /// was an error, which PostgreSQL follows by skipping to the client's Sync, is idle: left open, it is a failure.
+    /// The client then closes.
     /// </summary>
     LeftWaiting,
 }
@@ -450,6 +452,15 @@ public sealed class HostileRun(HostileSettings settings)
             {
                 if (!leave)
                 {
+                    // PostgreSQL flushes an error at once; when nothing follows it, the error was inside an extended batch
+                    // and the server skips to a Sync that never came, with nothing running: client-idle-timeout must have
+                    // ended the session. (After a ReadyForQuery the client may have sent an unsynced batch since, whose
+                    // answers the server holds until a Flush or Sync: busy as far as the proxy can tell.)
+                    if (reader.LastCode == (byte)'E' && !reader.Fatal)
+                    {
+                        return $"still open {bound.TotalSeconds:F1} s after an error with no Sync from the client (error {reader.ErrorCode ?? "none"}, client-idle-timeout {settings.IdleTimeout.TotalSeconds:F1} s)";
+                    }
+
                     Record(Ending.LeftWaiting);
                     return null;
                 }
@@ -626,6 +637,7 @@ public sealed class HostileRun(HostileSettings settings)
     {
         private readonly TaskCompletionSource loggedIn = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly Task ended;
+        private int lastCode; // 0: none or unknown
 
         public Reader(Socket socket, Stream? stream)
         {
@@ -637,6 +649,16 @@ public sealed class HostileRun(HostileSettings settings)
         public string? ErrorCode { get; private set; }
 
         public bool Fatal { get; private set; }
+
+        /// <summary>The type of the last message the server sent; null before the first, or once large rows stopped the parsing.</summary>
+        public byte? LastCode
+        {
+            get
+            {
+                int code = Volatile.Read(ref lastCode);
+                return code == 0 ? null : (byte)code;
+            }
+        }
 
         public async Task<bool> WaitLoggedInAsync(TimeSpan deadline, CancellationToken cancellationToken)
         {
@@ -684,6 +706,7 @@ public sealed class HostileRun(HostileSettings settings)
                         {
                             // A large DataRow: skip the frame without keeping it.
                             parse = false;
+                            Volatile.Write(ref lastCode, 0);
                             break;
                         }
 
@@ -712,6 +735,7 @@ public sealed class HostileRun(HostileSettings settings)
 
         private void Look(ReadOnlySpan<byte> frame)
         {
+            Volatile.Write(ref lastCode, frame[0]);
             if (frame[0] == (byte)'Z')
             {
                 loggedIn.TrySetResult();

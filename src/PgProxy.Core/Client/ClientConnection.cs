@@ -29,16 +29,20 @@ internal sealed class ClientConnection : IAsyncDisposable
     private readonly EventLoop? loop;
     private readonly SessionEnvironment environment;
     private readonly InstanceSecurity security;
+    private readonly Func<long>? waitingForSyncSince;
     private PipeReader? reader;
     private ClientIdleWatch? idleWatch;
 
-    public ClientConnection(long sessionId, Socket socket, EventLoop? loop, SessionEnvironment environment, InstanceSecurity security)
+    // waitingForSyncSince: the session's word on whether its server is skipping to the client's Sync after an error
+    // (see ClientIdleWatch); the client's half knows no more of the server than that.
+    public ClientConnection(long sessionId, Socket socket, EventLoop? loop, SessionEnvironment environment, InstanceSecurity security, Func<long>? waitingForSyncSince = null)
     {
         this.sessionId = sessionId;
         this.socket = socket;
         this.loop = loop;
         this.environment = environment;
         this.security = security;
+        this.waitingForSyncSince = waitingForSyncSince;
         RemoteEndPoint = socket.RemoteEndPoint;
         Address = RemoteEndPoint?.ToString() ?? "unknown";
     }
@@ -269,7 +273,7 @@ internal sealed class ClientConnection : IAsyncDisposable
     /// <summary>From the login on, the client's reads and writes go through <c>client-idle-timeout</c>'s watch.</summary>
     private void WatchIdle(TimeSpan timeout)
     {
-        idleWatch = new ClientIdleWatch(timeout, ExpireIdleAsync);
+        idleWatch = new ClientIdleWatch(timeout, ExpireIdleAsync, waitingForSyncSince);
         Stream = idleWatch.Watch(Stream);
         reader = idleWatch.Watch(Reader);
 

@@ -8,19 +8,22 @@ namespace PgProxy.Core.Client;
 /// <c>limits.client-idle-timeout</c>: ends a logged-in session whose client has kept the server waiting for that long,
 /// as PostgreSQL's idle_session_timeout does (FATAL 57P05). The server waits for the client once it has sent
 /// ReadyForQuery and the client has sent no whole message since; a client that stops in the middle of a message
-/// waits too (its partial message is not a request), and so counts as idle from its last byte. A query the server
-/// is still running, a COPY in progress or a result being sent are not idle, however long they take.
+/// waits too (its partial message is not a request), and so counts as idle from its last byte. It also waits after an
+/// error inside an extended-protocol batch, until the client's Sync: PostgreSQL skips everything else meanwhile and
+/// sends no ReadyForQuery, so a client that never sends the Sync would otherwise hold the server for ever. A query the
+/// server is still running, a COPY in progress or a result being sent are not idle, however long they take.
 /// </summary>
 /// <remarks>
-/// It watches what the session's pumps already do, from the client's side only: the reader the frontend pump reads the
+/// It watches what the session's pumps already do, from the client's side: the reader the frontend pump reads the
 /// client with (what it consumed, and whether a partial message is left), and the stream the backend pump writes the
-/// client with (whether the last write ended with a ReadyForQuery). Nothing is decoded; a timer checks a few times
-/// per timeout.
+/// client with (whether the last write ended with a ReadyForQuery). The wait for a Sync after an error is the relay's
+/// knowledge, asked for only when the timer checks. Nothing is decoded; a timer checks a few times per timeout.
 /// </remarks>
 internal sealed class ClientIdleWatch : IDisposable
 {
     private readonly TimeSpan timeout;
     private readonly Func<ValueTask> expire;
+    private readonly Func<long>? waitingForSyncSince;
     private readonly Timer timer;
     private long lastClientActivity;
     private long lastReady;
@@ -29,10 +32,15 @@ internal sealed class ClientIdleWatch : IDisposable
 
     /// <param name="timeout">The silence allowed.</param>
     /// <param name="expire">Tells the client and closes the connection; called once, from a timer thread.</param>
-    public ClientIdleWatch(TimeSpan timeout, Func<ValueTask> expire)
+    /// <param name="waitingForSyncSince">
+    /// Since when (<see cref="Environment.TickCount64"/>) the server has been skipping to the client's Sync after an
+    /// error, 0 when it is not; null where there is no server (the admin console).
+    /// </param>
+    public ClientIdleWatch(TimeSpan timeout, Func<ValueTask> expire, Func<long>? waitingForSyncSince = null)
     {
         this.timeout = timeout;
         this.expire = expire;
+        this.waitingForSyncSince = waitingForSyncSince;
         lastClientActivity = Environment.TickCount64;
         TimeSpan period = TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 10, TimeSpan.TicksPerMillisecond * 100, TimeSpan.TicksPerSecond * 30));
         timer = new Timer(static state => ((ClientIdleWatch)state!).Check(), this, period, period);
@@ -51,12 +59,21 @@ internal sealed class ClientIdleWatch : IDisposable
 
     private void Check()
     {
-        if (Volatile.Read(ref waitingForClient) == 0 || Volatile.Read(ref expired) != 0)
+        if (Volatile.Read(ref expired) != 0)
         {
             return;
         }
 
-        long since = Math.Max(Volatile.Read(ref lastClientActivity), Volatile.Read(ref lastReady));
+        // Waiting after a ReadyForQuery, or after an error until the Sync. The client's messages in between (skipped by
+        // the server) are not requests, but they are activity: the timeout counts from the last byte.
+        long errorSince = waitingForSyncSince?.Invoke() ?? 0;
+        bool ready = Volatile.Read(ref waitingForClient) != 0;
+        if (!ready && errorSince == 0)
+        {
+            return;
+        }
+
+        long since = Math.Max(Volatile.Read(ref lastClientActivity), Math.Max(ready ? Volatile.Read(ref lastReady) : 0, errorSince));
         if (Environment.TickCount64 - since < (long)timeout.TotalMilliseconds || Interlocked.Exchange(ref expired, 1) != 0)
         {
             return;

@@ -415,6 +415,7 @@ internal sealed class ForwardingPump
                     break;
                 case FrontendMessageCode.Sync:
                     state.OnRequestForwarded();
+                    state.OnSyncForwarded();
                     state.ExtendedBatchOpen = false;
                     break;
                 case FrontendMessageCode.Parse:
@@ -442,6 +443,9 @@ internal sealed class ForwardingPump
                 break;
             case BackendMessageCode.ParameterStatus when whole:
                 state.OnParameterStatus(buffer.Slice(position + MessageHeader.Size, header.Length - MessageHeader.LengthFieldSize));
+                break;
+            case BackendMessageCode.ErrorResponse:
+                state.OnErrorResponse();
                 break;
         }
 

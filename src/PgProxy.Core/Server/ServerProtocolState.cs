@@ -18,6 +18,9 @@ internal sealed class ServerProtocolState
     // The start-up itself is answered by a ReadyForQuery, so it counts as the first request.
     private long requestsSent = 1;
     private long readyReceived;
+    private long syncsSent;
+    private long errorAt; // Environment.TickCount64 of the last ErrorResponse not yet followed by a ReadyForQuery; 0: none
+    private long syncsAtError;
     private int transactionStatus = (int)TransactionStatus.Unknown;
     private int shutdownRequested;
     private TaskCompletionSource? noOutstandingWaiter;
@@ -105,6 +108,42 @@ internal sealed class ServerProtocolState
     /// <summary>Called by the frontend pump (its only writer) for each Query, Sync or FunctionCall it forwards.</summary>
     public void OnRequestForwarded() => Volatile.Write(ref requestsSent, requestsSent + 1);
 
+    /// <summary>Called by the frontend pump (its only writer) for each Sync it forwards, after <see cref="OnRequestForwarded"/>.</summary>
+    public void OnSyncForwarded() => Volatile.Write(ref syncsSent, syncsSent + 1);
+
+    /// <summary>
+    /// Called by the backend pump (its only writer) for each ErrorResponse. PostgreSQL follows an error either with a
+    /// ReadyForQuery at once (a simple Query, or a batch whose Sync it has already received) or, inside an extended
+    /// batch, by skipping every message until a Sync: then it waits for the client, with nothing running.
+    /// </summary>
+    public void OnErrorResponse()
+    {
+        // The Syncs forwarded so far, read before the time is published: a Sync forwarded after this read ends the
+        // wait (see WaitingForSyncSince), one forwarded before it is answered by the ReadyForQuery that clears it.
+        Volatile.Write(ref syncsAtError, Volatile.Read(ref syncsSent));
+        Volatile.Write(ref errorAt, Math.Max(1, Environment.TickCount64));
+    }
+
+    /// <summary>
+    /// When the server began to wait for the client's Sync after an error in an extended batch (TickCount64), or 0 when
+    /// it is not waiting that way: an ErrorResponse came, and neither a ReadyForQuery nor a Sync since. Read by
+    /// <c>client-idle-timeout</c>'s timer; only a Sync ends PostgreSQL's skipping, so a Query sent meanwhile does not.
+    /// </summary>
+    public long WaitingForSyncSince
+    {
+        get
+        {
+            long since = Volatile.Read(ref errorAt);
+            if (since == 0 || Volatile.Read(ref syncsSent) != Volatile.Read(ref syncsAtError))
+            {
+                return 0;
+            }
+
+            // The backend may have moved on to another error between these reads: then ask again at the next check.
+            return Volatile.Read(ref errorAt) == since ? since : 0;
+        }
+    }
+
     /// <summary>
     /// Registers what to call, once, at the login's ReadyForQuery (the first one the server sends); called on the
     /// backend pump's thread. Register before the relay starts.
@@ -114,6 +153,7 @@ internal sealed class ServerProtocolState
     /// <summary>Called by the backend pump (its only writer) for each ReadyForQuery it forwards.</summary>
     public void OnReadyForQuery(byte status)
     {
+        Volatile.Write(ref errorAt, 0);
         Volatile.Write(ref transactionStatus, status);
         if (Interlocked.Increment(ref readyReceived) == 1)
         {

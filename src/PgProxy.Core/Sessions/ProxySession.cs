@@ -49,7 +49,8 @@ internal sealed partial class ProxySession : IDisposable
         {
             Responses = environment.Instance.Pool.Mode == Configuration.PoolMode.Transaction ? new Pooling.ResponseSequencer() : null,
         };
-        client = new ClientConnection(id, clientSocket, loop, environment, security);
+        ServerProtocolState server = state;
+        client = new ClientConnection(id, clientSocket, loop, environment, security, () => server.WaitingForSyncSince);
     }
 
     public long Id { get; }

@@ -37,6 +37,69 @@ public sealed class ServerProtocolStateTests
         Assert.True(state.IsIdle);
     }
 
+    [Fact]
+    public void An_error_with_no_sync_after_it_leaves_the_server_waiting_for_the_sync_from_then_on()
+    {
+        state.OnReadyForQuery((byte)'I');
+        Assert.Equal(0, state.WaitingForSyncSince);
+        long before = Environment.TickCount64;
+
+        state.OnErrorResponse();
+
+        Assert.InRange(state.WaitingForSyncSince, before, Environment.TickCount64);
+    }
+
+    [Fact]
+    public void A_sync_forwarded_after_the_error_ends_the_wait_before_its_ready_for_query_comes()
+    {
+        state.OnReadyForQuery((byte)'I');
+        state.OnErrorResponse();
+
+        state.OnRequestForwarded();
+        state.OnSyncForwarded();
+
+        Assert.Equal(0, state.WaitingForSyncSince);
+    }
+
+    [Fact]
+    public void A_query_forwarded_after_the_error_does_not_end_the_wait_since_the_server_skips_it()
+    {
+        state.OnReadyForQuery((byte)'I');
+        state.OnErrorResponse();
+
+        state.OnRequestForwarded();
+
+        Assert.NotEqual(0, state.WaitingForSyncSince);
+    }
+
+    [Fact]
+    public void A_ready_for_query_after_the_error_ends_the_wait()
+    {
+        // A failed simple Query, or a batch whose Sync the server already had: no Sync comes after the error.
+        state.OnReadyForQuery((byte)'I');
+        state.OnRequestForwarded();
+        state.OnErrorResponse();
+
+        state.OnReadyForQuery((byte)'I');
+
+        Assert.Equal(0, state.WaitingForSyncSince);
+    }
+
+    [Fact]
+    public void An_error_answered_to_a_sync_already_forwarded_waits_only_until_its_ready_for_query()
+    {
+        state.OnReadyForQuery((byte)'I');
+        state.OnRequestForwarded();
+        state.OnSyncForwarded();
+
+        state.OnErrorResponse();
+        long during = state.WaitingForSyncSince;
+        state.OnReadyForQuery((byte)'I');
+
+        Assert.NotEqual(0, during);
+        Assert.Equal(0, state.WaitingForSyncSince);
+    }
+
     [Theory]
     [InlineData('I', TransactionStatus.Idle)]
     [InlineData('T', TransactionStatus.InTransaction)]
