@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
 using PgProxy.Core.Authentication;
@@ -226,7 +227,13 @@ internal sealed partial class ProxySession
             server.Leg.Reader.CancelPendingRead();
             PumpStop backendStop = await backendRun.ConfigureAwait(false);
             bool whole = backendStop == PumpStop.Cancelled && frontend.AtFrameBoundary && backend.AtFrameBoundary && state.IsIdle && !state.ExtendedBatchOpen;
-            string reason = await frontendRun.ConfigureAwait(false) == PumpStop.Terminated ? "client terminated" : "client closed the connection";
+            PumpStop clientStop = await frontendRun.ConfigureAwait(false);
+            if (clientStop != PumpStop.Terminated)
+            {
+                CancelAbandonedStatement(server);
+            }
+
+            string reason = clientStop == PumpStop.Terminated ? "client terminated" : "client closed the connection";
             return (reason, whole && await ResetAsync(server).ConfigureAwait(false));
         }
 
@@ -267,6 +274,36 @@ internal sealed partial class ProxySession
         catch (Exception e) when (e is IOException or OperationCanceledException)
         {
             return false;
+        }
+    }
+
+    /// <summary>
+    /// The client closed its connection while a statement of its ran on <paramref name="server"/>, which is about to be
+    /// closed. PostgreSQL notices a closed connection only when it next reads or writes, so the statement would run
+    /// to its end (and keep its locks) for a client that is gone: a CancelRequest with the connection's own key ends
+    /// it now, as for a session without pooling. Sent in the background, bounded by connect-timeout.
+    /// </summary>
+    private void CancelAbandonedStatement(PooledServer server)
+    {
+        if (state.OutstandingRequests <= 0 || server.BackendKey is not { Length: >= 8 } key)
+        {
+            return;
+        }
+
+        byte[] request = StartupPacketWriter.BuildCancelRequest(BinaryPrimitives.ReadInt32BigEndian(key), key.AsSpan(4));
+        server.CancelStarted();
+        _ = SendAsync();
+
+        async Task SendAsync()
+        {
+            try
+            {
+                await ServerConnection.ForwardCancelAsync(environment, security, loop, Id, request, client.Address).ConfigureAwait(false);
+            }
+            finally
+            {
+                server.CancelEnded();
+            }
         }
     }
 

@@ -104,6 +104,7 @@ internal sealed partial class ProxySession
         private bool serverSideWriting; // a link's server-to-client pump may write to the client
         private bool linking; // the client-to-server pump is taking a connection: no delivery starts
         private bool droppedLogged;
+        private bool clientClosed; // the client closed its connection (no Terminate): a statement left running is cancelled
 
         /// <summary>
         /// A notification of a channel the client listens on. It is written to the client between transactions, as
@@ -295,6 +296,7 @@ internal sealed partial class ProxySession
                     case PumpStop.Terminated:
                         return "client terminated";
                     case PumpStop.SourceClosed or PumpStop.SourceFailed:
+                        clientClosed = true;
                         return "client closed the connection";
                     case PumpStop.NoServer:
                         return "no server connection for the next transaction";
@@ -365,6 +367,11 @@ internal sealed partial class ProxySession
             {
                 bool whole = cancelledHere && stop == PumpStop.Cancelled && frontend!.AtFrameBoundary && backend!.AtFrameBoundary
                     && session.state.IsIdle && !session.state.ExtendedBatchOpen;
+                if (clientClosed && !whole)
+                {
+                    session.CancelAbandonedStatement(server);
+                }
+
                 await session.UnlinkAsync(pool, link, server, whole).ConfigureAwait(false);
             }
         }
