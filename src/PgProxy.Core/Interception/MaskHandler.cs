@@ -33,6 +33,7 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
     private FieldDescription[]? planColumns;
     private MaskSet? planSet;
     private MaskCatalog? planCatalog;
+    private int planCatalogVersion;
     private ResultPlan plan = ResultPlan.Inactive;
 
     // Without a tracker (the session began before its instance had masks, and has not sent a statement since): the last
@@ -64,7 +65,8 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
         };
     }
 
-    public async ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
+    // Not async: every path ends in at most one write, whose task is returned as it is, so that a row costs no state machine.
+    public ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
     {
         if (suppressing)
         {
@@ -74,22 +76,19 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
             {
                 suppressing = false;
                 EndOfResult(endOfGroup: true);
-                await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
-            }
-            else if (code is (byte)BackendMessageCode.NoticeResponse or (byte)BackendMessageCode.ParameterStatus
-                or (byte)BackendMessageCode.NotificationResponse or (byte)BackendMessageCode.CopyInResponse or (byte)BackendMessageCode.CopyBothResponse)
-            {
-                await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+                return next.WriteAsync(frame, cancellationToken);
             }
 
-            return;
+            return code is (byte)BackendMessageCode.NoticeResponse or (byte)BackendMessageCode.ParameterStatus
+                or (byte)BackendMessageCode.NotificationResponse or (byte)BackendMessageCode.CopyInResponse or (byte)BackendMessageCode.CopyBothResponse
+                ? next.WriteAsync(frame, cancellationToken)
+                : ValueTask.CompletedTask;
         }
 
         switch (code)
         {
             case DataRowCode:
-                await MaskRowAsync(frame, next, cancellationToken).ConfigureAwait(false);
-                return;
+                return MaskRowAsync(frame, next, cancellationToken);
             case (byte)BackendMessageCode.RowDescription:
                 described = Describe(frame.Slice(MessageHeader.Size));
                 break;
@@ -98,7 +97,7 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
                 break;
         }
 
-        await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+        return next.WriteAsync(frame, cancellationToken);
     }
 
     /// <summary>The columns of a RowDescription; null when it cannot be read (its rows are then refused as unknown).</summary>
@@ -124,7 +123,7 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
         }
     }
 
-    private async ValueTask MaskRowAsync(ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
+    private ValueTask MaskRowAsync(ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
     {
         ResultPlan current = plan;
         if (!resultCounted)
@@ -137,14 +136,12 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
         {
             suppressing = true;
             byte[] error = ErrorResponseWriter.Build(ErrorSeverity.Error, MaskRefusals.SqlState, refusal.Message);
-            await next.WriteAsync(new ReadOnlySequence<byte>(error), cancellationToken).ConfigureAwait(false);
-            return;
+            return next.WriteAsync(new ReadOnlySequence<byte>(error), cancellationToken);
         }
 
         if (!current.Rewrites)
         {
-            await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
-            return;
+            return next.WriteAsync(frame, cancellationToken);
         }
 
         if (!TryWriteMaskedRow(frame, current.Actions))
@@ -152,11 +149,10 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
             // A row that does not match its description cannot be masked column by column: it is not released.
             suppressing = true;
             byte[] error = ErrorResponseWriter.Build(ErrorSeverity.Error, MaskRefusals.SqlState, "refused by PgProxy masks: a row that does not match its description");
-            await next.WriteAsync(new ReadOnlySequence<byte>(error), cancellationToken).ConfigureAwait(false);
-            return;
+            return next.WriteAsync(new ReadOnlySequence<byte>(error), cancellationToken);
         }
 
-        await next.WriteAsync(new ReadOnlySequence<byte>(row.Written), cancellationToken).ConfigureAwait(false);
+        return next.WriteAsync(new ReadOnlySequence<byte>(row.Written), cancellationToken);
     }
 
     /// <summary>
@@ -231,8 +227,16 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
         }
 
         FieldDescription[]? columns = state.Statements is { } tracker ? tracker.ColumnsOfRow() : described;
+        int catalogVersion = masks.CatalogVersion;
+        bool sameResult = ReferenceEquals(columns, planColumns) && ReferenceEquals(masks, planSet);
+        if (sameResult && catalogVersion == planCatalogVersion)
+        {
+            return plan; // the next row of the same result: no lookup
+        }
+
         MaskCatalog catalog = masks.CatalogOf(context.Database) ?? MaskCatalog.Unread;
-        if (ReferenceEquals(columns, planColumns) && ReferenceEquals(masks, planSet) && ReferenceEquals(catalog, planCatalog))
+        planCatalogVersion = catalogVersion;
+        if (sameResult && ReferenceEquals(catalog, planCatalog))
         {
             return plan;
         }
