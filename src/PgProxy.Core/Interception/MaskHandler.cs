@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using System.Text;
 using PgProxy.Core.Masks;
 using PgProxy.Core.Relay;
@@ -28,12 +27,13 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
     private static readonly uint[] TextTypeOids = [25, 1043, 1042, 19];
 
     private readonly MaskSubjects subjects = new(context);
-    private byte[] row = new byte[256];
+    private readonly MaskedRowBuffer row = new();
 
     // The plan of the result being received, and what it was made from.
     private FieldDescription[]? planColumns;
     private MaskSet? planSet;
     private MaskCatalog? planCatalog;
+    private int planCatalogVersion;
     private ResultPlan plan = ResultPlan.Inactive;
 
     // Without a tracker (the session began before its instance had masks, and has not sent a statement since): the last
@@ -65,7 +65,8 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
         };
     }
 
-    public async ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
+    // Not async: every path ends in at most one write, whose task is returned as it is, so that a row costs no state machine.
+    public ValueTask HandleAsync(byte code, ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
     {
         if (suppressing)
         {
@@ -75,22 +76,19 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
             {
                 suppressing = false;
                 EndOfResult(endOfGroup: true);
-                await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
-            }
-            else if (code is (byte)BackendMessageCode.NoticeResponse or (byte)BackendMessageCode.ParameterStatus
-                or (byte)BackendMessageCode.NotificationResponse or (byte)BackendMessageCode.CopyInResponse or (byte)BackendMessageCode.CopyBothResponse)
-            {
-                await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+                return next.WriteAsync(frame, cancellationToken);
             }
 
-            return;
+            return code is (byte)BackendMessageCode.NoticeResponse or (byte)BackendMessageCode.ParameterStatus
+                or (byte)BackendMessageCode.NotificationResponse or (byte)BackendMessageCode.CopyInResponse or (byte)BackendMessageCode.CopyBothResponse
+                ? next.WriteAsync(frame, cancellationToken)
+                : ValueTask.CompletedTask;
         }
 
         switch (code)
         {
             case DataRowCode:
-                await MaskRowAsync(frame, next, cancellationToken).ConfigureAwait(false);
-                return;
+                return MaskRowAsync(frame, next, cancellationToken);
             case (byte)BackendMessageCode.RowDescription:
                 described = Describe(frame.Slice(MessageHeader.Size));
                 break;
@@ -99,7 +97,7 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
                 break;
         }
 
-        await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
+        return next.WriteAsync(frame, cancellationToken);
     }
 
     /// <summary>The columns of a RowDescription; null when it cannot be read (its rows are then refused as unknown).</summary>
@@ -118,13 +116,14 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
     private void EndOfResult(bool endOfGroup)
     {
         resultCounted = false;
+        row.Reset(); // gives back what a huge row made it hold
         if (endOfGroup || state.Statements is null)
         {
             described = null;
         }
     }
 
-    private async ValueTask MaskRowAsync(ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
+    private ValueTask MaskRowAsync(ReadOnlySequence<byte> frame, IFrameSink next, CancellationToken cancellationToken)
     {
         ResultPlan current = plan;
         if (!resultCounted)
@@ -137,102 +136,47 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
         {
             suppressing = true;
             byte[] error = ErrorResponseWriter.Build(ErrorSeverity.Error, MaskRefusals.SqlState, refusal.Message);
-            await next.WriteAsync(new ReadOnlySequence<byte>(error), cancellationToken).ConfigureAwait(false);
-            return;
+            return next.WriteAsync(new ReadOnlySequence<byte>(error), cancellationToken);
         }
 
         if (!current.Rewrites)
         {
-            await next.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
-            return;
+            return next.WriteAsync(frame, cancellationToken);
         }
 
-        if (!DataRowMessage.TryRead(frame.Slice(MessageHeader.Size), out DataRow values) || values.ColumnCount != current.Actions.Length)
+        if (!TryWriteMaskedRow(frame, current.Actions))
         {
             // A row that does not match its description cannot be masked column by column: it is not released.
             suppressing = true;
             byte[] error = ErrorResponseWriter.Build(ErrorSeverity.Error, MaskRefusals.SqlState, "refused by PgProxy masks: a row that does not match its description");
-            await next.WriteAsync(new ReadOnlySequence<byte>(error), cancellationToken).ConfigureAwait(false);
-            return;
+            return next.WriteAsync(new ReadOnlySequence<byte>(error), cancellationToken);
         }
 
-        int length = WriteMaskedRow(values, current.Actions, context.ClientEncoding);
-        await next.WriteAsync(new ReadOnlySequence<byte>(row, 0, length), cancellationToken).ConfigureAwait(false);
+        return next.WriteAsync(new ReadOnlySequence<byte>(row.Written), cancellationToken);
     }
 
-    /// <summary>Writes the row with its masked values into <see cref="row"/>, framing recomputed; returns its total length.</summary>
-    private int WriteMaskedRow(DataRow values, Mask?[] actions, Encoding encoding)
+    /// <summary>
+    /// Writes the row with its masked values into <see cref="row"/>. A row that straddles two of the receive buffer's
+    /// segments (one per read of 64 KiB or so) is first copied whole into a pooled buffer, so the writer walks one span.
+    /// </summary>
+    private bool TryWriteMaskedRow(in ReadOnlySequence<byte> frame, Mask?[] actions)
     {
-        int position = MessageHeader.Size;
-        Ensure(position + WireFormat.Int16Size);
-        BinaryPrimitives.WriteInt16BigEndian(row.AsSpan(position), (short)values.ColumnCount);
-        position += WireFormat.Int16Size;
-        int index = 0;
-        foreach (DataRowValue value in values)
+        Encoding encoding = context.ClientEncoding;
+        if (frame.IsSingleSegment)
         {
-            Mask? mask = actions[index++];
-            if (value.IsNull)
-            {
-                position = WriteNull(position);
-                continue;
-            }
-
-            if (mask is null)
-            {
-                int size = (int)value.Bytes.Length;
-                Ensure(position + WireFormat.Int32Size + size);
-                BinaryPrimitives.WriteInt32BigEndian(row.AsSpan(position), size);
-                value.Bytes.CopyTo(row.AsSpan(position + WireFormat.Int32Size));
-                position += WireFormat.Int32Size + size;
-                continue;
-            }
-
-            string? masked;
-            try
-            {
-                masked = mask.Config.With.Kind switch
-                {
-                    Configuration.MaskFunctionKind.Null => null,
-                    Configuration.MaskFunctionKind.Constant => mask.Config.With.Constant,
-                    _ => mask.Apply(value.ToText(encoding)!),
-                };
-            }
-            catch (DecoderFallbackException)
-            {
-                // Bytes that are not text in the client encoding cannot be masked as text: nothing of them leaves.
-                masked = null;
-            }
-
-            if (masked is null)
-            {
-                position = WriteNull(position);
-                continue;
-            }
-
-            int bytes = encoding.GetByteCount(masked);
-            Ensure(position + WireFormat.Int32Size + bytes);
-            BinaryPrimitives.WriteInt32BigEndian(row.AsSpan(position), bytes);
-            encoding.GetBytes(masked, row.AsSpan(position + WireFormat.Int32Size, bytes));
-            position += WireFormat.Int32Size + bytes;
+            return MaskedRowWriter.TryWrite(frame.FirstSpan, actions, encoding, row);
         }
 
-        row[0] = DataRowCode;
-        BinaryPrimitives.WriteInt32BigEndian(row.AsSpan(1), position - 1);
-        return position;
-    }
-
-    private int WriteNull(int position)
-    {
-        Ensure(position + WireFormat.Int32Size);
-        BinaryPrimitives.WriteInt32BigEndian(row.AsSpan(position), -1);
-        return position + WireFormat.Int32Size;
-    }
-
-    private void Ensure(int size)
-    {
-        if (size > row.Length)
+        int length = checked((int)frame.Length);
+        byte[] whole = ArrayPool<byte>.Shared.Rent(length);
+        try
         {
-            Array.Resize(ref row, Math.Max(size, row.Length * 2));
+            frame.CopyTo(whole);
+            return MaskedRowWriter.TryWrite(whole.AsSpan(0, length), actions, encoding, row);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(whole);
         }
     }
 
@@ -283,8 +227,16 @@ internal sealed class MaskHandler(LiveRules rules, SessionContext context, Serve
         }
 
         FieldDescription[]? columns = state.Statements is { } tracker ? tracker.ColumnsOfRow() : described;
+        int catalogVersion = masks.CatalogVersion;
+        bool sameResult = ReferenceEquals(columns, planColumns) && ReferenceEquals(masks, planSet);
+        if (sameResult && catalogVersion == planCatalogVersion)
+        {
+            return plan; // the next row of the same result: no lookup
+        }
+
         MaskCatalog catalog = masks.CatalogOf(context.Database) ?? MaskCatalog.Unread;
-        if (ReferenceEquals(columns, planColumns) && ReferenceEquals(masks, planSet) && ReferenceEquals(catalog, planCatalog))
+        planCatalogVersion = catalogVersion;
+        if (sameResult && ReferenceEquals(catalog, planCatalog))
         {
             return plan;
         }

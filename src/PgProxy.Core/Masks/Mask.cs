@@ -90,6 +90,42 @@ public sealed class Mask
         }
     }
 
+    /// <summary>
+    /// Writes the masked value of a non-NULL value, given as its bytes in <paramref name="encoding"/>, into
+    /// <paramref name="output"/>: what <see cref="Apply"/> makes of its text, encoded back. False (nothing written) when
+    /// the value becomes SQL NULL. Only <c>regex</c> builds strings: .NET's Regex.Replace needs one.
+    /// </summary>
+    /// <exception cref="DecoderFallbackException">The bytes are not text in <paramref name="encoding"/>.</exception>
+    internal bool TryWriteMasked(ReadOnlySpan<byte> value, Encoding encoding, MaskedRowBuffer output)
+    {
+        MaskFunction function = Config.With;
+        switch (function.Kind)
+        {
+            case MaskFunctionKind.Null:
+                return false;
+            case MaskFunctionKind.Constant:
+                output.WriteText(function.Constant, encoding);
+                return true;
+            case MaskFunctionKind.KeepLast:
+                MaskedValueWriter.KeepLast(value, function.KeepLast, encoding, output);
+                return true;
+            case MaskFunctionKind.Email:
+                MaskedValueWriter.Email(value, encoding, output);
+                return true;
+            case MaskFunctionKind.Hash:
+                MaskedValueWriter.Hash(value, encoding, output);
+                return true;
+            default:
+                if (Apply(encoding.GetString(value)) is not { } replaced)
+                {
+                    return false;
+                }
+
+                output.WriteText(replaced, encoding);
+                return true;
+        }
+    }
+
     /// <summary><c>alice@example.com</c> becomes <c>a***@example.com</c>: the domain stays (it is rarely personal), one letter of the name.</summary>
     internal static string MaskEmail(string value)
     {

@@ -22,6 +22,7 @@ public sealed class MaskSet
     private readonly Mask[] masks;
     private readonly ConcurrentDictionary<string, MaskCatalog> catalogs = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, MessageFacts> facts = new(StringComparer.Ordinal);
+    private int catalogVersion;
 
     private MaskSet(Mask[] masks)
     {
@@ -72,6 +73,12 @@ public sealed class MaskSet
         return applies;
     }
 
+    /// <summary>
+    /// Changes whenever a catalog is stored: a session's mask stage checks it for every row, and looks its catalog up
+    /// again (two dictionary lookups) only when it changed.
+    /// </summary>
+    internal int CatalogVersion => Volatile.Read(ref catalogVersion);
+
     /// <summary>The database's catalog as read last, stale or not; null before any session read it.</summary>
     internal MaskCatalog? CatalogOf(string database) => catalogs.GetValueOrDefault(database);
 
@@ -83,6 +90,7 @@ public sealed class MaskSet
         }
 
         catalogs[database] = catalog;
+        Interlocked.Increment(ref catalogVersion);
     }
 
     /// <summary>The statements of a Query or Parse text and their facts, parsed once per text.</summary>

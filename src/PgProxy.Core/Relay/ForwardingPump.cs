@@ -64,6 +64,7 @@ internal sealed class ForwardingPump
     private readonly StatementTimer? timer;
     private PumpStop? outputStop;
     private long remainingInFrame;
+    private int handledBy;
     private long bytesForwarded;
     private bool writeInterrupted;
 
@@ -199,10 +200,10 @@ internal sealed class ForwardingPump
                     // metadata query put before the client's Query is counted first, in the order of the wire). From the
                     // server, it follows what the server sent: the frame is observed once the handlers are done with it.
                     ReadOnlySequence<byte> frame = buffer.Slice(consumed, handled);
-                    await handlers!.HandleAsync(frame, cancellationToken).ConfigureAwait(false);
+                    MessageHeader.TryPeek(frame, out MessageHeader handledHeader);
+                    await handlers!.HandleAsync(handledHeader.Code, handledBy, frame, cancellationToken).ConfigureAwait(false);
                     if (direction == PumpDirection.ServerToClient)
                     {
-                        MessageHeader.TryPeek(frame, out MessageHeader handledHeader);
                         stop = Observe(handledHeader, frame, 0, whole: true);
                     }
                     else
@@ -343,7 +344,7 @@ internal sealed class ForwardingPump
             }
 
             long total = header.TotalSize;
-            if (handlers is not null && handlers.Wants(header.Code))
+            if (handlers is not null && (handledBy = handlers.FirstWanting(header.Code)) >= 0)
             {
                 // Handled frames are taken whole, after the bytes before them are forwarded.
                 if (available - position >= total)
@@ -516,7 +517,15 @@ internal sealed class ForwardingPump
     /// <summary>The end of a pump's handler pipeline: frames written here are observed (toward the server) and batched.</summary>
     internal sealed class PumpOutput(ForwardingPump pump) : IFrameSink
     {
-        public async ValueTask WriteAsync(ReadOnlySequence<byte> frames, CancellationToken cancellationToken)
+        public ValueTask WriteAsync(ReadOnlySequence<byte> frames, CancellationToken cancellationToken)
+        {
+            // A handler's row from the server, in one piece: straight to the batch, without a state machine per row.
+            return pump.direction == PumpDirection.ServerToClient && frames.IsSingleSegment
+                ? pump.destination.WriteAsync(frames.First, cancellationToken)
+                : WriteObservedAsync(frames, cancellationToken);
+        }
+
+        private async ValueTask WriteObservedAsync(ReadOnlySequence<byte> frames, CancellationToken cancellationToken)
         {
             if (pump.direction == PumpDirection.ClientToServer)
             {

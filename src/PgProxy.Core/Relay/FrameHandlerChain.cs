@@ -28,11 +28,22 @@ internal sealed class FrameHandlerChain
     /// <summary>The handlers in order.</summary>
     public IReadOnlyList<IFrameHandler> Handlers => handlers;
 
-    /// <summary>Whether some handler takes a frame of this type now: the pump then gives it whole to <see cref="HandleAsync"/>.</summary>
+    /// <summary>Whether some handler takes a frame of this type now: the pump then gives it whole to <see cref="HandleAsync(ReadOnlySequence{byte}, CancellationToken)"/>.</summary>
     public bool Wants(byte code) => FirstWanting(code, 0) >= 0;
+
+    /// <summary>
+    /// The first handler that takes a frame of this type now, or -1: the pump then gives the frame whole to
+    /// <see cref="HandleAsync(byte, int, ReadOnlySequence{byte}, CancellationToken)"/> with it, so that the handlers are
+    /// asked once per frame, not again.
+    /// </summary>
+    public int FirstWanting(byte code) => FirstWanting(code, 0);
 
     /// <summary>Runs one whole frame through the handlers that want it.</summary>
     public ValueTask HandleAsync(ReadOnlySequence<byte> frame, CancellationToken cancellationToken) => links[0].WriteAsync(frame, cancellationToken);
+
+    /// <summary>Runs one whole frame of type <paramref name="code"/> through the handlers, from <paramref name="handler"/> (<see cref="FirstWanting(byte)"/>'s answer) on.</summary>
+    public ValueTask HandleAsync(byte code, int handler, ReadOnlySequence<byte> frame, CancellationToken cancellationToken) =>
+        handlers[handler].HandleAsync(code, frame, links[handler + 1], cancellationToken);
 
     private int FirstWanting(byte code, int from)
     {
@@ -50,7 +61,21 @@ internal sealed class FrameHandlerChain
     /// <summary>What handler <c>index - 1</c> writes to: frames to the handlers from <c>index</c> on, else the output.</summary>
     private sealed class Link(FrameHandlerChain chain, int index) : IFrameSink
     {
-        public async ValueTask WriteAsync(ReadOnlySequence<byte> frames, CancellationToken cancellationToken)
+        public ValueTask WriteAsync(ReadOnlySequence<byte> frames, CancellationToken cancellationToken)
+        {
+            // One whole frame, as a handler writes a row it changed: passed on without a state machine of its own.
+            if (MessageHeader.TryPeek(frames, out MessageHeader header) && header.Length >= MessageHeader.MinLength && header.TotalSize == frames.Length)
+            {
+                int next = chain.FirstWanting(header.Code, index);
+                return next < 0
+                    ? chain.links[^1].WriteAsync(frames, cancellationToken)
+                    : chain.handlers[next].HandleAsync(header.Code, frames, chain.links[next + 1], cancellationToken);
+            }
+
+            return WriteEachAsync(frames, cancellationToken);
+        }
+
+        private async ValueTask WriteEachAsync(ReadOnlySequence<byte> frames, CancellationToken cancellationToken)
         {
             IFrameSink output = chain.links[^1];
             while (!frames.IsEmpty)

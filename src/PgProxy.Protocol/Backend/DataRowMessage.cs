@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Text;
 using PgProxy.Protocol.Framing;
 
@@ -113,6 +114,56 @@ public static class DataRowMessage
         }
 
         row = new DataRow(count, values);
+        return true;
+    }
+
+    /// <summary>
+    /// Checks a DataRow body held in one span as <see cref="TryRead"/> checks a sequence, without building a reader: for
+    /// code that then walks the values itself, once per row of a large result.
+    /// </summary>
+    public static bool TryCheck(ReadOnlySpan<byte> body, out int columnCount)
+    {
+        columnCount = 0;
+        if (body.Length < WireFormat.Int16Size)
+        {
+            return false;
+        }
+
+        int count = BinaryPrimitives.ReadInt16BigEndian(body);
+        if (count < 0)
+        {
+            return false;
+        }
+
+        int position = WireFormat.Int16Size;
+        for (int i = 0; i < count; i++)
+        {
+            if (body.Length - position < WireFormat.Int32Size)
+            {
+                return false;
+            }
+
+            int length = BinaryPrimitives.ReadInt32BigEndian(body[position..]);
+            position += WireFormat.Int32Size;
+            if (length == WireFormat.NullValueLength)
+            {
+                continue;
+            }
+
+            if (length < 0 || length > body.Length - position)
+            {
+                return false;
+            }
+
+            position += length;
+        }
+
+        if (position != body.Length)
+        {
+            return false;
+        }
+
+        columnCount = count;
         return true;
     }
 

@@ -94,4 +94,33 @@ public class DataRowMessageTests
         Assert.True(DataRowMessage.TryRead(new ReadOnlySequence<byte>(body), out _));
         Assert.False(DataRowMessage.TryReadText(new ReadOnlySequence<byte>(body), PostgresEncodings.Utf8, out _));
     }
+
+    [Fact]
+    public void The_span_check_agrees_with_the_sequence_reader_on_every_cut_and_every_changed_byte()
+    {
+        byte[] body = TextBody();
+        for (int length = 0; length <= body.Length; length++)
+        {
+            Agree(body[..length]);
+        }
+
+        byte[] trailing = [.. body, 0];
+        Agree(trailing);
+        for (int at = 0; at < body.Length; at++)
+        {
+            foreach (byte value in new byte[] { 0x00, 0x7F, 0x80, 0xFF })
+            {
+                byte[] changed = (byte[])body.Clone();
+                changed[at] = value;
+                Agree(changed);
+            }
+        }
+
+        static void Agree(byte[] candidate)
+        {
+            bool read = DataRowMessage.TryRead(new ReadOnlySequence<byte>(candidate), out DataRow row);
+            Assert.Equal(read, DataRowMessage.TryCheck(candidate, out int count));
+            Assert.Equal(read ? row.ColumnCount : 0, count);
+        }
+    }
 }
